@@ -1,0 +1,294 @@
+"""The MQTT wire contract: topics and payload models that the edge, the bridge and the gateway share.
+
+Documented for firmware writers in docs/protocol.md; `isowatch protocol schema` prints the JSON Schema.
+Only pydantic is needed here, so an edge box imports it without the gateway's dependencies.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
+
+SCHEMA_VERSION = 1
+TOPIC_ROOT = "isowatch/v1"
+MAX_JSON_BYTES = 64 * 1024
+MAX_SNAPSHOT_BYTES = 2 * 1024 * 1024
+
+_IDENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class TopicKind(StrEnum):
+    EVENT = "event"  # device -> gateway, QoS 1: door and tamper events
+    READING = "reading"  # device -> gateway, QoS 1: temperature and door-contact readings
+    STATUS = "status"  # device -> gateway, retained: birth "online" and Last Will "offline"
+    HEARTBEAT = "heartbeat"  # device -> gateway, QoS 1, every 30 s
+    SNAPSHOT = "snapshot"  # device -> gateway, QoS 1: JPEG bytes on snapshot/{event_id}
+    CONFIG = "config"  # gateway -> device, retained
+    ACK = "ack"  # gateway -> device, QoS 1: which sequence numbers are stored
+
+
+DEVICE_PUBLISHES = frozenset(
+    {TopicKind.EVENT, TopicKind.READING, TopicKind.STATUS, TopicKind.HEARTBEAT, TopicKind.SNAPSHOT}
+)
+
+
+class ContractError(ValueError):
+    """A message that breaks the contract. `reason` is a short stable code, counted by the gateway."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def _check_ident(value: str) -> str:
+    if not _IDENT.match(value):
+        raise ValueError("must be 1-64 characters of A-Z a-z 0-9 _ -")
+    return value
+
+
+def _check_uuid7(value: str) -> str:
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError as exc:
+        raise ValueError("not a UUID") from exc
+    if parsed.version != 7:
+        raise ValueError("must be a UUIDv7 (time-ordered)")
+    return str(parsed)
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(timezone.utc)
+
+
+Ident = Annotated[str, AfterValidator(_check_ident)]
+EventId = Annotated[str, AfterValidator(_check_uuid7)]
+UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    site: str
+    household: str
+    device: str
+    kind: TopicKind
+    event_id: str | None = None  # only for snapshot topics
+
+    def __str__(self) -> str:
+        base = f"{TOPIC_ROOT}/{self.site}/{self.household}/{self.device}/{self.kind.value}"
+        return f"{base}/{self.event_id}" if self.event_id else base
+
+    @classmethod
+    def parse(cls, topic: str) -> "Topic":
+        parts = topic.split("/")
+        if len(parts) < 6 or f"{parts[0]}/{parts[1]}" != TOPIC_ROOT:
+            raise ContractError("topic", f"not under {TOPIC_ROOT}/site/household/device/kind")
+        site, household, device, kind_text = parts[2:6]
+        for name, value in (("site", site), ("household", household), ("device", device)):
+            if not _IDENT.match(value):
+                raise ContractError("topic", f"bad {name} segment")
+        try:
+            kind = TopicKind(kind_text)
+        except ValueError:
+            raise ContractError("topic", f"unknown kind {kind_text[:32]!r}") from None
+        event_id = None
+        if kind is TopicKind.SNAPSHOT:
+            if len(parts) != 7:
+                raise ContractError("topic", "snapshot topic needs snapshot/{event_id}")
+            try:
+                event_id = _check_uuid7(parts[6])
+            except ValueError:
+                raise ContractError("topic", "snapshot event id is not a UUIDv7") from None
+        elif len(parts) != 6:
+            raise ContractError("topic", "too many segments")
+        return cls(site, household, device, kind, event_id)
+
+
+def topic(site: str, household: str, device: str, kind: TopicKind | str, event_id: str | None = None) -> str:
+    return str(Topic(site, household, device, TopicKind(kind), event_id))
+
+
+def subscription(site: str = "+", kind: TopicKind | str = "+") -> str:
+    """Subscription filter for one site (or all) and one kind (or all)."""
+    kind_text = kind.value if isinstance(kind, TopicKind) else kind
+    suffix = "/#" if kind_text in ("+", TopicKind.SNAPSHOT.value) else ""
+    return f"{TOPIC_ROOT}/{site}/+/+/{kind_text}{suffix}"
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Envelope(_Payload):
+    """Fields every device message carries."""
+
+    schema_version: Literal[1] = Field(1, description="Contract version; bumped on incompatible change")
+    id: EventId = Field(description="UUIDv7 made once at the source; the gateway deduplicates on it")
+    device: Ident = Field(description="Device id; must equal the topic's device segment")
+    seq: int = Field(ge=0, lt=2**63, description="The device's own counter, +1 per message; gaps show loss")
+    device_time: UtcTime = Field(description="When it happened, device clock, ISO 8601 with offset")
+
+
+class SnapshotMeta(_Payload):
+    """A JPEG that travels separately on snapshot/{event_id}; matched by its hash."""
+
+    role: Literal["opened", "widest"]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    bytes: int = Field(gt=0, le=MAX_SNAPSHOT_BYTES)
+    width: int = Field(gt=0, le=10000)
+    height: int = Field(gt=0, le=10000)
+    taken_at: UtcTime
+
+
+class DoorEvent(Envelope):
+    """The door opened or closed, seen by the camera or a door contact."""
+
+    type: Literal["door"]
+    state: Literal["open", "closed"]
+    source: Literal["camera", "contact"] = "camera"
+    opening_id: EventId | None = Field(None, description="On 'closed': the id of the 'open' event it ends")
+    duration_s: float | None = Field(None, ge=0, description="On 'closed': how long the door was open")
+    exit_suspected: bool = Field(False, description="A person-sized region left through the doorway")
+    snapshots: list[SnapshotMeta] = Field(default_factory=list, max_length=4)
+
+
+class TamperEvent(Envelope):
+    """The camera view became unusable (start) or usable again (end)."""
+
+    type: Literal["tamper"]
+    reason: Literal["covered", "defocus", "moved", "no_signal"]
+    state: Literal["start", "end"]
+    tamper_id: EventId | None = Field(None, description="On 'end': the id of the 'start' event it ends")
+
+
+class TemperatureReading(Envelope):
+    type: Literal["temperature"]
+    celsius: float = Field(ge=-40, le=125, description="Sensor value; outside this range is a broken sensor")
+    subject: Literal["body", "ambient"]
+    method: Literal["oral", "axillary", "tympanic", "forehead", "rectal", "unknown"] | None = Field(
+        None, description="How a body temperature was taken; null for ambient"
+    )
+    plausible: bool = Field(True, description="False for a body temperature outside 34-43 C")
+    sensor: Ident | None = Field(None, description="Which sensor on the device, when it has several")
+    battery_pct: float | None = Field(None, ge=0, le=100)
+
+
+class ContactReading(Envelope):
+    type: Literal["contact"]
+    open: bool = Field(description="True when the magnet is away from the reed switch: door open")
+    sensor: Ident | None = None
+    battery_pct: float | None = Field(None, ge=0, le=100)
+
+
+class Status(Envelope):
+    """Retained: the birth message on connect and the Last Will on loss."""
+
+    type: Literal["status"]
+    state: Literal["online", "offline"]
+    firmware: str = Field("", max_length=64)
+    config_version: str | None = Field(None, max_length=64)
+    camera: Literal["ok", "tampered", "no_signal", "absent"] | None = None
+
+
+class Heartbeat(Envelope):
+    type: Literal["heartbeat"]
+    uptime_s: float = Field(ge=0)
+    outbox_depth: int = Field(0, ge=0)
+    outbox_dropped: int = Field(0, ge=0, description="Messages dropped from a full outbox since start")
+    fps: float | None = Field(None, ge=0)
+    cpu_temp_c: float | None = None
+
+
+class GatewayAck(_Payload):
+    """Gateway -> device: these sequence numbers are stored (inclusive ranges) and may leave the outbox."""
+
+    schema_version: Literal[1] = 1
+    device: Ident
+    ranges: list[tuple[int, int]] = Field(max_length=10000)
+    gateway_time: UtcTime
+
+
+EventPayload = Annotated[Union[DoorEvent, TamperEvent], Field(discriminator="type")]
+ReadingPayload = Annotated[Union[TemperatureReading, ContactReading], Field(discriminator="type")]
+DeviceMessage = Union[DoorEvent, TamperEvent, TemperatureReading, ContactReading, Status, Heartbeat]
+
+_ADAPTERS: dict[TopicKind, TypeAdapter[Any]] = {
+    TopicKind.EVENT: TypeAdapter(EventPayload),
+    TopicKind.READING: TypeAdapter(ReadingPayload),
+    TopicKind.STATUS: TypeAdapter(Status),
+    TopicKind.HEARTBEAT: TypeAdapter(Heartbeat),
+}
+
+KIND_OF_TYPE: dict[str, TopicKind] = {
+    "door": TopicKind.EVENT,
+    "tamper": TopicKind.EVENT,
+    "temperature": TopicKind.READING,
+    "contact": TopicKind.READING,
+    "status": TopicKind.STATUS,
+    "heartbeat": TopicKind.HEARTBEAT,
+}
+
+
+def topic_for(site: str, household: str, message: DeviceMessage) -> str:
+    return topic(site, household, message.device, KIND_OF_TYPE[message.type])
+
+
+def encode(message: BaseModel) -> bytes:
+    return message.model_dump_json().encode()
+
+
+def decode(topic_text: str, payload: bytes) -> tuple[Topic, DeviceMessage]:
+    """Parse and check one JSON message from a device. Raises ContractError with a reason code."""
+    parsed = Topic.parse(topic_text)
+    adapter = _ADAPTERS.get(parsed.kind)
+    if adapter is None:
+        raise ContractError("kind", f"{parsed.kind.value} is not a device JSON topic")
+    if len(payload) > MAX_JSON_BYTES:
+        raise ContractError("too_large", f"{len(payload)} bytes > {MAX_JSON_BYTES}")
+    try:
+        message = adapter.validate_json(payload)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        kind = "json" if first["type"] == "json_invalid" else "schema"
+        raise ContractError(kind, f"{where}: {first['msg']}"[:300]) from None
+    if message.device != parsed.device:
+        raise ContractError("spoofed_device", f"topic device {parsed.device} != payload device")
+    return parsed, message
+
+
+def json_schema() -> dict[str, Any]:
+    """One JSON Schema document describing every payload, keyed by topic kind."""
+    schema: dict[str, Any] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"isowatch wire contract v{SCHEMA_VERSION}",
+        "description": f"Topics: {TOPIC_ROOT}/{{site}}/{{household}}/{{device}}/{{kind}}. See docs/protocol.md.",
+        "properties": {},
+        "$defs": {},
+    }
+    adapters = dict(_ADAPTERS)
+    adapters[TopicKind.ACK] = TypeAdapter(GatewayAck)
+    for kind, adapter in adapters.items():
+        part = adapter.json_schema(ref_template="#/$defs/{model}")
+        schema["$defs"].update(part.pop("$defs", {}))
+        schema["properties"][kind.value] = part
+    return schema
+
+
+def json_schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True)
