@@ -1,0 +1,1 @@
+"""Edge node: camera door detection, sensor inputs, outbox and MQTT uplink."""
