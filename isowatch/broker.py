@@ -284,7 +284,6 @@ class AmqttBroker:
         ready.wait(10)
         if errors:
             raise BrokerError(f"amqtt broker failed to start: {errors[0]}")
-        wait_for_port("127.0.0.1", self.port)
         return self
 
     def stop(self) -> None:

@@ -17,7 +17,7 @@ from isowatch.contract import json_schema_text
 
 # name -> "module:attribute" of a click command; each package owns its own commands.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("isowatch.demo_cli:demo", "Run broker, gateway, dashboard and simulated households."),
+    "demo": ("isowatch.demo:demo", "Run broker, gateway, dashboard and simulated households."),
     "gateway": ("gateway.cli:gateway", "Run the gateway: MQTT ingest into SQLite."),
     "detect": ("edge.cli:detect", "Replay door-camera footage through the detector."),
     "calibrate": ("edge.cli:calibrate", "Save a reference frame and the door ROI to the edge config."),

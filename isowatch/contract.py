@@ -123,11 +123,10 @@ def topic(site: str, household: str, device: str, kind: TopicKind | str, event_i
     return str(Topic(site, household, device, TopicKind(kind), event_id))
 
 
-def subscription(site: str = "+", kind: TopicKind | str = "+") -> str:
-    """Subscription filter for one site (or all) and one kind (or all)."""
-    kind_text = kind.value if isinstance(kind, TopicKind) else kind
-    suffix = "/#" if kind_text in ("+", TopicKind.SNAPSHOT.value) else ""
-    return f"{TOPIC_ROOT}/{site}/+/+/{kind_text}{suffix}"
+def subscription(site: str, kind: TopicKind) -> str:
+    """Subscription filter for one kind of message from one site ("+": every site)."""
+    suffix = "/+" if kind is TopicKind.SNAPSHOT else ""
+    return f"{TOPIC_ROOT}/{site}/+/+/{kind.value}{suffix}"
 
 
 class _Payload(BaseModel):

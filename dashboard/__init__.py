@@ -1,0 +1,1 @@
+"""Dashboard: the web UI and REST API for admins and staff, served by the gateway."""

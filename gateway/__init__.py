@@ -1,0 +1,1 @@
+"""Gateway: MQTT ingest, storage, registry, rules, alerts, escalation and notification."""

@@ -1,0 +1,252 @@
+"""The gateway's SQLite store (sqlite-utils, WAL): device messages stored once by id, rejects kept for forensics."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from gateway.migrations import migrate
+from isowatch.contract import (
+    ContactReading,
+    DeviceMessage,
+    DoorEvent,
+    Heartbeat,
+    Status,
+    TamperEvent,
+    TemperatureReading,
+    Topic,
+    encode,
+)
+
+log = logging.getLogger(__name__)
+
+REJECT_PAYLOAD_KEEP = 4096  # bytes of a rejected payload kept for forensics
+REJECT_ROWS_KEEP = 100_000  # the rejects table is pruned to this many newest rows
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A message that passed the contract check; `stored` is set by the store."""
+
+    topic: Topic
+    message: DeviceMessage
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    topic: str
+    reason: str
+    detail: str
+    payload: bytes
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotUpload:
+    topic: Topic
+    jpeg: bytes
+    received_at: datetime
+
+
+@dataclass
+class BatchOutcome:
+    stored: list[Accepted] = field(default_factory=list)  # new events and readings
+    duplicates: list[Accepted] = field(default_factory=list)  # ids already stored
+    updates: list[Accepted] = field(default_factory=list)  # status and heartbeat
+    rejected: list[Rejected] = field(default_factory=list)
+    snapshots: int = 0
+
+    def handled(self) -> list[Accepted]:
+        """Everything the device may now forget: stored now, stored before, or applied."""
+        return [*self.stored, *self.duplicates, *self.updates]
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def open_database(path: Path | str) -> Database:
+    """Open (and migrate) the gateway database with the pragmas every connection needs."""
+    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+    db = Database(conn)
+    db.execute("PRAGMA journal_mode=WAL")
+    # FULL: a PUBACK goes out only after the commit, so the commit must survive a power cut too.
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA foreign_keys=ON")
+    migrate(db)
+    return db
+
+
+class Store:
+    """Writes batches of validated messages in one transaction each; read helpers for the dashboard."""
+
+    def __init__(self, path: Path | str, snapshot_dir: Path | str | None = None) -> None:
+        self.path = Path(path)
+        self.db = open_database(self.path)
+        self.snapshot_dir = Path(snapshot_dir) if snapshot_dir else self.path.parent / "snapshots"
+        self._bindings: dict[str, tuple[str, str]] = {
+            row["device"]: (row["site"], row["household"])
+            for row in self.db.query("SELECT device, site, household FROM devices")
+        }
+        self._rejects_since_prune = 0
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def write_batch(
+        self,
+        accepted: list[Accepted],
+        rejected: list[Rejected] = (),  # type: ignore[assignment]
+        snapshots: list[SnapshotUpload] = (),  # type: ignore[assignment]
+    ) -> BatchOutcome:
+        outcome = BatchOutcome(rejected=list(rejected))
+        conn = self.db.conn
+        new_bindings: dict[str, tuple[str, str]] = {}
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for item in accepted:
+                binding_error = self._check_binding(item.topic, new_bindings)
+                if binding_error:
+                    outcome.rejected.append(
+                        Rejected(str(item.topic), "spoofed_household", binding_error, encode(item.message),
+                                 item.received_at)
+                    )
+                    continue
+                self._apply(conn, item, outcome)
+            for upload in snapshots:
+                if self._save_snapshot(conn, upload):
+                    outcome.snapshots += 1
+            for reject in outcome.rejected:
+                self._insert_reject(conn, reject)
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+        self._bindings.update(new_bindings)
+        if outcome.rejected:
+            self._maybe_prune_rejects(len(outcome.rejected))
+        return outcome
+
+    def _check_binding(self, topic: Topic, new: dict[str, tuple[str, str]]) -> str | None:
+        """A device stays in the site and household it was first seen in (issue 6 adds registration)."""
+        where = (topic.site, topic.household)
+        known = self._bindings.get(topic.device) or new.get(topic.device)
+        if known is None:
+            new[topic.device] = where
+            return None
+        if known != where:
+            return f"device {topic.device} belongs to {known[0]}/{known[1]}, not {where[0]}/{where[1]}"
+        return None
+
+    def _apply(self, conn: sqlite3.Connection, item: Accepted, outcome: BatchOutcome) -> None:
+        msg, topic = item.message, item.topic
+        received = _iso(item.received_at)
+        conn.execute(
+            "INSERT INTO devices (device, site, household, first_seen, last_seen, max_seq) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(device) DO UPDATE SET last_seen = excluded.last_seen, "
+            "max_seq = max(coalesce(max_seq, 0), excluded.max_seq)",
+            (topic.device, topic.site, topic.household, received, received, msg.seq),
+        )
+        if isinstance(msg, (DoorEvent, TamperEvent)):
+            state = msg.state
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO events (id, site, household, device, seq, type, device_time, received_at, "
+                "state, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (msg.id, topic.site, topic.household, topic.device, msg.seq, msg.type, _iso(msg.device_time),
+                 received, state, msg.model_dump_json()),
+            )
+        elif isinstance(msg, (TemperatureReading, ContactReading)):
+            is_temp = isinstance(msg, TemperatureReading)
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO readings (id, site, household, device, seq, type, device_time, received_at, "
+                "celsius, subject, method, plausible, open, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (msg.id, topic.site, topic.household, topic.device, msg.seq, msg.type, _iso(msg.device_time),
+                 received,
+                 msg.celsius if is_temp else None,
+                 msg.subject if is_temp else None,
+                 msg.method if is_temp else None,
+                 int(msg.plausible) if is_temp else None,
+                 None if is_temp else int(msg.open),
+                 msg.model_dump_json()),
+            )
+        elif isinstance(msg, Status):
+            conn.execute(
+                "UPDATE devices SET status = ?, status_time = ?, firmware = ?, config_version = ?, camera = ? "
+                "WHERE device = ? AND (status_time IS NULL OR status_time <= ?)",
+                (msg.state, _iso(msg.device_time), msg.firmware, msg.config_version, msg.camera, topic.device,
+                 _iso(msg.device_time)),
+            )
+            outcome.updates.append(item)
+            return
+        elif isinstance(msg, Heartbeat):
+            conn.execute(
+                "UPDATE devices SET last_heartbeat = ?, heartbeat = ? "
+                "WHERE device = ? AND (last_heartbeat IS NULL OR last_heartbeat <= ?)",
+                (_iso(msg.device_time), msg.model_dump_json(), topic.device, _iso(msg.device_time)),
+            )
+            outcome.updates.append(item)
+            return
+        else:  # pragma: no cover - the contract's union is closed
+            raise TypeError(f"unhandled message type {type(msg).__name__}")
+        (outcome.stored if cursor.rowcount == 1 else outcome.duplicates).append(item)
+
+    def _save_snapshot(self, conn: sqlite3.Connection, upload: SnapshotUpload) -> bool:
+        digest = hashlib.sha256(upload.jpeg).hexdigest()
+        relative = Path(digest[:2]) / f"{digest}.jpg"
+        target = self.snapshot_dir / relative
+        if not target.exists():  # content-addressed: the same picture is written once
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".part")
+            tmp.write_bytes(upload.jpeg)
+            os.replace(tmp, target)
+        cursor = conn.execute(
+            "INSERT OR IGNORE INTO snapshots (sha256, event_id, site, household, device, bytes, path, received_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (digest, upload.topic.event_id, upload.topic.site, upload.topic.household, upload.topic.device,
+             len(upload.jpeg), str(relative), _iso(upload.received_at)),
+        )
+        return cursor.rowcount == 1
+
+    def _insert_reject(self, conn: sqlite3.Connection, reject: Rejected) -> None:
+        conn.execute(
+            "INSERT INTO rejects (received_at, topic, reason, detail, payload_size, payload) VALUES (?, ?, ?, ?, ?, ?)",
+            (_iso(reject.received_at), reject.topic[:512], reject.reason, reject.detail[:1000], len(reject.payload),
+             reject.payload[:REJECT_PAYLOAD_KEEP]),
+        )
+
+    def _maybe_prune_rejects(self, added: int) -> None:
+        self._rejects_since_prune += added
+        if self._rejects_since_prune < 1000:
+            return
+        self._rejects_since_prune = 0
+        with self.db.conn:
+            self.db.execute(
+                "DELETE FROM rejects WHERE id <= (SELECT max(id) FROM rejects) - ?", [REJECT_ROWS_KEEP]
+            )
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "events": self.db["events"].count,
+            "readings": self.db["readings"].count,
+            "rejects": self.db["rejects"].count,
+            "devices": self.db["devices"].count,
+            "snapshots": self.db["snapshots"].count,
+        }
+
+    def reject_reasons(self) -> dict[str, int]:
+        return {row["reason"]: row["n"] for row in self.db.query("SELECT reason, count(*) AS n FROM rejects GROUP BY reason")}
+
