@@ -25,6 +25,9 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+OWN_PACKAGES = {"isowatch", "edge", "firmware_bridge", "gateway", "dashboard"}
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
@@ -36,8 +39,9 @@ class LazyGroup(click.Group):
             try:
                 module = importlib.import_module(module_name)
             except ImportError as exc:
-                missing = exc.name or str(exc)
-                return _missing_dependency_command(cmd_name, short_help, missing)
+                if (exc.name or "").split(".")[0] in OWN_PACKAGES:
+                    raise  # our own bug, not a missing extra
+                return _missing_dependency_command(cmd_name, short_help, exc.name or str(exc))
             return getattr(module, attr)
         return super().get_command(ctx, cmd_name)
 
