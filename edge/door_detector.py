@@ -1,0 +1,145 @@
+"""Door state from the ROI compared with a calibrated 'closed' signature, voted over time (issue 3).
+
+Not a motion detector: a door left open stays open however long it stays still, because each frame
+is compared with the closed door, never with a running background.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+from edge.camera_config import DetectorSettings
+from edge.door_features import (
+    Geometry,
+    brightness_change,
+    cell_signature,
+    crop_working,
+    plan_geometry,
+    structure_change,
+)
+
+_NOISE_FLOOR = 0.4  # contrast units; a flat cell's sensor noise stays well below this
+_RING_BUSY = 0.15  # share of a ring strip that must change to say something stands beside the door
+_REFERENCE_QUIET = 0.03  # the ROI must be this still for the closed signature to follow drift
+
+
+class DoorState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class DoorReading:
+    """What one frame says about the door, before voting."""
+
+    changed_area: float  # share of ROI cells that differ from the closed door
+    full_columns: int  # ROI columns changed over most of their height
+    occluder: bool  # something changed beside or below the door: a passer-by, a shadow
+    opening: bool  # this frame alone looks like an open door
+    closed: bool  # this frame alone looks like the closed door
+
+
+@dataclass(frozen=True, slots=True)
+class DoorTransition:
+    state: DoorState
+    t_s: float  # when the change began (first frame of the evidence), not when it was confirmed
+
+
+def read_door(changed: np.ndarray, geometry: Geometry, settings: DetectorSettings) -> DoorReading:
+    """Judge one frame's changed-cell map; pure so it is tested on hand-made maps."""
+    c0, r0, c1, r1 = geometry.roi_cells
+    roi = changed[r0:r1, c0:c1]
+    area = float(roi.mean())
+    coverage = roi.mean(axis=0)
+    full_columns = int((coverage >= settings.column_coverage).sum())
+    need_columns = max(1, round(0.08 * roi.shape[1]))
+    strips = [changed[r0:r1, :c0], changed[r0:r1, c1:], changed[r1 + 1 :, :]]
+    occluder = any(s.size >= 4 and s.mean() > _RING_BUSY for s in strips)
+    opening = full_columns >= need_columns and area >= settings.min_open_area
+    closed = full_columns == 0 and area < settings.min_open_area / 2
+    return DoorReading(area, full_columns, occluder, opening, closed)
+
+
+class DoorDetector:
+    """Feed frames of a fixed camera; `update` returns a transition when the door state changes."""
+
+    def __init__(
+        self,
+        frame_size: tuple[int, int],
+        roi: tuple[int, int, int, int],
+        settings: DetectorSettings | None = None,
+        reference: np.ndarray | None = None,
+    ) -> None:
+        self.settings = settings or DetectorSettings()
+        self.geometry = plan_geometry(frame_size[0], frame_size[1], roi)
+        self._reference: np.ndarray | None = None
+        self.state = DoorState.UNKNOWN
+        self._run_start: float | None = None  # first frame of the current run of contrary evidence
+        self._occluded_until = -np.inf
+        self._last_t: float | None = None
+        self.last_reading: DoorReading | None = None
+        if reference is not None:
+            self.set_reference(reference)
+
+    def set_reference(self, frame: np.ndarray) -> None:
+        """The closed door's signature; the caller vouches that the door is closed in `frame`."""
+        self._reference = cell_signature(crop_working(frame, self.geometry))
+        self.state = DoorState.CLOSED
+        self._run_start = None
+
+    @property
+    def calibrated(self) -> bool:
+        return self._reference is not None
+
+    def suspend(self) -> None:
+        """The view is unusable (tamper): forget any half-gathered evidence, keep the state."""
+        self._run_start = None
+
+    def update(self, frame: np.ndarray, t_s: float) -> DoorTransition | None:
+        if self._reference is None:
+            self.set_reference(frame)
+            return DoorTransition(DoorState.CLOSED, t_s)
+        settings = self.settings
+        signature = cell_signature(crop_working(frame, self.geometry))
+        changed = (structure_change(signature, self._reference, _NOISE_FLOOR) > settings.structure_threshold) | (
+            brightness_change(signature, self._reference) > settings.brightness_threshold
+        )
+        reading = read_door(changed, self.geometry, settings)
+        self.last_reading = reading
+        if reading.occluder:
+            self._occluded_until = t_s + settings.occluder_hold_s
+        dt = 0.0 if self._last_t is None else max(0.0, t_s - self._last_t)
+        self._last_t = t_s
+
+        if self.state is DoorState.OPEN:
+            return self._vote(reading.closed, t_s, settings.close_confirm_s, DoorState.CLOSED)
+        transition = self._vote(reading.opening, t_s, settings.open_confirm_s, DoorState.OPEN, blocked=t_s < self._occluded_until)
+        if transition is None and reading.closed and not reading.occluder and reading.changed_area < _REFERENCE_QUIET:
+            self._follow_drift(signature, changed, dt)
+        return transition
+
+    def _vote(
+        self, evidence: bool, t_s: float, confirm_s: float, target: DoorState, blocked: bool = False
+    ) -> DoorTransition | None:
+        if not evidence:
+            self._run_start = None
+            return None
+        if self._run_start is None:
+            self._run_start = t_s
+        if blocked or t_s - self._run_start < confirm_s:
+            return None
+        self.state = target
+        start, self._run_start = self._run_start, None
+        return DoorTransition(target, start)
+
+    def _follow_drift(self, signature: np.ndarray, changed: np.ndarray, dt: float) -> None:
+        # Only unchanged cells learn, slowly, so a bag left at the door is not painted into 'closed'
+        # faster than daylight moves; the door itself never learns while open.
+        alpha = min(1.0, dt / self.settings.reference_tau_s)
+        keep = ~changed[..., None]
+        assert self._reference is not None
+        self._reference += np.where(keep, alpha * (signature - self._reference), 0.0).astype(np.float32)

@@ -1,0 +1,164 @@
+"""Camera tampering: lens covered, heavy defocus, camera knocked away, from a small whole-frame view (issue 3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from edge.camera_config import DetectorSettings
+from edge.door_features import cell_signature, structure_change, to_grey
+
+TamperReason = Literal["covered", "defocus", "moved", "no_signal"]
+
+VIEW_WIDTH_PX = 160
+_DARK_GREY = 12.0  # mean grey level below which nothing usable is left, whatever the reference
+# A lights-off corridor keeps its relative contrast (std / mean); a hand, tape or a cap flattens it.
+_FLAT_CONTRAST = 0.35  # relative contrast left, vs the reference, when a lit cover fills the view
+_DIM_CONTRAST = 0.75  # ... when the cover is also dark
+_DIM_BRIGHTNESS = 0.45  # brightness left, vs the reference, for a dark cover
+_DEFOCUS_SHARPNESS = 0.8  # gradient energy per unit brightness left when the lens is out of focus
+_MOVED_CHANGED = 0.2  # structure change of the scene's edges outside the door, 0 = as calibrated
+_CLEAR_MARGIN = 1.25  # a condition ends only when its measure recovers past threshold times this
+_NOISE_FLOOR = 0.4
+
+
+@dataclass(frozen=True, slots=True)
+class ViewReading:
+    brightness: float  # mean grey level, 0-255
+    brightness_ratio: float  # vs the reference view
+    contrast: float  # (std / mean) vs the reference view: survives lights switching, not a cover
+    sharpness: float  # (mean gradient / mean) vs the reference view: falls with defocus
+    displaced: float  # structure change of the reference's edge cells outside the door, spread-checked
+
+
+@dataclass(frozen=True, slots=True)
+class TamperChange:
+    reason: TamperReason
+    started: bool  # False: it ended
+    t_s: float
+
+
+def view_size(frame_size: tuple[int, int]) -> tuple[int, int]:
+    w, h = frame_size
+    return VIEW_WIDTH_PX, max(8, round(h * VIEW_WIDTH_PX / w / 4) * 4)
+
+
+def view_of(frame: np.ndarray) -> np.ndarray:
+    """The whole frame, area-averaged to VIEW_WIDTH_PX wide, grey float: what tamper checks look at."""
+    size = view_size((frame.shape[1], frame.shape[0]))
+    return to_grey(cv2.resize(frame, size, interpolation=cv2.INTER_AREA)).astype(np.float32)
+
+
+def view_measures(view: np.ndarray) -> tuple[float, float, float]:
+    """Brightness, relative contrast and sharpness of a small grey view."""
+    mean = float(view.mean()) + 1.0
+    gx = cv2.Sobel(view, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(view, cv2.CV_32F, 0, 1, ksize=3)
+    sharpness = float(np.abs(gx).mean() + np.abs(gy).mean()) / mean
+    return mean - 1.0, float(view.std()) / mean, sharpness
+
+
+def spread_displacement(change: np.ndarray, edge_cells: np.ndarray) -> float:
+    """Mean structure change of edge cells in the least-changed quadrant of the view.
+
+    A knocked camera displaces edges everywhere; a person or a shadow, however large, fills one or
+    two quadrants, so taking the lowest quadrant keeps them from looking like a move.
+    """
+    rows, cols = change.shape
+    shares = []
+    for rs in (slice(0, rows // 2), slice(rows // 2, rows)):
+        for cs in (slice(0, cols // 2), slice(cols // 2, cols)):
+            edges = edge_cells[rs, cs]
+            if edges.sum() >= 3:
+                shares.append(float(change[rs, cs][edges].mean()))
+    if not shares:
+        return float(change[edge_cells].mean()) if edge_cells.any() else 0.0
+    return min(shares)
+
+
+def classify(reading: ViewReading, active: TamperReason | None) -> TamperReason | None:
+    """Which tamper the reading shows; an active one needs clear recovery to end (hysteresis)."""
+    margin = _CLEAR_MARGIN if active else 1.0
+    flat = reading.contrast < _FLAT_CONTRAST * margin
+    dark_and_flat = reading.contrast < min(0.95, _DIM_CONTRAST * margin) and reading.brightness_ratio < _DIM_BRIGHTNESS * margin
+    if reading.brightness < _DARK_GREY * margin or flat or dark_and_flat:
+        return "covered"
+    if reading.sharpness < min(0.95, _DEFOCUS_SHARPNESS * margin**0.5):
+        return "defocus"
+    if reading.displaced > _MOVED_CHANGED / margin:
+        return "moved"
+    return None
+
+
+class TamperDetector:
+    """Compares each frame's small view with the calibrated one; reports starts and ends, backdated."""
+
+    def __init__(
+        self,
+        frame_size: tuple[int, int],
+        roi: tuple[int, int, int, int],
+        settings: DetectorSettings | None = None,
+    ) -> None:
+        self.settings = settings or DetectorSettings()
+        self._frame_size = frame_size
+        self._roi = roi
+        self._reference: np.ndarray | None = None
+        self._reference_measures = (1.0, 1.0, 1.0)
+        self._edge_cells: np.ndarray | None = None
+        self.active: TamperReason | None = None
+        self._candidate: TamperReason | None = None
+        self._candidate_since = 0.0
+        self.last_reading: ViewReading | None = None
+
+    def set_reference(self, view: np.ndarray) -> None:
+        """`view` is `view_of(frame)` of a frame showing the scene as installed."""
+        signature = cell_signature(view)
+        self._reference = signature
+        self._reference_measures = tuple(max(m, 1e-3) for m in view_measures(view))  # type: ignore[assignment]
+        strength = signature[..., :4].sum(axis=-1)
+        edge_cells = strength >= np.percentile(strength, 70)
+        # The door swings and people stand in front of it: only the rest of the scene says where the camera points.
+        rows, cols = strength.shape
+        x, y, w, h = self._roi
+        fw, fh = self._frame_size
+        c0, c1 = int((x - 0.3 * w) * cols / fw), int(np.ceil((x + 1.3 * w) * cols / fw))
+        r0, r1 = int((y - 0.1 * h) * rows / fh), int(np.ceil((y + 1.3 * h) * rows / fh))
+        edge_cells[max(0, r0) : r1, max(0, c0) : c1] = False
+        self._edge_cells = edge_cells if edge_cells.sum() >= 8 else strength >= np.percentile(strength, 70)
+
+    def read(self, view: np.ndarray) -> ViewReading:
+        signature = cell_signature(view)
+        assert self._reference is not None and self._edge_cells is not None
+        change = structure_change(signature, self._reference, _NOISE_FLOOR)
+        displaced = spread_displacement(change, self._edge_cells)
+        brightness, contrast, sharpness = view_measures(view)
+        ref_b, ref_c, ref_s = self._reference_measures
+        return ViewReading(brightness, brightness / ref_b, contrast / ref_c, sharpness / ref_s, displaced)
+
+    @property
+    def pending(self) -> bool:
+        """A condition is building up but not yet confirmed: the view should not be trusted meanwhile."""
+        return self._candidate is not None and self._candidate != self.active
+
+    def update(self, view: np.ndarray, t_s: float) -> list[TamperChange]:
+        if self._reference is None:
+            self.set_reference(view)
+            return []
+        reading = self.read(view)
+        self.last_reading = reading
+        seen = classify(reading, self.active)
+        if seen != self._candidate:
+            self._candidate, self._candidate_since = seen, t_s
+        confirm = self.settings.moved_confirm_s if seen == "moved" else self.settings.tamper_confirm_s
+        if seen == self.active or t_s - self._candidate_since < confirm:
+            return []
+        changes = []
+        if self.active is not None:
+            changes.append(TamperChange(self.active, False, self._candidate_since))
+        if seen is not None:
+            changes.append(TamperChange(seen, True, self._candidate_since))
+        self.active = seen
+        return changes
