@@ -256,7 +256,7 @@ class Ingest:
         self.counters["stored"] += len(outcome.stored)
         self.counters["duplicates"] += len(outcome.duplicates)
         self.counters["updates"] += len(outcome.updates)
-        self.counters["snapshots"] += outcome.snapshots
+        self.counters["snapshots"] += outcome.new_snapshots
         self.counters["rejected"] += len(outcome.rejected)
         for reject in outcome.rejected:
             self.reject_reasons[reject.reason] += 1
@@ -267,12 +267,17 @@ class Ingest:
 
     def _ack_devices(self, outcome: BatchOutcome) -> None:
         """Tell each device which sequence numbers are stored, so its outbox can let them go."""
-        per_device: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+        seqs: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+        hashes: dict[tuple[str, str, str], list[str]] = defaultdict(list)
         for item in outcome.handled():
-            per_device[(item.topic.site, item.topic.household, item.topic.device)].append(item.message.seq)
+            seqs[(item.topic.site, item.topic.household, item.topic.device)].append(item.message.seq)
+        for snapshot_topic, digest in outcome.snapshots:
+            hashes[(snapshot_topic.site, snapshot_topic.household, snapshot_topic.device)].append(digest)
         now = self.clock.now()
-        for (site, household, device), seqs in per_device.items():
-            ack = GatewayAck(device=device, ranges=seq_ranges(seqs), gateway_time=now)
+        for site, household, device in seqs.keys() | hashes.keys():
+            key = (site, household, device)
+            ack = GatewayAck(device=device, ranges=seq_ranges(seqs.get(key, ())), snapshots=hashes.get(key, []),
+                             gateway_time=now)
             self.client.publish(topic(site, household, device, TopicKind.ACK), encode(ack), qos=1)
 
     def stats(self) -> dict[str, Any]:

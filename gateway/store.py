@@ -64,7 +64,8 @@ class BatchOutcome:
     duplicates: list[Accepted] = field(default_factory=list)  # ids already stored
     updates: list[Accepted] = field(default_factory=list)  # status and heartbeat
     rejected: list[Rejected] = field(default_factory=list)
-    snapshots: int = 0
+    snapshots: list[tuple[Topic, str]] = field(default_factory=list)  # (topic, sha256) stored or already there
+    new_snapshots: int = 0
 
     def handled(self) -> list[Accepted]:
         """Everything the device may now forget: stored now, stored before, or applied."""
@@ -126,8 +127,9 @@ class Store:
                     continue
                 self._apply(conn, item, outcome)
             for upload in snapshots:
-                if self._save_snapshot(conn, upload):
-                    outcome.snapshots += 1
+                digest, is_new = self._save_snapshot(conn, upload)
+                outcome.snapshots.append((upload.topic, digest))
+                outcome.new_snapshots += is_new
             for reject in outcome.rejected:
                 self._insert_reject(conn, reject)
         except BaseException:
@@ -202,7 +204,7 @@ class Store:
             raise TypeError(f"unhandled message type {type(msg).__name__}")
         (outcome.stored if cursor.rowcount == 1 else outcome.duplicates).append(item)
 
-    def _save_snapshot(self, conn: sqlite3.Connection, upload: SnapshotUpload) -> bool:
+    def _save_snapshot(self, conn: sqlite3.Connection, upload: SnapshotUpload) -> tuple[str, bool]:
         digest = hashlib.sha256(upload.jpeg).hexdigest()
         relative = Path(digest[:2]) / f"{digest}.jpg"
         target = self.snapshot_dir / relative
@@ -217,7 +219,7 @@ class Store:
             (digest, upload.topic.event_id, upload.topic.site, upload.topic.household, upload.topic.device,
              len(upload.jpeg), str(relative), _iso(upload.received_at)),
         )
-        return cursor.rowcount == 1
+        return digest, cursor.rowcount == 1
 
     def _insert_reject(self, conn: sqlite3.Connection, reject: Rejected) -> None:
         conn.execute(

@@ -201,6 +201,7 @@ class Status(Envelope):
     state: Literal["online", "offline"]
     firmware: str = Field("", max_length=64)
     config_version: str | None = Field(None, max_length=64)
+    config_error: str | None = Field(None, max_length=500, description="Why the last pushed config was refused")
     camera: Literal["ok", "tampered", "no_signal", "absent"] | None = None
 
 
@@ -209,6 +210,7 @@ class Heartbeat(Envelope):
     uptime_s: float = Field(ge=0)
     outbox_depth: int = Field(0, ge=0)
     outbox_dropped: int = Field(0, ge=0, description="Messages dropped from a full outbox since start")
+    config_version: str | None = Field(None, max_length=64)
     fps: float | None = Field(None, ge=0)
     cpu_temp_c: float | None = None
 
@@ -219,7 +221,27 @@ class GatewayAck(_Payload):
     schema_version: Literal[1] = 1
     device: Ident
     ranges: list[tuple[int, int]] = Field(max_length=10000)
+    snapshots: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(
+        default_factory=list, max_length=1000, description="sha256 of snapshots now stored"
+    )
     gateway_time: UtcTime
+
+
+class DeviceConfig(_Payload):
+    """Gateway -> device, retained on the config topic: settings the device applies live.
+
+    `camera` holds overrides of the edge config's [camera] section (ROI, detector knobs); the device
+    validates them against its own model and keeps its running config when they are wrong.
+    """
+
+    schema_version: Literal[1] = 1
+    version: str = Field(min_length=1, max_length=64, description="Reported back in status and heartbeat")
+    device: Ident
+    camera: dict[str, Any] = Field(default_factory=dict, description="Overrides of [camera]: roi, thresholds")
+    heartbeat_s: float = Field(30.0, ge=5, le=3600)
+    temperature_times: list[Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]] = Field(
+        default_factory=lambda: ["08:00", "20:00"], max_length=24, description="Local times readings are due"
+    )
 
 
 EventPayload = Annotated[Union[DoorEvent, TamperEvent], Field(discriminator="type")]
@@ -282,6 +304,7 @@ def json_schema() -> dict[str, Any]:
     }
     adapters = dict(_ADAPTERS)
     adapters[TopicKind.ACK] = TypeAdapter(GatewayAck)
+    adapters[TopicKind.CONFIG] = TypeAdapter(DeviceConfig)
     for kind, adapter in adapters.items():
         part = adapter.json_schema(ref_template="#/$defs/{model}")
         schema["$defs"].update(part.pop("$defs", {}))

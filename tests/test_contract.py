@@ -123,7 +123,7 @@ def test_uuid7_stays_ordered_when_many_are_made_in_one_millisecond():
 
 def test_schema_covers_every_device_kind_and_the_ack():
     schema = json_schema()
-    assert set(schema["properties"]) == {"event", "reading", "status", "heartbeat", "ack"}
+    assert set(schema["properties"]) == {"event", "reading", "status", "heartbeat", "ack", "config"}
     assert {"DoorEvent", "TamperEvent", "TemperatureReading", "ContactReading", "SnapshotMeta"} <= set(schema["$defs"])
 
 
