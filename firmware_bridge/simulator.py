@@ -94,6 +94,20 @@ class SimulatedFirmware:
         """Retransmission after a missing ACK: same bytes, same seq."""
         self.port.write(lp.encode(frame))
 
+    def send_until_acked(self, frame: lp.Frame, *, timeout: float = 30.0, ack_wait: float = 0.5) -> lp.Frame | None:
+        """Send, then resend the same bytes every `ack_wait` s until the host answers or `timeout` passes.
+
+        The spec's firmware gives up after 3 tries; the simulator keeps trying so a test can start it
+        before the host has opened the port.
+        """
+        deadline = time.monotonic() + timeout
+        self.send(frame)
+        while True:
+            reply = self.wait_reply(frame.seq, min(ack_wait, max(0.0, deadline - time.monotonic())))
+            if reply is not None or time.monotonic() >= deadline:
+                return reply
+            self.resend(frame)
+
     def write_raw(self, data: bytes) -> None:
         self.port.write(data)
 
@@ -116,6 +130,8 @@ class SimulatedFirmware:
     def replug(self) -> None:
         """Plugged back: a new pty behind the same link, and the board reboots (USB powers it)."""
         self.port.plug()
+        with self._replied:
+            self.replies.clear()  # answers from before the unplug are not answers to what we send now
         self.start()
 
     def __enter__(self) -> "SimulatedFirmware":
