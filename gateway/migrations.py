@@ -79,7 +79,82 @@ def _001_ingest(db: Database) -> None:
     db["snapshots"].create_index(["sha256"])
 
 
-MIGRATIONS: list[Migration] = [_001_ingest]
+def _002_registry_alerts(db: Database) -> None:
+    """Issue 6: registry (sites, households, isolation periods, staff, teams, device registration),
+    announced visits, alerts with escalation state, notifications and delivery attempts, the audit log."""
+    db["sites"].create({"site": str, "name": str, "timezone": str}, pk="site")
+    db["staff"].create(
+        {"staff": str, "name": str, "role": str, "language": str, "contacts": str, "active": int}, pk="staff"
+    )  # contacts: JSON list of Apprise URLs, tried in order
+    db["teams"].create(
+        {"team": str, "name": str, "leader": str, "medical": str, "police": str, "social": str}, pk="team"
+    )
+    db["households"].create(
+        {"household": str, "site": str, "address": str, "unit": str, "residents": int, "elderly_alone": int,
+         "disabled": int, "language": str, "team": str, "created_at": str},
+        pk="household",
+    )
+    db["households"].create_index(["team"])
+    db["isolation_periods"].create(
+        {"id": int, "household": str, "start_date": str, "days": int, "created_by": str, "created_at": str,
+         "ended_at": str, "end_reason": str, "end_medical_by": str, "end_medical_at": str,
+         "end_leader_by": str, "end_leader_at": str},
+        pk="id",
+    )
+    db["isolation_periods"].create_index(["household"])
+    for column, kind in (("registered_at", str), ("registered_by", str), ("password_hash", str)):
+        db["devices"].add_column(column, kind)
+    db["visits"].create(
+        {"id": int, "household": str, "kind": str, "starts_at": str, "ends_at": str, "note": str,
+         "created_by": str, "created_at": str},
+        pk="id",
+    )
+    db["visits"].create_index(["household", "starts_at"])
+    db["alerts"].create(
+        {"id": int, "site": str, "household": str, "kind": str, "state": str, "opened_at": str,
+         "first_event_id": str, "last_event_at": str, "count": int, "isolation_id": int, "detail": str,
+         "snapshot": str, "step": int, "next_step_at": str, "renotified": int, "notified_at": str,
+         "acknowledged_by": str, "acknowledged_at": str, "resolved_by": str, "resolved_at": str,
+         "verdict": str, "note": str},
+        pk="id",
+    )
+    # One live alert per household and kind: further events attach to it instead of paging again.
+    db.execute("CREATE UNIQUE INDEX alerts_one_live ON alerts (household, kind) WHERE resolved_at IS NULL")
+    db.execute("CREATE INDEX alerts_due ON alerts (next_step_at) WHERE next_step_at IS NOT NULL")
+    db["alert_events"].create({"alert_id": int, "ref": str, "at": str}, pk=("alert_id", "ref"))
+    db["rule_log"].create(
+        {"ref": str, "household": str, "outcome": str, "kind": str, "detail": str, "at": str}, pk="ref"
+    )  # what the rules made of each event/reading: alert, expected (visit), outside_isolation, ...
+    db["door_violations"].create({"event_id": str, "household": str, "at": str}, pk="event_id")
+    db["door_violations"].create_index(["household", "at"])
+    db["rule_marks"].create({"household": str, "rule": str, "mark": str}, pk=("household", "rule"))
+    db["worker_cursors"].create({"name": str, "position": int}, pk="name")
+    db["notifications"].create(
+        {"id": int, "alert_id": int, "step": int, "round": int, "staff": str, "role": str, "language": str,
+         "title": str, "body": str, "urls": str, "url_index": int, "state": str, "attempts": int,
+         "next_attempt_at": str, "created_at": str, "sent_at": str, "last_error": str},
+        pk="id",
+    )
+    # A step's page to one person is made once, even if the escalation tick runs twice (restart).
+    db.execute("CREATE UNIQUE INDEX notifications_once ON notifications (alert_id, step, round, staff)")
+    db.execute("CREATE INDEX notifications_due ON notifications (state, next_attempt_at)")
+    db["delivery_attempts"].create(
+        {"id": int, "notification_id": int, "url": str, "attempt": int, "at": str, "ok": int, "status": str,
+         "error": str, "elapsed_ms": float},
+        pk="id",
+    )
+    db["delivery_attempts"].create_index(["notification_id"])
+    db["ack_tokens"].create(
+        {"jti": str, "alert_id": int, "staff": str, "step": int, "expires_at": str, "used_at": str}, pk="jti"
+    )
+    db["audit_log"].create(
+        {"id": int, "at": str, "who": str, "action": str, "object": str, "detail": str}, pk="id"
+    )
+    db["audit_log"].create_index(["at"])
+    db["readings"].create_index(["household", "type", "device_time"])
+
+
+MIGRATIONS: list[Migration] = [_001_ingest, _002_registry_alerts]
 
 
 def migrate(db: Database) -> int:
