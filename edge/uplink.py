@@ -1,8 +1,8 @@
-"""The edge's MQTT uplink: stamps messages with id, sequence number and time, and publishes them QoS 1.
+"""The edge's MQTT connection: birth and Last Will on the retained status topic, the gateway's acks and
+pushed config coming back, QoS 1 publishes going out.
 
-Birth and Last Will go on the retained status topic. Issue 5 puts a durable outbox in front of
-`send`, so a message leaves the box's disk only when the gateway acknowledges it; the interface
-(`stamp`, `send`) stays the same.
+A real edge box never publishes directly: edge/courier.py drains the durable outbox through `publish`.
+`stamp` + `send` (no outbox) are for simulators and tests that play a device on the wire.
 """
 
 from __future__ import annotations
@@ -10,17 +10,19 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import ValidationError
 
 from isowatch import __version__
 from isowatch.broker import BrokerUrl
 from isowatch.clock import Clock, SystemClock
-from isowatch.contract import DeviceMessage, Status, TopicKind, encode, topic, topic_for
+from isowatch.contract import DeviceMessage, GatewayAck, Status, TopicKind, encode, topic, topic_for
 from isowatch.ids import uuid7
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,10 @@ class DeviceIdentity:
     device: str
 
 
+# Status messages are retained state, not part of the device's numbered stream.
+STATUS_SEQ = 0
+
+
 class Stamper:
     """Fills the envelope (id, device, seq, device_time) of messages made on one device."""
 
@@ -48,16 +54,14 @@ class Stamper:
         self._seq = itertools.count(first_seq)
         self._lock = threading.Lock()
 
+    def make(self, model: type[M], seq: int, *, at: datetime | None = None, **fields: Any) -> M:
+        return model(id=uuid7(), device=self.device, seq=seq, device_time=at or self.clock.now(), **fields)
+
     def stamp(self, model: type[M], *, at: datetime | None = None, **fields: Any) -> M:
+        """Number from this object's own counter (simulators; a real device numbers in its outbox)."""
         with self._lock:
             seq = next(self._seq)
-        return model(
-            id=uuid7(),
-            device=self.device,
-            seq=seq,
-            device_time=at or self.clock.now(),
-            **fields,
-        )
+        return self.make(model, seq, at=at, **fields)
 
 
 class Uplink:
@@ -71,14 +75,22 @@ class Uplink:
         stamper: Stamper | None = None,
         firmware: str = __version__,
         keepalive: int = 30,
+        on_ack: Callable[[GatewayAck], None] | None = None,
+        on_config: Callable[[bytes], None] | None = None,
+        status_fields: Callable[[], dict[str, Any]] | None = None,
+        reconnect_max_s: int = 30,
     ) -> None:
         self.broker = BrokerUrl.parse(broker) if isinstance(broker, str) else broker
         self.identity = identity
         self.stamper = stamper or Stamper(identity.device)
         self.firmware = firmware
         self.keepalive = keepalive
+        self.on_ack = on_ack
+        self.on_config = on_config
+        self.status_fields = status_fields or dict
+        self.connections = 0  # how many times we connected; the courier resends everything on a new one
         self._connected = threading.Event()
-        self._status_topic = topic(identity.site, identity.household, identity.device, TopicKind.STATUS)
+        self._status_topic = self._topic(TopicKind.STATUS)
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"edge-{identity.device}",
@@ -91,11 +103,20 @@ class Uplink:
             self.client.tls_set()
         self.client.max_queued_messages_set(0)
         self.client.max_inflight_messages_set(100)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=reconnect_max_s)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
-        will = self.stamper.stamp(Status, type="status", state="offline", firmware=firmware)
+        self.client.on_message = self._on_message
+        will = self.stamper.make(Status, STATUS_SEQ, type="status", state="offline", firmware=firmware)
         self.client.will_set(self._status_topic, encode(will), qos=1, retain=True)
+
+    def _topic(self, kind: TopicKind, event_id: str | None = None) -> str:
+        ident = self.identity
+        return topic(ident.site, ident.household, ident.device, kind, event_id)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
@@ -103,10 +124,31 @@ class Uplink:
             if reason in ("Bad user name or password", "Not authorized"):
                 client.disconnect()  # retrying bad credentials only hammers the broker
             return
-        birth = self.stamper.stamp(Status, type="status", state="online", firmware=self.firmware)
-        client.publish(self._status_topic, encode(birth), qos=1, retain=True)
+        subscriptions = [(self._topic(TopicKind.ACK), 1)] if self.on_ack else []
+        if self.on_config:
+            subscriptions.append((self._topic(TopicKind.CONFIG), 1))
+        if subscriptions:
+            client.subscribe(subscriptions)
+        self.publish_status()
+        self.connections += 1
         self._connected.set()
         log.info("uplink connected device=%s", self.identity.device)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            if msg.topic.endswith("/" + TopicKind.ACK.value) and self.on_ack:
+                self.on_ack(GatewayAck.model_validate_json(msg.payload))
+            elif msg.topic.endswith("/" + TopicKind.CONFIG.value) and self.on_config:
+                self.on_config(msg.payload)
+        except ValidationError as exc:
+            log.warning("uplink ignored bad message topic=%s error=%s", msg.topic, exc.errors()[0]["msg"])
+        except Exception:  # one bad handler call must not stop the network loop
+            log.exception("uplink handler failed topic=%s", msg.topic)
+
+    def publish_status(self, state: str = "online") -> mqtt.MQTTMessageInfo:
+        status = self.stamper.make(Status, STATUS_SEQ, type="status", state=state, firmware=self.firmware,
+                                   **self.status_fields())
+        return self.client.publish(self._status_topic, encode(status), qos=1, retain=True)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._connected.clear()
@@ -131,15 +173,13 @@ class Uplink:
         )
 
     def send_raw(self, kind: TopicKind, payload: bytes, event_id: str | None = None) -> mqtt.MQTTMessageInfo:
-        """Publish bytes as they are: snapshots, and deliberately broken messages in tests."""
-        ident = self.identity
-        return self.client.publish(topic(ident.site, ident.household, ident.device, kind, event_id), payload, qos=1)
+        """Publish bytes as they are: outbox rows, snapshots, deliberately broken messages in tests."""
+        return self.client.publish(self._topic(kind, event_id), payload, qos=1)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Mark the device offline (retained) and disconnect after in-flight messages are out."""
         if self._connected.is_set():
-            offline = self.stamper.stamp(Status, type="status", state="offline", firmware=self.firmware)
-            info = self.client.publish(self._status_topic, encode(offline), qos=1, retain=True)
+            info = self.publish_status("offline")
             try:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError) as exc:
