@@ -63,8 +63,11 @@ class Frame:
         return []
 
     def body(self) -> str:
+        fields = self.fields()
+        while fields and fields[-1] == "":
+            fields.pop()  # optional trailing fields left empty are not sent at all
         header = [PROTOCOL_TAG, str(self.seq), "A" if self.ack else "N", self.TYPE]
-        return ",".join(header + self.fields())
+        return ",".join(header + fields)
 
     def as_dict(self) -> dict[str, Any]:
         return {"type": self.TYPE, **asdict(self)}
