@@ -154,7 +154,12 @@ def _002_registry_alerts(db: Database) -> None:
     db["readings"].create_index(["household", "type", "device_time"])
 
 
-MIGRATIONS: list[Migration] = [_001_ingest, _002_registry_alerts]
+def _003_device_config_error(db: Database) -> None:
+    """Issue 5: a device reports why it refused a pushed config."""
+    db["devices"].add_column("config_error", str)
+
+
+MIGRATIONS: list[Migration] = [_001_ingest, _002_registry_alerts, _003_device_config_error]
 
 
 def migrate(db: Database) -> int:

@@ -142,9 +142,18 @@ class Store:
         return outcome
 
     def _check_binding(self, topic: Topic, new: dict[str, tuple[str, str]]) -> str | None:
-        """A device stays in the site and household it was first seen in (issue 6 adds registration)."""
+        """A registered device belongs where the registry put it; an unregistered one stays where it was first
+        seen. Unregistered devices are stored, not rejected (the broker already authenticated them, and a box
+        installed before its paperwork must not lose data); the rules alert only on registered ones (issue 6).
+        """
         where = (topic.site, topic.household)
         known = self._bindings.get(topic.device) or new.get(topic.device)
+        if known != where:
+            # The registry writes from other connections (admin CLI, REST API): the table is the authority.
+            row = self.db.conn.execute("SELECT site, household FROM devices WHERE device = ?",
+                                       (topic.device,)).fetchone()
+            if row is not None:
+                known = self._bindings[topic.device] = (row[0], row[1])
         if known is None:
             new[topic.device] = where
             return None
@@ -185,10 +194,10 @@ class Store:
             )
         elif isinstance(msg, Status):
             conn.execute(
-                "UPDATE devices SET status = ?, status_time = ?, firmware = ?, config_version = ?, camera = ? "
-                "WHERE device = ? AND (status_time IS NULL OR status_time <= ?)",
-                (msg.state, _iso(msg.device_time), msg.firmware, msg.config_version, msg.camera, topic.device,
-                 _iso(msg.device_time)),
+                "UPDATE devices SET status = ?, status_time = ?, firmware = ?, config_version = ?, config_error = ?, "
+                "camera = ? WHERE device = ? AND (status_time IS NULL OR status_time <= ?)",
+                (msg.state, _iso(msg.device_time), msg.firmware, msg.config_version, msg.config_error, msg.camera,
+                 topic.device, _iso(msg.device_time)),
             )
             outcome.updates.append(item)
             return
