@@ -6,10 +6,13 @@ import logging
 import threading
 from pathlib import Path
 
+from gateway.ack_links import AckDesk, AckLinks, load_or_create_secret
+from gateway.alert_worker import AlertWorker
 from gateway.ingest import Ingest
+from gateway.policy import Policy, load_policy
 from gateway.store import Store
 from isowatch.broker import BrokerUrl, free_port, wait_for_port
-from isowatch.clock import Clock
+from isowatch.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +28,40 @@ class GatewayService:
         http_host: str = "127.0.0.1",
         http_port: int | None = None,
         clock: Clock | None = None,
+        policy: Policy | Path | str | None = None,
+        public_url: str | None = None,
+        secret: str | None = None,
+        alerts: bool = True,
+        admin_token: str = "",
+        extra_routers: tuple = (),
+        worker_options: dict | None = None,
     ) -> None:
         self.db_path = Path(db_path)
+        self.clock = clock or SystemClock()
         self.store = Store(self.db_path)
-        self.ingest = Ingest(self.store, broker, sites=sites, client_id=client_id, clock=clock)
+        self.ingest = Ingest(self.store, broker, sites=sites, client_id=client_id, clock=self.clock)
         self.http_host = http_host
         self.http_port = (http_port or free_port()) if http_port is not None else None
+        # Issue 6: rules, escalation and notifications run in their own worker; ingest only wakes it.
+        self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
+        self.public_url = (public_url or f"http://{http_host}:{self.http_port or 80}").rstrip("/")
+        secret = secret or load_or_create_secret(self.db_path.with_name(self.db_path.name + ".secret"))
+        self.ack_links = AckLinks(secret, self.clock, ttl_hours=self.policy.ack_link_ttl_hours)
+        self.ack_desk = AckDesk(self.db_path, self.ack_links, self.store.snapshot_dir)
+        self.admin_token = admin_token
+        self.extra_routers = extra_routers
+        self.alerts: AlertWorker | None = None
+        if alerts:
+            self.alerts = AlertWorker(self.db_path, self.policy, self.clock, self.ack_links, self.public_url,
+                                      snapshot_dir=self.store.snapshot_dir, **(worker_options or {}))
+            worker = self.alerts
+            self.ingest.listeners.append(lambda outcome: worker.wake() if outcome.stored else None)
         self._http_server = None
         self._http_thread: threading.Thread | None = None
 
     def start(self) -> "GatewayService":
+        if self.alerts is not None:
+            self.alerts.start()  # first: it resumes pending escalations and deliveries from the database
         self.ingest.start()
         if self.http_port is not None:
             self._start_http()
@@ -45,7 +72,11 @@ class GatewayService:
 
         from dashboard.app import create_app
 
-        config = uvicorn.Config(create_app(self.db_path), host=self.http_host, port=self.http_port,
+        from dashboard.routes.registry_api import RegistryDesk
+
+        admin = RegistryDesk(self.db_path, self.clock, self.admin_token) if self.admin_token else None
+        app = create_app(self.db_path, ack_desk=self.ack_desk, admin=admin, extra_routers=self.extra_routers)
+        config = uvicorn.Config(app, host=self.http_host, port=self.http_port,
                                 log_level="warning", access_log=False)
         self._http_server = uvicorn.Server(config)
         self._http_thread = threading.Thread(target=self._http_server.run, name="dashboard", daemon=True)
@@ -58,4 +89,6 @@ class GatewayService:
             if self._http_thread:
                 self._http_thread.join(10)
         self.ingest.stop()
+        if self.alerts is not None:
+            self.alerts.stop()
         self.store.close()

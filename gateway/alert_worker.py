@@ -1,0 +1,367 @@
+"""The alert worker: one thread runs rules, escalation and delivery off the ingest thread.
+
+Everything it needs is in the database, so a restarted gateway carries on where it was: cursors over
+the events and readings tables (each row is looked at once, in the same transaction as the alerts it
+opens), escalation deadlines (`alerts.next_step_at`) and pending deliveries (`notifications`). The
+ingest listener only wakes it. Apprise calls run in a small thread pool so one slow URL holds nobody
+else; their results come back to this thread, the only one that writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from gateway import alerts, notify, retention
+from gateway.ack_links import AckLinks
+from gateway.escalation import Page, first_page, next_page
+from gateway.messages import AlertFacts, render
+from gateway.policy import Policy
+from gateway.registry import Registry, iso, isolation_day, parse_iso
+from gateway.rules import SCANS, Finding, Verdict, evaluate_event, evaluate_reading
+from isowatch.clock import Clock
+
+log = logging.getLogger(__name__)
+
+Sender = Callable[[str, str, str], notify.DeliveryResult]
+
+
+@dataclass(frozen=True)
+class _Done:
+    notification_id: int
+    url: str
+    attempt: int
+    started: datetime
+    result: notify.DeliveryResult
+
+
+class AlertWorker:
+    def __init__(self, db_path: Path | str, policy: Policy, clock: Clock, links: AckLinks, public_url: str, *,
+                 pool_size: int = 8, scan_every_s: float = 5.0, purge_every_s: float = 3600.0,
+                 snapshot_dir: Path | None = None, sender: Sender | None = None,
+                 rate_limits: dict[str, tuple[float, float]] | None = None) -> None:
+        self.db_path = Path(db_path)
+        self.policy = policy
+        self.clock = clock
+        self.links = links
+        self.public_url = public_url.rstrip("/")
+        self.snapshot_dir = snapshot_dir or self.db_path.parent / "snapshots"
+        self.scan_every_s = scan_every_s
+        self.purge_every_s = purge_every_s
+        self.sender: Sender = sender or notify.send
+        self.limiter = notify.RateLimiter(clock, rate_limits)
+        self.conn = sqlite3.connect(self.db_path, timeout=30, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.registry = Registry(self.conn, clock)
+        self.pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="notify")
+        self._done: queue.Queue[_Done] = queue.Queue()
+        self._in_flight: set[Future] = set()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._flight_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        # Silences are first scanned one interval after start: a restarted gateway lets devices reconnect first.
+        self._last_scan = clock.monotonic()
+        self._last_purge = clock.monotonic()
+        self.counters = {"alerts_opened": 0, "attached": 0, "pages": 0, "sent": 0, "failed_attempts": 0}
+        with self.conn:
+            # A send cut off by a crash may or may not have reached the phone: send again (at least once).
+            resumed = self.conn.execute("UPDATE notifications SET state = 'pending' WHERE state = 'sending'").rowcount
+        if resumed:
+            log.warning("notifications resumed after restart count=%d", resumed)
+        for table in ("events", "readings"):
+            self._cursor(table)  # pin the starting point now, before ingest stores anything
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> "AlertWorker":
+        self._thread = threading.Thread(target=self._loop, name="alert-worker", daemon=True)
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(30)
+        self.pool.shutdown(wait=True)
+        with self._lock:
+            self._collect()
+        self.conn.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(0.2)
+            self._wake.clear()
+            try:
+                self.run_once()
+            except sqlite3.Error:
+                # A locked or full database: log, keep going; every step is idempotent and resumes from the DB.
+                log.exception("alert worker step failed; retrying")
+                self._stop.wait(1.0)
+
+    def run_once(self, *, force_scan: bool = False) -> None:
+        """One pass: record finished sends, run rules on new rows, escalate, scan silences, dispatch."""
+        with self._lock:
+            now = self.clock.now()
+            self._collect()
+            self._process_new(now)
+            self._escalate(now)
+            mono = self.clock.monotonic()
+            if force_scan or mono - self._last_scan >= self.scan_every_s:
+                self._last_scan = mono
+                self._scan(now)
+            if force_scan or mono - self._last_purge >= self.purge_every_s:
+                self._last_purge = mono
+                retention.purge(self.conn, self.policy, now, self.snapshot_dir)
+            self._dispatch(now)
+
+    def tick(self) -> None:
+        """A full pass by the injected clock with the silence scans forced, then wait for the sends (tests)."""
+        self.run_once(force_scan=True)
+        self.drain()
+
+    def settle(self) -> None:
+        """A pass without forcing the silence scans, then wait for the sends (tests)."""
+        self.run_once()
+        self.drain()
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait for sends in flight and record them; repeat while immediate fallbacks are due."""
+        for _ in range(20):
+            with self._flight_lock:
+                futures = list(self._in_flight)
+            for future in futures:
+                future.result(timeout)
+            self.run_once()
+            with self._flight_lock:
+                if not self._in_flight:
+                    return
+
+    # -- rules ------------------------------------------------------------------------------------
+
+    def _cursor(self, name: str) -> int:
+        row = self.conn.execute("SELECT position FROM worker_cursors WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            # A fresh engine on an existing database starts at the end: history does not page anyone.
+            start = self.conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {name}").fetchone()[0]  # noqa: S608
+            with self.conn:
+                self.conn.execute("INSERT INTO worker_cursors (name, position) VALUES (?, ?)", (name, start))
+            return start
+        return row[0]
+
+    def _process_new(self, now: datetime, batch: int = 500) -> None:
+        for table, evaluate in (("events", evaluate_event), ("readings", evaluate_reading)):
+            while True:
+                position = self._cursor(table)
+                rows = self.conn.execute(
+                    f"SELECT rowid, * FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT ?",  # noqa: S608
+                    (position, batch),
+                ).fetchall()
+                if not rows:
+                    break
+                with self.conn:
+                    for row in rows:
+                        verdict: Verdict | None = evaluate(self.conn, self.registry, self.policy, row)
+                        if verdict is None:
+                            continue
+                        self.conn.execute(
+                            "INSERT OR IGNORE INTO rule_log (ref, household, outcome, kind, detail, at) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            (row["id"], row["household"], verdict.outcome,
+                             ",".join(f.kind.value for f in verdict.findings), verdict.detail, iso(now)),
+                        )
+                        for finding in verdict.findings:
+                            self._raise(finding, now)
+                    self.conn.execute("UPDATE worker_cursors SET position = ? WHERE name = ?",
+                                      (rows[-1]["rowid"], table))
+                if len(rows) < batch:
+                    break
+
+    def _scan(self, now: datetime) -> None:
+        with self.conn:
+            for scan in SCANS:
+                for finding in scan(self.conn, self.registry, self.policy, now):
+                    self._raise(finding, now)
+                    if finding.mark:
+                        self.conn.execute("INSERT OR REPLACE INTO rule_marks (household, rule, mark) VALUES (?, ?, ?)",
+                                          (finding.household, *finding.mark))
+
+    def _raise(self, finding: Finding, now: datetime) -> None:
+        opened = alerts.open_or_attach(
+            self.conn, site=finding.site, household=finding.household, kind=finding.kind.value, at=finding.at,
+            ref=finding.ref, now=now, isolation_id=finding.isolation_id, detail=finding.detail,
+            snapshot=finding.snapshot,
+        )
+        if not opened.new:
+            self.counters["attached"] += 1
+            return
+        self.counters["alerts_opened"] += 1
+        self._page(opened.alert_id, first_page(self.policy.kinds[finding.kind], now), now)
+
+    # -- escalation -------------------------------------------------------------------------------
+
+    def _escalate(self, now: datetime) -> None:
+        due = self.conn.execute(
+            "SELECT id, kind, step, renotified FROM alerts WHERE next_step_at IS NOT NULL AND next_step_at <= ? "
+            "AND acknowledged_at IS NULL AND resolved_at IS NULL ORDER BY next_step_at", (iso(now),),
+        ).fetchall()
+        for row in due:
+            page = next_page(self.policy.kinds[row["kind"]], self.policy.renotify, step=row["step"],
+                             round=row["renotified"], now=now)
+            with self.conn:
+                if page is None:
+                    self.conn.execute("UPDATE alerts SET next_step_at = NULL WHERE id = ?", (row["id"],))
+                    alerts.audit(self.conn, "gateway", "alert.escalation_exhausted", f"alert:{row['id']}", "", now)
+                else:
+                    self._page(row["id"], page, now)
+
+    def _page(self, alert_id: int, page: Page, now: datetime) -> None:
+        """Create this step's notifications (once per person) and schedule the next step. In a transaction."""
+        alert = self.conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        household = self.registry.household(alert["household"])
+        people: dict[str, tuple[sqlite3.Row, str]] = {}
+        for role in page.roles:
+            member = self.registry.team_member(alert["household"], role.value)
+            if member is None:
+                log.warning("no team member to page alert=%d household=%s role=%s", alert_id, alert["household"],
+                            role.value)
+                alerts.audit(self.conn, "gateway", "alert.no_recipient", f"alert:{alert_id}", {"role": role.value}, now)
+                continue
+            people.setdefault(member["staff"], (member, role.value))
+        for staff, (member, role) in people.items():
+            exists = self.conn.execute(
+                "SELECT 1 FROM notifications WHERE alert_id = ? AND step = ? AND round = ? AND staff = ?",
+                (alert_id, page.step, page.round, staff)).fetchone()
+            if exists:
+                continue
+            token = self.links.issue(self.conn, alert_id, staff, page.step)
+            title, body = render(self._facts(alert, household, page, token), member["language"])
+            urls = json.loads(member["contacts"] or "[]")
+            self.conn.execute(
+                "INSERT INTO notifications (alert_id, step, round, staff, role, language, title, body, urls, "
+                "url_index, state, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?)",
+                (alert_id, page.step, page.round, staff, role, member["language"], title, body, json.dumps(urls),
+                 "pending" if urls else "undeliverable", iso(now), iso(now)),
+            )
+            self.counters["pages"] += 1
+        self.conn.execute("UPDATE alerts SET step = ?, renotified = ?, next_step_at = ? WHERE id = ?",
+                          (page.step, page.round, iso(page.next_at) if page.next_at else None, alert_id))
+
+    def _facts(self, alert: sqlite3.Row, household: sqlite3.Row, page: Page, token: str) -> AlertFacts:
+        at = parse_iso(alert["last_event_at"])
+        tz = household["timezone"]
+        day = days = None
+        if alert["isolation_id"]:
+            period = self.registry.isolation(alert["isolation_id"])
+            day, days = isolation_day(period, at, tz), period.days
+        ack_url = f"{self.public_url}/ack/{token}"
+        return AlertFacts(
+            alert_id=alert["id"], kind=alert["kind"], household=alert["household"], address=household["address"] or "",
+            unit=household["unit"] or "", at_local=at.astimezone(ZoneInfo(tz)), day=day, days=days,
+            count=alert["count"], detail=alert["detail"] or "", step=page.step, round=page.round,
+            snapshot_url=f"{ack_url}/snapshot" if alert["snapshot"] else None, ack_url=ack_url,
+        )
+
+    # -- delivery ---------------------------------------------------------------------------------
+
+    def _dispatch(self, now: datetime) -> None:
+        due = self.conn.execute(
+            "SELECT id, urls, url_index, attempts, title, body FROM notifications "
+            "WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT 200", (iso(now),),
+        ).fetchall()
+        for row in due:
+            urls = json.loads(row["urls"])
+            url = urls[row["url_index"] % len(urls)]
+            wait = self.limiter.take(url)
+            with self.conn:
+                if wait > 0:  # the service's budget is spent: try again when a token is back, without blocking
+                    self.conn.execute("UPDATE notifications SET next_attempt_at = ? WHERE id = ?",
+                                      (iso(now + timedelta(seconds=wait)), row["id"]))
+                    continue
+                self.conn.execute("UPDATE notifications SET state = 'sending', attempts = attempts + 1 WHERE id = ?",
+                                  (row["id"],))
+            self._submit(row["id"], url, row["attempts"] + 1, row["title"], row["body"], now)
+
+    def _submit(self, notification_id: int, url: str, attempt: int, title: str, body: str, now: datetime) -> None:
+        def run() -> None:
+            result = self.sender(url, title, body)
+            self._done.put(_Done(notification_id, url, attempt, now, result))
+            self._wake.set()
+
+        future = self.pool.submit(run)
+        with self._flight_lock:
+            self._in_flight.add(future)
+        future.add_done_callback(self._landed)
+
+    def _landed(self, future: Future) -> None:
+        with self._flight_lock:
+            self._in_flight.discard(future)
+
+    def _collect(self) -> None:
+        while True:
+            try:
+                done = self._done.get_nowait()
+            except queue.Empty:
+                return
+            self._record(done)
+
+    def _record(self, done: _Done) -> None:
+        now = self.clock.now()
+        result = done.result
+        row = self.conn.execute("SELECT alert_id, urls, url_index, attempts, state FROM notifications WHERE id = ?",
+                                (done.notification_id,)).fetchone()
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO delivery_attempts (notification_id, url, attempt, at, ok, status, error, elapsed_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (done.notification_id, notify.redact(done.url), done.attempt, iso(done.started), int(result.ok),
+                 result.status, result.error, result.elapsed_ms),
+            )
+            if result.ok:
+                self.counters["sent"] += 1
+                self.conn.execute("UPDATE notifications SET state = 'sent', sent_at = ?, last_error = NULL "
+                                  "WHERE id = ?", (iso(now), done.notification_id))
+                self.conn.execute("UPDATE alerts SET state = 'notified', notified_at = coalesce(notified_at, ?) "
+                                  "WHERE id = ? AND state = 'open'", (iso(now), row["alert_id"]))
+                log.info("notification sent id=%d alert=%d attempt=%d ms=%.0f", done.notification_id,
+                         row["alert_id"], done.attempt, result.elapsed_ms)
+                return
+            self.counters["failed_attempts"] += 1
+            log.warning("notification attempt failed id=%d alert=%d attempt=%d url=%s error=%s",
+                        done.notification_id, row["alert_id"], done.attempt, notify.redact(done.url), result.error)
+            live = self.conn.execute("SELECT acknowledged_at IS NULL AND resolved_at IS NULL FROM alerts WHERE id = ?",
+                                     (row["alert_id"],)).fetchone()[0]
+            if row["state"] != "sending" or not live:  # acknowledged meanwhile: stop trying
+                self.conn.execute("UPDATE notifications SET state = 'cancelled', last_error = ? WHERE id = ? "
+                                  "AND state = 'sending'", (result.error, done.notification_id))
+                return
+            nxt = notify.after_failure(url_index=row["url_index"], url_count=len(json.loads(row["urls"])),
+                                       attempts=row["attempts"], now=now)
+            if nxt.at is None:
+                self.conn.execute("UPDATE notifications SET state = 'failed', last_error = ? WHERE id = ?",
+                                  (result.error, done.notification_id))
+            else:
+                self.conn.execute("UPDATE notifications SET state = 'pending', url_index = ?, next_attempt_at = ?, "
+                                  "last_error = ? WHERE id = ?",
+                                  (nxt.url_index, iso(nxt.at), result.error, done.notification_id))
+
+    def summary(self) -> dict[str, int]:
+        with self._lock:
+            alerts_n = self.conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
+            sent = self.conn.execute("SELECT count(*) FROM notifications WHERE state = 'sent'").fetchone()[0]
+        return {"alerts": alerts_n, "notifications_sent": sent}

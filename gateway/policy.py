@@ -1,0 +1,143 @@
+"""The escalation policy and rule thresholds, loaded from YAML or TOML and validated once (issue 6)."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import time
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; the message names the key path of each problem."""
+
+
+class Role(StrEnum):
+    LEADER = "leader"
+    MEDICAL = "medical"
+    POLICE = "police"
+    SOCIAL = "social"
+
+
+class AlertKind(StrEnum):
+    DOOR_OPENED = "door_opened"
+    REPEATED_DOOR = "repeated_door"
+    FEVER = "fever"
+    IMPLAUSIBLE_READING = "implausible_reading"
+    MISSED_READING = "missed_reading"
+    DEVICE_OFFLINE = "device_offline"
+    CAMERA_TAMPERED = "camera_tampered"
+    WELFARE_CHECK = "welfare_check"
+    SENSOR_DISAGREE = "sensor_disagree"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Step(_Model):
+    notify: list[Role] = Field(min_length=1, description="Roles of the household's team paged at this step")
+    wait_minutes: float = Field(5, gt=0, le=24 * 60, description="Wait for an acknowledgement before the next step")
+
+
+class KindPolicy(_Model):
+    steps: list[Step] = Field(min_length=1)
+
+
+class Renotify(_Model):
+    """After the last step: page the last step's roles again every `every_minutes`, at most `max` times."""
+
+    every_minutes: float = Field(10, gt=0, le=24 * 60)
+    max: int = Field(3, ge=0, le=50)
+
+
+class Rules(_Model):
+    fever_celsius: float = Field(37.3, ge=35, le=42, description="Body temperature at or above this is a fever")
+    fever_by_method: dict[str, float] = Field(
+        default_factory=dict, description="Per measuring method (oral, rectal, ...): overrides fever_celsius"
+    )
+    repeat_count: int = Field(2, ge=2, le=100, description="This many door violations within the window: repeated")
+    repeat_window_hours: float = Field(24, gt=0, le=24 * 14)
+    opening_merge_s: float = Field(60, ge=0, le=3600, description="Openings closer than this count once")
+    offline_after_s: float = Field(90, ge=10, le=24 * 3600, description="No message from a device for this long")
+    readings_expected_at: list[time] = Field(
+        default_factory=lambda: [time(9, 0), time(21, 0)], min_length=1,
+        description="Local times by which a body temperature is expected",
+    )
+    reading_grace_minutes: float = Field(60, ge=0, le=12 * 60)
+    welfare_quiet_hours: float = Field(12, gt=0, le=7 * 24, description="No sign of life from a vulnerable household")
+    disagree_window_s: float = Field(60, gt=0, le=3600, description="Camera and contact must agree within this")
+
+    @field_validator("fever_by_method")
+    @classmethod
+    def _known_methods(cls, value: dict[str, float]) -> dict[str, float]:
+        known = {"oral", "axillary", "tympanic", "forehead", "rectal", "unknown"}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown measuring method(s) {unknown}; known: {sorted(known)}")
+        return value
+
+    def fever_threshold(self, method: str | None) -> float:
+        return self.fever_by_method.get(method or "unknown", self.fever_celsius)
+
+
+class Policy(_Model):
+    timezone: str = Field("Asia/Shanghai", description="Sites' default timezone (isolation days, expected times)")
+    isolation_days: int = Field(14, ge=1, le=60)
+    ack_link_ttl_hours: float = Field(24, gt=0, le=24 * 14)
+    purge_after_days: int = Field(30, ge=0, le=3650, description="Snapshots and readings kept after isolation ends")
+    renotify: Renotify = Renotify()
+    rules: Rules = Rules()
+    kinds: dict[AlertKind, KindPolicy]
+
+    @model_validator(mode="after")
+    def _every_kind_routed(self) -> "Policy":
+        missing = [k.value for k in AlertKind if k not in self.kinds]
+        if missing:
+            raise ValueError(f"kinds: no escalation steps for {missing}")
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone: unknown zone {self.timezone!r}") from None
+        return self
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: {exc.error_count()} problem(s)"]
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        lines.append(f"  {where}: {error['msg']} (got {error.get('input')!r})"[:300])
+    return "\n".join(lines)
+
+
+def parse_policy(text: str, *, fmt: str = "yaml", source: str = "policy") -> Policy:
+    try:
+        data: Any = tomllib.loads(text) if fmt == "toml" else yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        raise PolicyError(f"{source}: not valid {fmt.upper()}: {exc}") from None
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: expected a mapping at the top level")
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(_format_errors(exc, source)) from None
+
+
+def load_policy(path: Path | str | None = None) -> Policy:
+    """The policy at `path` (.yaml, .yml or .toml), or the default that ships with the package."""
+    if path is None:
+        text = resources.files("gateway").joinpath("default_policy.yaml").read_text()
+        return parse_policy(text, source="default_policy.yaml")
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PolicyError(f"{path}: {exc.strerror}") from None
+    return parse_policy(text, fmt="toml" if path.suffix == ".toml" else "yaml", source=str(path))

@@ -1,0 +1,399 @@
+"""The registry: sites, households, isolation periods, staff, teams of four, devices and announced visits.
+
+A library over the gateway database; the admin CLI, the REST API and the rules call it. Every change
+that matters to an inquiry (device registration, isolation end sign-off) is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from isowatch.broker import DEVICE_ACL, GATEWAY_USER, _write_atomic, mosquitto_password_hash
+from isowatch.clock import Clock, SystemClock
+from isowatch.contract import _IDENT
+
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+
+class RegistryError(ValueError):
+    """A registry operation that cannot be done as asked (unknown household, missing sign-off, ...)."""
+
+
+class NotFound(RegistryError):
+    pass
+
+
+def iso(value: datetime) -> str:
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _ident(value: str) -> str:
+    if not _IDENT.match(value):
+        raise ValueError("must be 1-64 characters of A-Z a-z 0-9 _ - (it appears in MQTT topics)")
+    return value
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class SiteIn(_In):
+    site: str
+    name: str = ""
+    timezone: str = DEFAULT_TIMEZONE
+
+    _check = field_validator("site")(_ident)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except Exception:  # ZoneInfoNotFoundError, or ValueError for a malformed key
+            raise ValueError(f"unknown timezone {value!r}") from None
+        return value
+
+
+class StaffIn(_In):
+    staff: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1)
+    role: Literal["leader", "medical", "police", "social"]
+    language: Literal["zh", "en"] = "zh"
+    contacts: list[str] = Field(default_factory=list, description="Apprise URLs, tried in this order")
+
+    @field_validator("contacts", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):  # CSV: URLs separated by spaces
+            return value.split()
+        return value
+
+    @field_validator("contacts")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if "://" not in url:
+                raise ValueError(f"{url!r} is not an Apprise URL (schema://...)")
+        return value
+
+
+class TeamIn(_In):
+    team: str = Field(min_length=1, max_length=64)
+    name: str = ""
+    leader: str
+    medical: str
+    police: str
+    social: str
+
+
+class HouseholdIn(_In):
+    household: str
+    site: str
+    address: str = ""
+    unit: str = ""
+    residents: int = Field(1, ge=1, le=50)
+    elderly_alone: bool = False
+    disabled: bool = False
+    language: Literal["zh", "en"] = "zh"
+    team: str | None = None
+
+    _check = field_validator("household", "site")(_ident)
+
+
+class IsolationIn(_In):
+    household: str
+    start_date: date
+    days: int = Field(14, ge=1, le=60)
+
+
+class VisitIn(_In):
+    household: str
+    kind: Literal["supplies", "rubbish", "hospital", "other"]
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _order(self) -> "VisitIn":
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+@dataclass(frozen=True)
+class Isolation:
+    id: int
+    household: str
+    start_date: date
+    days: int
+    ended_at: datetime | None
+
+    @property
+    def last_date(self) -> date:
+        return self.start_date + timedelta(days=self.days - 1)
+
+
+def isolation_day(period: Isolation, at: datetime, tz: str) -> int:
+    """Day 1 is the start date, in the site's timezone."""
+    return (at.astimezone(ZoneInfo(tz)).date() - period.start_date).days + 1
+
+
+def isolation_active(period: Isolation, at: datetime, tz: str) -> bool:
+    if period.ended_at is not None and at >= period.ended_at:
+        return False
+    return 1 <= isolation_day(period, at, tz) <= period.days
+
+
+def isolation_ends_at(period: Isolation, tz: str) -> datetime:
+    """When the period is over: its early end, or midnight after its last day in the site's timezone."""
+    if period.ended_at is not None:
+        return period.ended_at
+    end_day = period.last_date + timedelta(days=1)
+    return datetime(end_day.year, end_day.month, end_day.day, tzinfo=ZoneInfo(tz)).astimezone(timezone.utc)
+
+
+class Registry:
+    """Registry operations on one connection; each public method is one transaction."""
+
+    def __init__(self, conn: sqlite3.Connection, clock: Clock | None = None) -> None:
+        self.conn = conn
+        self.conn.row_factory = sqlite3.Row
+        self.clock = clock or SystemClock()
+
+    def _now(self) -> str:
+        return iso(self.clock.now())
+
+    def audit(self, who: str, action: str, obj: str, detail: dict | str = "") -> None:
+        text = detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False, sort_keys=True)
+        self.conn.execute(
+            "INSERT INTO audit_log (at, who, action, object, detail) VALUES (?, ?, ?, ?, ?)",
+            (self._now(), who, action, obj, text),
+        )
+
+    def _one(self, sql: str, params: tuple, what: str) -> sqlite3.Row:
+        row = self.conn.execute(sql, params).fetchone()
+        if row is None:
+            raise NotFound(f"no such {what}: {params[0]}")
+        return row
+
+    # -- sites, staff, teams, households -----------------------------------------------------------
+
+    def upsert_site(self, site: SiteIn) -> None:
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO sites (site, name, timezone) VALUES (?, ?, ?) ON CONFLICT(site) DO UPDATE SET "
+                "name = excluded.name, timezone = excluded.timezone",
+                (site.site, site.name, site.timezone),
+            )
+
+    def upsert_staff(self, staff: StaffIn) -> None:
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO staff (staff, name, role, language, contacts, active) VALUES (?, ?, ?, ?, ?, 1) "
+                "ON CONFLICT(staff) DO UPDATE SET name = excluded.name, role = excluded.role, "
+                "language = excluded.language, contacts = excluded.contacts",
+                (staff.staff, staff.name, staff.role, staff.language, json.dumps(staff.contacts)),
+            )
+
+    def upsert_team(self, team: TeamIn) -> None:
+        with self.conn:
+            for role in ("leader", "medical", "police", "social"):
+                self._one("SELECT staff FROM staff WHERE staff = ?", (getattr(team, role),), f"staff member ({role})")
+            self.conn.execute(
+                "INSERT INTO teams (team, name, leader, medical, police, social) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(team) DO UPDATE SET name = excluded.name, leader = excluded.leader, "
+                "medical = excluded.medical, police = excluded.police, social = excluded.social",
+                (team.team, team.name, team.leader, team.medical, team.police, team.social),
+            )
+
+    def upsert_household(self, household: HouseholdIn) -> None:
+        with self.conn:
+            if not self.conn.execute("SELECT 1 FROM sites WHERE site = ?", (household.site,)).fetchone():
+                # A site named only by its households gets the default timezone; import a site row to change it.
+                self.conn.execute("INSERT INTO sites (site, name, timezone) VALUES (?, ?, ?)",
+                                  (household.site, household.site, DEFAULT_TIMEZONE))
+            if household.team:
+                self._one("SELECT team FROM teams WHERE team = ?", (household.team,), "team")
+            self.conn.execute(
+                "INSERT INTO households (household, site, address, unit, residents, elderly_alone, disabled, "
+                "language, team, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(household) DO UPDATE "
+                "SET site = excluded.site, address = excluded.address, unit = excluded.unit, "
+                "residents = excluded.residents, elderly_alone = excluded.elderly_alone, "
+                "disabled = excluded.disabled, language = excluded.language, team = excluded.team",
+                (household.household, household.site, household.address, household.unit, household.residents,
+                 int(household.elderly_alone), int(household.disabled), household.language, household.team,
+                 self._now()),
+            )
+
+    def household(self, household: str) -> sqlite3.Row:
+        return self._household(household)
+
+    def _household(self, household: str) -> sqlite3.Row:
+        row = self.conn.execute(
+            "SELECT h.*, coalesce(s.timezone, ?) AS timezone FROM households h LEFT JOIN sites s ON s.site = h.site "
+            "WHERE h.household = ?", (DEFAULT_TIMEZONE, household),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no such household: {household}")
+        return row
+
+    def team_member(self, household: str, role: str) -> sqlite3.Row | None:
+        """The staff member holding `role` on the household's team, or None when no team is assigned."""
+        return self.conn.execute(
+            f"SELECT s.* FROM households h JOIN teams t ON t.team = h.team JOIN staff s ON s.staff = t.{role} "  # noqa: S608 - role is an enum value
+            "WHERE h.household = ?", (household,),
+        ).fetchone()
+
+    # -- isolation periods ---------------------------------------------------------------------------
+
+    def start_isolation(self, period: IsolationIn, *, by: str) -> int:
+        self._household(period.household)
+        with self.conn:
+            cursor = self.conn.execute(
+                "INSERT INTO isolation_periods (household, start_date, days, created_by, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (period.household, period.start_date.isoformat(), period.days, by, self._now()),
+            )
+            self.audit(by, "isolation.start", period.household,
+                       {"period": cursor.lastrowid, "start_date": period.start_date.isoformat(), "days": period.days})
+        return int(cursor.lastrowid)
+
+    def isolation(self, period_id: int) -> Isolation:
+        row = self._one("SELECT * FROM isolation_periods WHERE id = ?", (period_id,), "isolation period")
+        return _isolation(row)
+
+    def isolations(self, household: str) -> list[Isolation]:
+        rows = self.conn.execute("SELECT * FROM isolation_periods WHERE household = ? ORDER BY start_date",
+                                 (household,))
+        return [_isolation(r) for r in rows]
+
+    def active_isolation(self, household: str, at: datetime) -> tuple[Isolation, str] | None:
+        """The period covering `at` and the site's timezone, or None: events outside it alert nobody."""
+        row = self.conn.execute(
+            "SELECT coalesce(s.timezone, ?) FROM households h LEFT JOIN sites s ON s.site = h.site "
+            "WHERE h.household = ?", (DEFAULT_TIMEZONE, household),
+        ).fetchone()
+        if row is None:
+            return None
+        tz = row[0]
+        for period in self.isolations(household):
+            if isolation_active(period, at, tz):
+                return period, tz
+        return None
+
+    def extend_isolation(self, period_id: int, days: int, *, by: str) -> Isolation:
+        if days < 1:
+            raise RegistryError("extend by at least one day")
+        period = self.isolation(period_id)
+        if period.ended_at is not None:
+            raise RegistryError(f"isolation period {period_id} has ended; start a new one")
+        with self.conn:
+            self.conn.execute("UPDATE isolation_periods SET days = days + ? WHERE id = ?", (days, period_id))
+            self.audit(by, "isolation.extend", period.household, {"period": period_id, "days": days})
+        return self.isolation(period_id)
+
+    def sign_end(self, period_id: int, *, staff: str, reason: str = "") -> Isolation:
+        """Ending early needs the household team's medical worker and leader; the second signature ends it."""
+        period = self.isolation(period_id)
+        if period.ended_at is not None:
+            raise RegistryError(f"isolation period {period_id} has already ended")
+        leader = self.team_member(period.household, "leader")
+        medical = self.team_member(period.household, "medical")
+        roles = [r for r, m in (("leader", leader), ("medical", medical)) if m is not None and m["staff"] == staff]
+        if not roles:
+            raise RegistryError(f"{staff} is neither the medical worker nor the team leader of {period.household}")
+        now = self._now()
+        with self.conn:
+            for role in roles:
+                self.conn.execute(
+                    f"UPDATE isolation_periods SET end_{role}_by = ?, end_{role}_at = ? WHERE id = ?",  # noqa: S608
+                    (staff, now, period_id),
+                )
+            self.audit(staff, "isolation.end_signoff", period.household,
+                       {"period": period_id, "as": roles, "reason": reason})
+            row = self.conn.execute("SELECT end_medical_by, end_leader_by FROM isolation_periods WHERE id = ?",
+                                    (period_id,)).fetchone()
+            if row["end_medical_by"] and row["end_leader_by"]:
+                self.conn.execute("UPDATE isolation_periods SET ended_at = ?, end_reason = ? WHERE id = ?",
+                                  (now, reason, period_id))
+                self.audit(staff, "isolation.end", period.household, {"period": period_id, "reason": reason})
+        return self.isolation(period_id)
+
+    # -- devices and broker credentials ----------------------------------------------------------
+
+    def register_device(self, device: str, household: str, *, by: str, password: str | None = None) -> str:
+        """Bind a device to a household and issue its broker password (returned once, stored hashed)."""
+        _ident(device)
+        home = self._household(household)
+        password = password or secrets.token_urlsafe(18)
+        now = self._now()
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO devices (device, site, household, registered_at, registered_by, password_hash) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(device) DO UPDATE SET site = excluded.site, "
+                "household = excluded.household, registered_at = excluded.registered_at, "
+                "registered_by = excluded.registered_by, password_hash = excluded.password_hash",
+                (device, home["site"], household, now, by, mosquitto_password_hash(password)),
+            )
+            self.audit(by, "device.register", device, {"site": home["site"], "household": household})
+        return password
+
+    def write_broker_files(self, password_file: Path, acl_file: Path, *,
+                           gateway_password: str, gateway_user: str = GATEWAY_USER) -> int:
+        """Mosquitto's password file (gateway plus every registered device) and the per-device ACL.
+
+        Send the broker SIGHUP afterwards to reload them. Returns the number of device accounts.
+        """
+        rows = self.conn.execute(
+            "SELECT device, password_hash FROM devices WHERE password_hash IS NOT NULL ORDER BY device"
+        ).fetchall()
+        lines = [f"{gateway_user}:{mosquitto_password_hash(gateway_password)}\n"]
+        lines += [f"{r['device']}:{r['password_hash']}\n" for r in rows if r["device"] != gateway_user]
+        _write_atomic(Path(password_file), "".join(lines), mode=0o600)
+        _write_atomic(Path(acl_file), DEVICE_ACL.format(gateway=gateway_user), mode=0o600)
+        return len(rows)
+
+    # -- announced visits ----------------------------------------------------------------------------
+
+    def add_visit(self, visit: VisitIn, *, by: str) -> int:
+        self._household(visit.household)
+        with self.conn:
+            cursor = self.conn.execute(
+                "INSERT INTO visits (household, kind, starts_at, ends_at, note, created_by, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (visit.household, visit.kind, iso(visit.starts_at), iso(visit.ends_at), visit.note, by, self._now()),
+            )
+            self.audit(by, "visit.announce", visit.household,
+                       {"visit": cursor.lastrowid, "kind": visit.kind, "from": iso(visit.starts_at),
+                        "to": iso(visit.ends_at)})
+        return int(cursor.lastrowid)
+
+    def visit_covering(self, household: str, at: datetime) -> int | None:
+        row = self.conn.execute(
+            "SELECT id FROM visits WHERE household = ? AND starts_at <= ? AND ends_at >= ? ORDER BY starts_at LIMIT 1",
+            (household, iso(at), iso(at)),
+        ).fetchone()
+        return row[0] if row else None
+
+
+def _isolation(row: sqlite3.Row) -> Isolation:
+    return Isolation(
+        id=row["id"],
+        household=row["household"],
+        start_date=date.fromisoformat(row["start_date"]),
+        days=row["days"],
+        ended_at=parse_iso(row["ended_at"]) if row["ended_at"] else None,
+    )

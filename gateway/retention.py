@@ -1,0 +1,69 @@
+"""Retention: a household's snapshots and readings are purged `purge_after_days` after its isolation ends.
+
+Each purge is written to the audit log. The newest row of each table is kept for now: the alert
+worker's cursor is a rowid, and SQLite would hand a deleted maximum rowid out again.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from gateway.alerts import audit
+from gateway.policy import Policy
+from gateway.registry import Isolation, _isolation, isolation_ends_at, iso
+
+log = logging.getLogger(__name__)
+
+
+def purge_due(periods: list[Isolation], tz: str, now: datetime, keep_days: int) -> datetime | None:
+    """The end of the household's last isolation when it ended more than `keep_days` ago and none is running
+    or planned after it; else None."""
+    if not periods:
+        return None
+    ends = [isolation_ends_at(p, tz) for p in periods]
+    last_end = max(ends)
+    if any(end > now for end in ends):
+        return None
+    return last_end if now - last_end >= timedelta(days=keep_days) else None
+
+
+def purge(conn: sqlite3.Connection, policy: Policy, now: datetime, snapshot_dir: Path) -> list[str]:
+    """Purge every household that is due; returns their ids."""
+    conn.row_factory = sqlite3.Row
+    households = conn.execute(
+        "SELECT h.household, coalesce(s.timezone, ?) AS tz FROM households h LEFT JOIN sites s ON s.site = h.site "
+        "WHERE EXISTS (SELECT 1 FROM isolation_periods p WHERE p.household = h.household)", (policy.timezone,),
+    ).fetchall()
+    purged = []
+    for row in households:
+        household = row["household"]
+        periods = [_isolation(r) for r in conn.execute("SELECT * FROM isolation_periods WHERE household = ?",
+                                                       (household,))]
+        end = purge_due(periods, row["tz"], now, policy.purge_after_days)
+        if end is None:
+            continue
+        before = iso(end)
+        with conn:
+            readings = conn.execute(
+                "DELETE FROM readings WHERE household = ? AND device_time < ? AND rowid < (SELECT max(rowid) FROM readings)",
+                (household, before)).rowcount
+            paths = [r[0] for r in conn.execute(
+                "SELECT path FROM snapshots WHERE household = ? AND received_at < ?", (household, before))]
+            snaps = conn.execute("DELETE FROM snapshots WHERE household = ? AND received_at < ?",
+                                 (household, before)).rowcount
+            files = 0
+            for path in set(paths):
+                # Content-addressed: the same picture may belong to another event that is still kept.
+                if conn.execute("SELECT 1 FROM snapshots WHERE path = ? LIMIT 1", (path,)).fetchone() is None:
+                    (snapshot_dir / path).unlink(missing_ok=True)
+                    files += 1
+            if readings or snaps:
+                audit(conn, "gateway", "retention.purge", household,
+                      {"readings": readings, "snapshots": snaps, "files": files, "isolation_ended": before,
+                       "after_days": policy.purge_after_days}, now)
+                purged.append(household)
+                log.info("purged household=%s readings=%d snapshots=%d files=%d", household, readings, snaps, files)
+    return purged

@@ -1,0 +1,239 @@
+"""Rules, alert lifecycle and escalation with a manual clock: no sleeping, real Apprise to a local inbox."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from gateway.ack_links import BadLink, LinkExpired, LinkUsed
+from gateway.escalation import first_page
+from gateway.inbox import LocalInbox
+from gateway.policy import AlertKind, load_policy
+from gateway.registry import VisitIn
+from gateway.rules import Finding
+from tests.fixtures.world import START, World
+
+POLICY = load_policy()
+STAFF_OF_ROLE = {"leader": "wang-leader", "medical": "li-medical", "police": "zhao-police", "social": "chen-social"}
+
+
+@pytest.fixture
+def inbox():
+    with LocalInbox() as box:
+        yield box
+
+
+@pytest.fixture
+def world(tmp_path, inbox):
+    w = World(tmp_path, inbox)
+    yield w
+    w.close()
+
+
+def ack_token(body: str) -> str:
+    line = next(l for l in body.splitlines() if "/ack/" in l)
+    return line.rsplit("/ack/", 1)[1].strip()
+
+
+def test_door_opening_in_isolation_pages_the_social_worker_once_with_what_to_act_on(world, inbox):
+    world.door()
+    world.worker.settle()
+    world.worker.settle()  # a second pass must not page again
+    (message,) = inbox.received()
+    assert message.recipient == "chen-social"
+    assert "隔离期间开门" in message.title and "幸福里3号楼 502" in message.title
+    assert "隔离第 5 天（共 14 天）" in message.body
+    assert "2026-03-05 10:00:00 CST" in message.body  # site time, not UTC
+    assert "http://gw.example/ack/" in message.body
+    (alert,) = world.rows("SELECT * FROM alerts")
+    assert (alert["kind"], alert["state"], alert["count"]) == ("door_opened", "notified", 1)
+    (attempt,) = world.rows("SELECT * FROM delivery_attempts")
+    assert attempt["ok"] == 1 and attempt["url"] == f"json://127.0.0.1:{inbox.port}/..."
+
+
+def test_english_speaking_staff_get_english(world, inbox):
+    world.temperature(38.2)
+    world.worker.settle()
+    (message,) = inbox.received()
+    assert message.recipient == "li-medical"
+    assert message.title.startswith("[isowatch #1] Fever")
+    assert "Isolation day 5 of 14" in message.body and "38.2 °C (axillary)" in message.body
+
+
+def test_door_violation_escalates_to_leader_after_five_minutes_then_reminds_up_to_the_cap(world, inbox):
+    world.door()
+    world.worker.settle()
+    world.clock.advance(5 * 60 - 1)
+    world.worker.settle()
+    assert world.recipients() == ["chen-social"]
+    world.clock.advance(1)
+    world.worker.settle()
+    world.worker.settle()
+    assert world.recipients() == ["chen-social", "wang-leader"]
+    # Last step: remind the leader every 10 minutes, at most 3 times.
+    for _ in range(3):
+        world.clock.advance(10 * 60 - 1)
+        world.worker.settle()
+        before = len(inbox.received())
+        world.clock.advance(1)
+        world.worker.settle()
+        assert len(inbox.received()) == before + 1
+    world.clock.advance(24 * 3600)
+    world.worker.settle()
+    assert world.recipients() == ["chen-social", "wang-leader", "wang-leader", "wang-leader", "wang-leader"]
+    assert "再次提醒（第 3 次）" in inbox.received()[-1].body
+
+
+@pytest.mark.parametrize("kind", list(AlertKind))
+def test_every_step_of_the_default_policy_pages_its_roles_on_time(world, inbox, kind):
+    steps = POLICY.kinds[kind].steps
+    finding = Finding(kind, "site-a", "hh-3-502", START, f"ref-{kind.value}", 1)
+    with world.worker.conn:
+        world.worker._raise(finding, world.clock.now())
+    world.worker.settle()
+    seen = 0
+    for number, step in enumerate(steps, start=1):
+        expected = sorted(STAFF_OF_ROLE[r.value] for r in step.notify)
+        got = sorted(m.recipient for m in inbox.received()[seen:])
+        assert got == expected, f"{kind.value} step {number}"
+        assert all(f"升级第 {number} 步" in m.body or f"Escalation step {number}" in m.body
+                   for m in inbox.received()[seen:])
+        seen = len(inbox.received())
+        world.clock.advance(step.wait_minutes * 60 - 1)
+        world.worker.settle()
+        assert len(inbox.received()) == seen, f"{kind.value} step {number} escalated early"
+        world.clock.advance(1)
+        world.worker.settle()
+    # After the last step's wait, the reminders: one round already went out above.
+    rounds = POLICY.renotify.max
+    last = sorted(STAFF_OF_ROLE[r.value] for r in steps[-1].notify)
+    for _ in range(rounds - 1):
+        world.clock.advance(POLICY.renotify.every_minutes * 60)
+        world.worker.settle()
+    world.clock.advance(7 * 24 * 3600)
+    world.worker.settle()
+    reminders = sorted(m.recipient for m in inbox.received()[seen:])
+    assert reminders == sorted(last * rounds)
+
+
+def test_acknowledge_link_stops_the_escalation_and_works_once(world, inbox):
+    world.door()
+    world.worker.settle()
+    token = ack_token(inbox.received()[0].body)
+    outcome = world.links.redeem(world.conn, token)
+    assert (outcome.staff, outcome.already_by) == ("chen-social", None)
+    with pytest.raises(LinkUsed):
+        world.links.redeem(world.conn, token)
+    world.clock.advance(3600)
+    world.worker.settle()
+    assert world.recipients() == ["chen-social"]
+    (alert,) = world.rows("SELECT * FROM alerts")
+    assert (alert["state"], alert["acknowledged_by"], alert["next_step_at"]) == ("acknowledged", "chen-social", None)
+    actions = [r["action"] for r in world.rows("SELECT action FROM audit_log WHERE object = 'alert:1'")]
+    assert actions == ["alert.acknowledge"]
+
+
+def test_forged_and_expired_links_are_refused(world, inbox):
+    world.door()
+    world.worker.settle()
+    token = ack_token(inbox.received()[0].body)
+    with pytest.raises(BadLink):
+        world.links.redeem(world.conn, token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1])
+    world.clock.advance(POLICY.ack_link_ttl_hours * 3600)
+    with pytest.raises(LinkExpired):
+        world.links.redeem(world.conn, token)
+
+
+def test_door_opening_inside_an_announced_visit_notifies_nobody(world, inbox):
+    world.registry.add_visit(VisitIn(household="hh-3-502", kind="supplies", starts_at=START - timedelta(minutes=5),
+                                     ends_at=START + timedelta(minutes=15)), by="chen-social")
+    event = world.door(at=START + timedelta(minutes=1))
+    world.worker.settle()
+    world.clock.advance(3600)
+    world.worker.settle()
+    assert inbox.received() == []
+    assert world.rows("SELECT count(*) FROM alerts")[0][0] == 0
+    (log,) = world.rows("SELECT * FROM rule_log WHERE ref = ?", (event.id,))
+    assert log["outcome"] == "expected" and "announced visit" in log["detail"]
+    # The same opening after the window closes is a violation.
+    world.door(at=START + timedelta(minutes=20))
+    world.worker.settle()
+    assert world.recipients() == ["chen-social"]
+
+
+def test_events_outside_the_isolation_and_from_unregistered_devices_alert_nobody(world, inbox):
+    before = world.door(at=START - timedelta(days=5))  # 28 Feb: before the period started
+    world.door(at=START + timedelta(days=10))  # 15 Mar: the day after the 14th day
+    world.worker.settle()
+    stranger = world._stamp(__import__("isowatch.contract", fromlist=["DoorEvent"]).DoorEvent, "hh-3-502", None,
+                            type="door", state="open")
+    stranger = stranger.model_copy(update={"device": "cam-stranger"})
+    world.publish(stranger, "hh-3-502")
+    world.worker.settle()
+    assert inbox.received() == []
+    outcomes = {r["ref"]: r["outcome"] for r in world.rows("SELECT ref, outcome FROM rule_log")}
+    assert outcomes[before.id] == "outside_isolation"
+    assert outcomes[stranger.id] == "unregistered"
+    assert world.rows("SELECT count(*) FROM events")[0][0] == 3  # stored all the same
+
+
+def test_further_events_attach_and_a_second_violation_pages_police_and_leader(world, inbox):
+    first = world.door()
+    world.door(at=START + timedelta(seconds=20))  # the same opening seen again within the merge window
+    world.worker.settle()
+    assert world.recipients() == ["chen-social"]
+    world.door(at=START + timedelta(minutes=2))
+    world.worker.settle()
+    assert sorted(world.recipients()) == ["chen-social", "wang-leader", "zhao-police"]
+    counts = {r["kind"]: r["count"] for r in world.rows("SELECT kind, count FROM alerts")}
+    assert counts == {"door_opened": 3, "repeated_door": 1}
+    assert world.rows("SELECT first_event_id FROM alerts WHERE kind = 'door_opened'")[0][0] == first.id
+
+
+def test_duplicate_delivery_of_an_event_never_alerts_twice(world, inbox):
+    event = world.door()
+    world.worker.settle()
+    outcome = world.publish(event)  # the broker redelivers the same id
+    assert outcome.duplicates and not outcome.stored
+    world.worker.settle()
+    assert world.recipients() == ["chen-social"]
+    assert world.rows("SELECT count FROM alerts")[0][0] == 1
+
+
+def test_fever_threshold_depends_on_the_measuring_method(world, inbox):
+    world.temperature(37.4, method="oral")  # oral threshold 37.5: no fever
+    world.temperature(37.2)
+    world.worker.settle()
+    assert inbox.received() == []
+    world.temperature(37.3, method="axillary")
+    world.temperature(33.0)  # implausible: flagged, never a fever
+    world.worker.settle()
+    kinds = sorted(r["kind"] for r in world.rows("SELECT kind FROM alerts"))
+    assert kinds == ["fever", "implausible_reading"]
+    assert world.recipients() == ["li-medical", "li-medical"]
+
+
+def test_camera_tamper_pages_the_social_worker(world, inbox):
+    world.tamper()
+    world.worker.settle()
+    assert world.recipients() == ["chen-social"]
+    assert world.rows("SELECT kind, detail FROM alerts")[0][:] == ("camera_tampered", "covered")
+
+
+def test_resolving_records_the_verdict_and_a_new_violation_opens_a_new_alert(world, inbox):
+    from gateway import alerts
+
+    world.door()
+    world.worker.settle()
+    alerts.resolve(world.conn, 1, staff="chen-social", verdict="authorised_exit", note="hospital trip",
+                   now=world.clock.now())
+    (alert,) = world.rows("SELECT * FROM alerts")
+    assert (alert["state"], alert["verdict"], alert["acknowledged_by"]) == ("resolved", "authorised_exit",
+                                                                           "chen-social")
+    with pytest.raises(alerts.AlertError):
+        alerts.resolve(world.conn, 1, staff="chen-social", verdict="nonsense", note="", now=world.clock.now())
+    world.clock.advance(25 * 3600)
+    world.door()
+    world.worker.settle()
+    assert world.rows("SELECT count(*) FROM alerts WHERE kind = 'door_opened'")[0][0] == 2
