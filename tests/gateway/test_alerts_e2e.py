@@ -1,0 +1,130 @@
+"""End to end over a real Mosquitto: door event -> alert -> Apprise -> local receiver -> ack link over HTTP.
+
+Also: devices registered through the registry get their own broker credentials, and the generated
+password and ACL files confine each device to its own topics.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import sqlite3
+import time
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.uplink import DeviceIdentity, Uplink
+from gateway.inbox import LocalInbox
+from gateway.registry import Registry
+from gateway.registry_import import apply, parse_yaml
+from gateway.service import GatewayService
+from isowatch.contract import DoorEvent
+from tests.fixtures.world import registry_yaml
+from tests.support import query, scalar, wait_until
+
+pytestmark = pytest.mark.broker
+
+
+def seed_registry(db_path, inbox: LocalInbox, start_date=None) -> Registry:
+    conn = sqlite3.connect(db_path, timeout=30)
+    registry = Registry(conn)
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    text = registry_yaml(inbox).replace("2026-03-01", (start_date or today - timedelta(days=2)).isoformat())
+    apply(parse_yaml(text, "registry.yaml"), registry, by="test")
+    return registry
+
+
+def test_door_event_pages_social_worker_once_and_the_link_acknowledges_once(mosquitto, tmp_path):
+    db = tmp_path / "gw.db"
+    with LocalInbox() as inbox:
+        service = GatewayService(db, mosquitto.url(), http_port=0)
+        registry = seed_registry(db, inbox)
+        password = registry.register_device("cam-3502", "hh-3-502", by="test")
+        service.start()
+        uplink = Uplink(mosquitto.add_user("cam-3502", password), DeviceIdentity("site-a", "hh-3-502", "cam-3502"))
+        try:
+            uplink.start()
+            uplink.send(uplink.stamp(DoorEvent, type="door", state="open", exit_suspected=True))
+            (message,) = wait_until(inbox.received, timeout=20, what="the notification at the receiver")
+            assert message.recipient == "chen-social"
+            assert "隔离第 3 天（共 14 天）" in message.body and "幸福里3号楼 502" in message.body
+            link = re.search(r"(http://127\.0\.0\.1:\d+/ack/\S+)", message.body).group(1)
+            assert link.startswith(f"http://127.0.0.1:{service.http_port}/ack/")
+
+            first = httpx.get(link, timeout=10)
+            assert first.status_code == 200 and "已确认" in first.text and "陈社工" in first.text
+            again = httpx.get(link, timeout=10)
+            assert again.status_code == 410
+            forged = httpx.get(link[:-3] + "xyz", timeout=10)
+            assert forged.status_code == 404
+
+            assert query(db, "SELECT state, acknowledged_by FROM alerts") == [("acknowledged", "chen-social")]
+            assert scalar(db, "SELECT count(*) FROM audit_log WHERE action = 'alert.acknowledge' "
+                              "AND who = 'chen-social'") == 1
+            service.ingest.wait_idle(quiet_s=1.0)
+            assert len(inbox.received()) == 1
+            assert scalar(db, "SELECT count(*) FROM notifications") == 1
+            assert query(db, "SELECT ok FROM delivery_attempts") == [(1,)]
+        finally:
+            uplink.stop()
+            service.stop()
+
+
+def connect(port: int, username: str | None, password: str | None) -> str:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{username}-{time.monotonic_ns()}")
+    if username:
+        client.username_pw_set(username, password)
+    results: list = []
+    client.on_connect = lambda c, u, f, reason, p: results.append(str(reason))
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        wait_until(lambda: results, timeout=10, what="CONNACK")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return results[0]
+
+
+def test_registered_devices_are_confined_by_the_generated_password_and_acl_files(mosquitto, tmp_path):
+    db = tmp_path / "gw.db"
+    with LocalInbox() as inbox:
+        service = GatewayService(db, mosquitto.url(), alerts=False)
+        registry = seed_registry(db, inbox)
+        own = registry.register_device("cam-3502", "hh-3-502", by="admin")
+        other = registry.register_device("cam-7101", "hh-7-101", by="admin")
+        # Replace the fixture's files with the registry's (the gateway keeps its password) and reload.
+        count = registry.write_broker_files(mosquitto.password_file, mosquitto.acl_file,
+                                            gateway_password=mosquitto.users["gateway"])
+        assert count == 2
+        mosquitto.process.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        assert "cam-3502:$7$" in mosquitto.password_file.read_text()
+        assert own not in mosquitto.password_file.read_text()  # hashes only
+        service.start()
+        thief = Uplink(mosquitto.url("gateway").with_user("cam-3502", own),
+                       DeviceIdentity("site-a", "hh-7-101", "cam-7101"))
+        honest = Uplink(mosquitto.url("gateway").with_user("cam-7101", other),
+                        DeviceIdentity("site-a", "hh-7-101", "cam-7101"))
+        try:
+            thief.start()
+            honest.start()
+            thief.send(thief.stamp(DoorEvent, type="door", state="open"))
+            honest.send(honest.stamp(DoorEvent, type="door", state="open"))
+            wait_until(lambda: scalar(db, "SELECT count(*) FROM events") >= 1, what="the honest event")
+            service.ingest.wait_idle(quiet_s=1.0)
+            assert query(db, "SELECT device FROM events") == [("cam-7101",)]
+        finally:
+            thief.stop()
+            honest.stop()
+            service.stop()
+        assert connect(mosquitto.port, None, None) != "Success"
+        assert connect(mosquitto.port, "cam-3502", "wrong") != "Success"
+        assert connect(mosquitto.port, "cam-3502", own) == "Success"
+        audit = query(db, "SELECT who, action, object FROM audit_log WHERE action = 'device.register' ORDER BY id")
+        assert audit == [("admin", "device.register", "cam-3502"), ("admin", "device.register", "cam-7101")]
