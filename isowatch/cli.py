@@ -19,6 +19,7 @@ from isowatch.contract import json_schema_text
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("isowatch.demo:demo", "Run broker, gateway, dashboard and simulated households."),
     "gateway": ("gateway.cli:gateway", "Run the gateway: MQTT ingest into SQLite."),
+    "admin": ("gateway.admin_cli:admin", "Registry chores: import households, staff, teams; devices; policy."),
     "edge": ("edge.agent_cli:edge", "Run the edge agent of one household's box, or check its config."),
     "detect": ("edge.cli:detect", "Replay door-camera footage through the detector."),
     "calibrate": ("edge.cli:calibrate", "Save a reference frame and the door ROI to the edge config."),

@@ -1,0 +1,170 @@
+"""`isowatch admin ...`: registry and policy chores on the gateway database (a thin front over gateway.registry)."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from gateway import alerts
+from gateway.policy import PolicyError, load_policy
+from gateway.registry import IsolationIn, Registry, RegistryError, VisitIn
+from gateway.registry_import import ImportProblem, apply, parse_file
+from gateway.store import open_database
+from isowatch.clock import SystemClock
+
+db_option = click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default="isowatch.db",
+                         show_default=True, envvar="ISOWATCH_DB", help="Gateway database (env ISOWATCH_DB).")
+by_option = click.option("--by", default="admin-cli", show_default=True, help="Who is doing this (audit log).")
+
+
+def _registry(db_path: Path) -> Registry:
+    open_database(db_path).close()  # create and migrate when missing
+    return Registry(sqlite3.connect(db_path, timeout=30), SystemClock())
+
+
+@click.group()
+def admin() -> None:
+    """Registry chores: import households, staff and teams; register devices; isolation periods; policy."""
+
+
+@admin.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@db_option
+@by_option
+def import_(file: Path, db_path: Path, by: str) -> None:
+    """Load sites, staff, teams, households and isolations from a CSV or YAML FILE.
+
+    The whole file is checked first; each problem is reported as FILE:LINE: where: what.
+    """
+    try:
+        plan = parse_file(file)
+        counts = apply(plan, _registry(db_path), by=by, source=str(file))
+    except ImportProblem as exc:
+        raise click.ClickException(f"{len(exc.problems)} problem(s):\n" + "\n".join(exc.problems)) from None
+    click.echo(" ".join(f"{k}={v}" for k, v in counts.items()) or "nothing to import")
+
+
+@admin.command("check-policy")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False)
+def check_policy(file: Path | None) -> None:
+    """Validate an escalation policy FILE (YAML or TOML); without FILE, the packaged default."""
+    try:
+        policy = load_policy(file)
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from None
+    for kind, rule in policy.kinds.items():
+        steps = " -> ".join(f"{'+'.join(s.notify)} ({s.wait_minutes:g} min)" for s in rule.steps)
+        click.echo(f"{kind.value}: {steps}")
+
+
+@admin.command("register-device")
+@click.argument("device")
+@click.argument("household")
+@db_option
+@by_option
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Rewrite Mosquitto's password file (and --acl-file) with every registered device.")
+@click.option("--acl-file", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--gateway-password", envvar="ISOWATCH_GATEWAY_PASSWORD", default=None,
+              help="The gateway's broker password, written to the password file (env ISOWATCH_GATEWAY_PASSWORD).")
+@click.option("--broker-pid", type=int, default=None, help="Send this Mosquitto process SIGHUP to reload the files.")
+def register_device(device: str, household: str, db_path: Path, by: str, password_file: Path | None,
+                    acl_file: Path | None, gateway_password: str | None, broker_pid: int | None) -> None:
+    """Bind DEVICE to HOUSEHOLD and issue its broker password (printed once; only its hash is kept)."""
+    registry = _registry(db_path)
+    try:
+        password = registry.register_device(device, household, by=by)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+    if password_file:
+        if not (acl_file and gateway_password):
+            raise click.UsageError("--password-file needs --acl-file and --gateway-password")
+        registry.write_broker_files(password_file, acl_file, gateway_password=gateway_password)
+        if broker_pid:
+            import os
+
+            os.kill(broker_pid, signal.SIGHUP)
+    click.echo(f"device={device} household={household} username={device} password={password}")
+
+
+@admin.command("start-isolation")
+@click.argument("household")
+@click.argument("start_date", type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--days", type=click.IntRange(1, 60), default=14, show_default=True)
+@db_option
+@by_option
+def start_isolation(household: str, start_date: datetime, days: int, db_path: Path, by: str) -> None:
+    """Start an isolation period for HOUSEHOLD on START_DATE (day 1, in the site's timezone)."""
+    try:
+        period = _registry(db_path).start_isolation(
+            IsolationIn(household=household, start_date=start_date.date(), days=days), by=by)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"isolation={period} household={household} start={start_date.date()} days={days}")
+
+
+@admin.command("extend-isolation")
+@click.argument("period_id", type=int)
+@click.argument("days", type=click.IntRange(1, 60))
+@db_option
+@by_option
+def extend_isolation(period_id: int, days: int, db_path: Path, by: str) -> None:
+    """Extend isolation period PERIOD_ID by DAYS."""
+    try:
+        period = _registry(db_path).extend_isolation(period_id, days, by=by)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"isolation={period.id} days={period.days} last_day={period.last_date}")
+
+
+@admin.command("sign-end")
+@click.argument("period_id", type=int)
+@click.argument("staff")
+@click.option("--reason", default="", help="Why the isolation ends early.")
+@db_option
+def sign_end(period_id: int, staff: str, reason: str, db_path: Path) -> None:
+    """Sign off an early end as STAFF; it ends once the medical worker and the team leader both signed."""
+    try:
+        period = _registry(db_path).sign_end(period_id, staff=staff, reason=reason)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"isolation={period.id} " + (f"ended_at={period.ended_at.isoformat()}" if period.ended_at
+                                             else "awaiting the other signature"))
+
+
+@admin.command("announce-visit")
+@click.argument("household")
+@click.argument("kind", type=click.Choice(["supplies", "rubbish", "hospital", "other"]))
+@click.argument("starts_at")
+@click.argument("ends_at")
+@click.option("--note", default="")
+@db_option
+@by_option
+def announce_visit(household: str, kind: str, starts_at: str, ends_at: str, note: str, db_path: Path, by: str) -> None:
+    """Announce a visit window (ISO 8601 times with offset) during which door openings are expected."""
+    try:
+        visit = VisitIn(household=household, kind=kind, starts_at=starts_at, ends_at=ends_at, note=note)
+        number = _registry(db_path).add_visit(visit, by=by)
+    except (RegistryError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"visit={number} household={household}")
+
+
+@admin.command("resolve")
+@click.argument("alert_id", type=int)
+@click.argument("verdict", type=click.Choice(list(alerts.VERDICTS)))
+@click.option("--staff", required=True, help="Who resolves it.")
+@click.option("--note", default="")
+@db_option
+def resolve(alert_id: int, verdict: str, staff: str, note: str, db_path: Path) -> None:
+    """Close alert ALERT_ID with a VERDICT and a note."""
+    registry = _registry(db_path)
+    try:
+        alerts.resolve(registry.conn, alert_id, staff=staff, verdict=verdict, note=note, now=SystemClock().now())
+    except alerts.AlertError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"alert={alert_id} verdict={verdict}")
