@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from gateway.policy import PolicyError
 from gateway.service import GatewayService
 from isowatch.broker import BrokerError, BrokerUrl
 
@@ -28,15 +29,25 @@ def gateway() -> None:
               help="MQTT client id; the broker keeps this id's session while the gateway is down.")
 @click.option("--http-port", type=int, default=None, help="Also serve the dashboard on this port.")
 @click.option("--http-host", default="127.0.0.1", show_default=True)
+@click.option("--policy", "policy_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Escalation policy (YAML or TOML); default the packaged one. See docs/alerts.md.")
+@click.option("--public-url", default=None, envvar="ISOWATCH_PUBLIC_URL",
+              help="Base URL of acknowledge links as phones reach this server; default http://HTTP_HOST:HTTP_PORT.")
+@click.option("--admin-token", default="", envvar="ISOWATCH_ADMIN_TOKEN",
+              help="Bearer token for the registry REST API (env ISOWATCH_ADMIN_TOKEN); API off when empty.")
 def run(broker_url: str, db_path: Path, sites: tuple[str, ...], client_id: str, http_port: int | None,
-        http_host: str) -> None:
+        http_host: str, policy_path: Path | None, public_url: str | None, admin_token: str) -> None:
     """Consume device messages and store them; stops cleanly on SIGTERM or Ctrl-C."""
     try:
         broker = BrokerUrl.parse(broker_url)
     except BrokerError as exc:
         raise click.BadParameter(str(exc), param_hint="--broker") from None
-    service = GatewayService(db_path, broker, sites=sites or ("+",), client_id=client_id,
-                             http_host=http_host, http_port=http_port)
+    try:
+        service = GatewayService(db_path, broker, sites=sites or ("+",), client_id=client_id,
+                                 http_host=http_host, http_port=http_port, policy=policy_path,
+                                 public_url=public_url, admin_token=admin_token)
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
