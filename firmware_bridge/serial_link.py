@@ -131,6 +131,7 @@ class SerialLink:
         self._decoder = lp.LineDecoder()
         self._host_seq = 0
         self._last_body: str | None = None
+        self._unacked: lp.Frame | None = None  # yielded, asked for an ACK, not acknowledged yet
         self._last_frame_at = 0.0
         self._silent = False
         self._counters_logged_at = self.clock.monotonic()
@@ -208,7 +209,11 @@ class SerialLink:
                 for event in events:
                     frame = self._handle(event, now)
                     if frame is not None:
+                        self._unacked = frame if frame.ack else None
                         yield frame
+                        # The consumer had its turn; if it did not acknowledge explicitly, do it now.
+                        if self._unacked is frame:
+                            self.acknowledge(frame)
                 self._housekeeping(now)
         finally:
             self.close()
@@ -220,26 +225,38 @@ class SerialLink:
                 event.reason, "frame rejected port=%s reason=%s seq=%s detail=%s", self.path, event.reason, event.seq, event.detail
             )
             if event.ack and event.seq is not None and event.reason != "unsupported_version":
+                self.counters.naks_sent += 1  # counted first: whoever sees the NAK sees the count
                 self._reply(lp.Nak(seq=self._next_host_seq(), acked=event.seq, reason=event.reason))
-                self.counters.naks_sent += 1
             return None
         if isinstance(event, (lp.Ack, lp.Nak)):
             return None  # our own frames echoed back (a loopback plug): not from the firmware
         self._last_frame_at, self._silent = now, False
         self.backoff.reset()  # a good frame means the link really works again
-        body = event.body()
-        duplicate = body == self._last_body
-        if event.ack:
-            self._reply(lp.Ack(seq=self._next_host_seq(), acked=event.seq))
-            self.counters.acks_sent += 1
-        if duplicate:
+        if event.body() == self._last_body:
             # The firmware resent because our ACK was lost; it is acknowledged again but forwarded once.
             self.counters.duplicates += 1
             log.info("duplicate frame port=%s seq=%d", self.path, event.seq)
+            if event.ack:
+                self._send_ack(event)
             return None
-        self._last_body = body
+        self._last_body = event.body()
         self.counters.frames_ok += 1
         return event
+
+    def acknowledge(self, frame: lp.Frame) -> None:
+        """ACK a frame the consumer has handed on (to the uplink, later the outbox).
+
+        Acknowledging only after the handover means a bridge that dies in between leaves the frame
+        unacknowledged, so the firmware sends it again. Frames not acknowledged by the consumer are
+        acknowledged when it asks for the next frame.
+        """
+        if self._unacked is frame:
+            self._unacked = None
+            self._send_ack(frame)
+
+    def _send_ack(self, frame: lp.Frame) -> None:
+        self.counters.acks_sent += 1
+        self._reply(lp.Ack(seq=self._next_host_seq(), acked=frame.seq))
 
     def _reply(self, frame: lp.Frame) -> None:
         if not self.send_acks or self._port is None:

@@ -23,10 +23,10 @@ def stream_line(link: SerialLink, sink: ReadingSink, stop: threading.Event, *, c
     try:
         for frame in link.frames(stop):
             message = session.reading(frame, sink)
-            if message is None:
-                continue
-            sink.send(message)
-            sent += 1
+            if message is not None:
+                sink.send(message)
+                sent += 1
+            link.acknowledge(frame)  # only now: the reading is in the uplink's hands
             if count is not None and sent >= count:
                 break
     finally:

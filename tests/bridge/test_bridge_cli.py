@@ -180,3 +180,19 @@ def test_run_publishes_through_the_edge_uplink_to_a_real_broker(tmp_path: Path, 
     parsed, reading = decode(message.topic, message.payload)
     assert isinstance(reading, TemperatureReading)
     assert (reading.celsius, reading.subject, reading.method, reading.device) == (38.41, "body", "tympanic", "edge-3-502")
+
+
+def test_read_line_protocol_prints_the_first_reading(tmp_path: Path) -> None:
+    with VirtualPort(tmp_path / "usb-nano") as port, SimulatedFirmware(port) as sim:
+        feeder = firmware_thread(sim, FRAMES[:3])  # up to the first reading: nobody acknowledges after it
+        result = CliRunner().invoke(cli, ["bridge", "read", "--protocol", "line", "--port", str(port.link), "--wait", "30"])
+        feeder.join(WAIT)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "temperature 38.41 C body tympanic sensor=nano-7 battery=64%"
+
+
+def test_read_line_protocol_gives_up_after_the_wait(tmp_path: Path) -> None:
+    with VirtualPort(tmp_path / "usb-quiet") as port:
+        result = CliRunner().invoke(cli, ["bridge", "read", "--protocol", "line", "--port", str(port.link), "--wait", "0.3"])
+    assert result.exit_code == 1
+    assert "0 of 1 readings" in result.output

@@ -242,3 +242,41 @@ def test_virtual_port_link_points_at_a_real_tty(port: VirtualPort) -> None:
     assert os.path.islink(port.link)
     assert os.readlink(port.link) == port.slave_name
     assert os.isatty(os.open(port.link, os.O_RDWR | os.O_NOCTTY)) is True
+
+
+class _WatchingSink(MemorySink):
+    """Records, at each send, how many ACKs the link had already sent."""
+
+    def __init__(self, link_holder: list[SerialLink]) -> None:
+        super().__init__("edge-1")
+        self.link_holder = link_holder
+        self.acks_at_send: list[int] = []
+
+    def send(self, message) -> None:  # type: ignore[no-untyped-def]
+        self.acks_at_send.append(self.link_holder[0].counters.acks_sent)
+        super().send(message)
+
+
+def test_the_ack_goes_out_only_after_the_reading_is_handed_to_the_sink(port: VirtualPort, sim: SimulatedFirmware) -> None:
+    holder: list[SerialLink] = []
+    link = SerialLink(str(port.link))
+    holder.append(link)
+    sink = _WatchingSink(holder)
+    running = RunningBridge(link, sink).start()
+    try:
+        assert link.connected.wait(WAIT)
+        first = sim.body(3650)
+        assert isinstance(sim.wait_reply(first.seq, WAIT), lp.Ack)
+        second = sim.door(False)
+        assert isinstance(sim.wait_reply(second.seq, WAIT), lp.Ack)
+    finally:
+        running.close()
+    assert sink.acks_at_send == [0, 1]
+
+
+def test_unknown_frame_types_from_a_newer_firmware_get_a_nak(sim: SimulatedFirmware, bridge: RunningBridge) -> None:
+    body = b"IW1,12,A,RAIN,3"
+    sim.write_raw(b"$" + body + b"*" + f"{lp.crc16_ccitt_false(body):04X}".encode() + b"\r\n")
+    nak = sim.wait_reply(12, WAIT)
+    assert isinstance(nak, lp.Nak) and nak.reason == "unknown_type"
+    assert bridge.link.counters.unknown_type == 1 and bridge.link.counters.naks_sent == 1
