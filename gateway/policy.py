@@ -5,12 +5,15 @@ from __future__ import annotations
 import tomllib
 from datetime import time
 from enum import StrEnum
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+# Beside this module (package data): importlib.resources trips over setuptools' editable-install finder.
+DEFAULT_POLICY = Path(__file__).with_name("default_policy.yaml")
 
 
 class PolicyError(ValueError):
@@ -133,8 +136,7 @@ def parse_policy(text: str, *, fmt: str = "yaml", source: str = "policy") -> Pol
 def load_policy(path: Path | str | None = None) -> Policy:
     """The policy at `path` (.yaml, .yml or .toml), or the default that ships with the package."""
     if path is None:
-        text = resources.files("gateway").joinpath("default_policy.yaml").read_text()
-        return parse_policy(text, source="default_policy.yaml")
+        return parse_policy(DEFAULT_POLICY.read_text(), source="default_policy.yaml")
     path = Path(path)
     try:
         text = path.read_text()

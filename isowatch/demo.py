@@ -13,6 +13,12 @@ import click
 
 from edge.fleet import SimulatedHousehold, SimulationPace
 from edge.uplink import DeviceIdentity
+import sqlite3
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from gateway.inbox import LocalInbox
+from gateway.registry import DEFAULT_TIMEZONE, HouseholdIn, IsolationIn, Registry, SiteIn, StaffIn, TeamIn
 from gateway.service import GatewayService
 from isowatch.broker import AmqttBroker, MosquittoBroker, start_embedded_broker
 
@@ -22,12 +28,33 @@ DEMO_PACE = SimulationPace(heartbeat_s=10.0, reading_s=(6.0, 12.0), door_gap_s=(
 
 def summary(service: GatewayService) -> dict[str, int]:
     counts = service.store.counts()
+    alerting = service.alerts.summary() if service.alerts else {"alerts": 0, "notifications_sent": 0}
     return {
         "events_stored": counts["events"] + counts["readings"],
         "rejected": counts["rejects"],
-        "alerts": 0,  # alerts arrive with the gateway alert issue
-        "notifications_sent": 0,
+        "alerts": alerting["alerts"],
+        "notifications_sent": alerting["notifications_sent"],
     }
+
+
+def seed_registry(db_path: Path, households: int, inbox: LocalInbox) -> Registry:
+    """Demo staff (one team of four, contact URLs pointing at the local inbox) and isolated households."""
+    registry = Registry(sqlite3.connect(db_path, timeout=30))
+    registry.upsert_site(SiteIn(site=DEMO_SITE, name="Demo street"))
+    staff = {"leader": ("demo-leader", "王队长", "zh"), "medical": ("demo-medical", "Dr. Li", "en"),
+             "police": ("demo-police", "赵警官", "zh"), "social": ("demo-social", "陈社工", "zh")}
+    for role, (ident, name, language) in staff.items():
+        registry.upsert_staff(StaffIn(staff=ident, name=name, role=role, language=language,
+                                      contacts=[inbox.url(ident)]))
+    registry.upsert_team(TeamIn(team="demo-team", name="Demo team", **{r: s[0] for r, s in staff.items()}))
+    started = (datetime.now(ZoneInfo(DEFAULT_TIMEZONE)) - timedelta(days=3)).date()
+    for n in range(1, households + 1):
+        household = f"hh-{n:04d}"
+        registry.upsert_household(HouseholdIn(household=household, site=DEMO_SITE, address=f"Demo Rd {n}",
+                                              unit=f"{100 + n}", team="demo-team", elderly_alone=n == 1))
+        if not registry.isolations(household):
+            registry.start_isolation(IsolationIn(household=household, start_date=started), by="demo")
+    return registry
 
 
 @click.command()
@@ -57,14 +84,20 @@ def demo(households: int, run_for: float | None, port: int, data_dir: Path | Non
         kind = "mosquitto" if isinstance(broker, MosquittoBroker) else "amqtt (demo only)"
         click.echo(f"broker: {kind} on 127.0.0.1:{broker.port}", err=True)
         service = GatewayService(root / "isowatch.db", broker.url(), http_port=port, http_host="127.0.0.1")
+        # Staff phones are a local receiver here: every notification Apprise delivers lands in it.
+        inbox = LocalInbox().start()
+        registry = seed_registry(root / "isowatch.db", households, inbox)
         fleet: list[SimulatedHousehold] = []
         try:
             service.start()
             click.echo(f"dashboard: http://127.0.0.1:{service.http_port}/", err=True)
+            click.echo(f"delivered notifications: {inbox.page} (JSON: {inbox.page}messages.json)", err=True)
             for n in range(1, households + 1):
                 device = f"edge-{n:04d}"
                 identity = DeviceIdentity(DEMO_SITE, f"hh-{n:04d}", device)
-                fleet.append(SimulatedHousehold(broker.add_user(device), identity, DEMO_PACE, seed=n).start())
+                password = registry.register_device(device, identity.household, by="demo")
+                fleet.append(SimulatedHousehold(broker.add_user(device, password), identity, DEMO_PACE,
+                                                seed=n).start())
             click.echo(f"{households} simulated households publishing; "
                        + (f"stopping in {run_for:.0f} s" if run_for else "Ctrl-C to stop"), err=True)
             _wait(run_for)
@@ -72,7 +105,13 @@ def demo(households: int, run_for: float | None, port: int, data_dir: Path | Non
             for household in fleet:
                 household.stop()
             service.ingest.wait_idle(quiet_s=0.5, timeout=15)
+            if service.alerts:
+                service.alerts.settle()  # let the pages in flight land before counting them
             result = summary(service)
+            for message in inbox.received()[-3:]:
+                click.echo(f"delivered to {message.recipient}: {message.title}", err=True)
+            inbox.stop()
+            registry.conn.close()
             service.stop()
             broker.stop()
         click.echo(json.dumps(result))

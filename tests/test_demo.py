@@ -20,6 +20,7 @@ def run_demo(*args: str) -> dict:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "dashboard: http://127.0.0.1:" in result.stderr
+    assert "delivered notifications: http://127.0.0.1:" in result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -29,6 +30,9 @@ def test_demo_with_mosquitto_stores_events_and_prints_summary():
     assert set(summary) == {"events_stored", "rejected", "alerts", "notifications_sent"}
     assert summary["events_stored"] > 0
     assert summary["rejected"] == 0
+    # Issue 6: the simulated door openings and fevers page the demo team through Apprise.
+    assert summary["alerts"] > 0
+    assert summary["notifications_sent"] > 0
 
 
 def test_demo_without_mosquitto_falls_back_to_the_python_broker():

@@ -9,13 +9,13 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timedelta
-from importlib import resources
 
 import pytest
 import yaml
 
 from edge.uplink import DeviceIdentity, Uplink
 from gateway.inbox import LocalInbox
+from gateway.policy import DEFAULT_POLICY
 from gateway.registry import parse_iso
 from isowatch.broker import free_port
 from isowatch.contract import DoorEvent
@@ -71,7 +71,7 @@ def test_a_send_cut_off_by_a_crash_is_sent_again_after_restart(tmp_path, inbox):
 
 
 def fast_policy(path, wait_minutes: float) -> None:
-    data = yaml.safe_load(resources.files("gateway").joinpath("default_policy.yaml").read_text())
+    data = yaml.safe_load(DEFAULT_POLICY.read_text())
     data["kinds"]["door_opened"]["steps"][0]["wait_minutes"] = wait_minutes
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
 
