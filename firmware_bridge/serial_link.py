@@ -96,7 +96,10 @@ class _RateLimitedLog:
 def open_serial(path: str, baudrate: int, timeout: float) -> serial.Serial:
     """Open a serial port 8N1 by path (symlinks resolved by the OS). Raises PortUnavailable."""
     try:
-        return serial.Serial(path, baudrate=baudrate, bytesize=8, parity="N", stopbits=1, timeout=timeout, write_timeout=1.0)
+        # exclusive: a second bridge (or a forgotten picocom) on the same port would steal half the bytes.
+        return serial.Serial(
+            path, baudrate=baudrate, bytesize=8, parity="N", stopbits=1, timeout=timeout, write_timeout=1.0, exclusive=True
+        )
     except (serial.SerialException, OSError) as exc:
         raise PortUnavailable(f"cannot open {path}: {exc}") from exc
 

@@ -111,10 +111,23 @@ class NullModem:
                 log.debug("null modem relay stopped: %s", exc)
                 return
 
-    def stop(self) -> None:
+    def _halt_relay(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+            self._thread = None
+
+    def replug_b(self) -> None:
+        """Pull side b's cable and plug it back: b gets a new pty behind the same link, a is untouched."""
+        self._halt_relay()
+        self.b.unplug()
+        self.b.plug()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._relay, name="null-modem", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._halt_relay()
         self.a.unplug()
         self.b.unplug()
 

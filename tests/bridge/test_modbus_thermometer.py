@@ -200,3 +200,28 @@ def test_poll_stops_when_asked(wire: NullModem, module: SimulatedModbusModule) -
     poller.join(30)
     assert not poller.is_alive()
     assert len(sink.sent) == 1
+
+
+def test_adapter_replugged_under_another_tty_name_is_found_again(tmp_path: Path, wire: NullModem, module: SimulatedModbusModule) -> None:
+    from firmware_bridge.virtual_port import VirtualPort
+
+    meter = thermometer(wire, address=1)
+    try:
+        assert meter.read_celsius() == 21.5
+        old_device = meter.device_path
+        squatter = VirtualPort(tmp_path / "squatter")
+        wire.b.unplug()  # free the pts number first, so the squatter can take it
+        squatter.plug()
+        try:
+            wire.replug_b()
+            assert wire.b.slave_name != old_device
+            with pytest.raises(ModbusReadError):
+                meter.read_celsius()  # the old tty is gone: this poll fails, and the client is dropped
+            module.set_register("input", 1, 230)
+            assert meter.read_celsius() == 23.0  # reopened through the stable link, now another tty
+        finally:
+            squatter.unplug()
+    finally:
+        meter.close()
+    assert meter.device_path == wire.b.slave_name
+    assert meter.counters.reconnects == 1

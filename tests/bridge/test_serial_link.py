@@ -280,3 +280,15 @@ def test_unknown_frame_types_from_a_newer_firmware_get_a_nak(sim: SimulatedFirmw
     nak = sim.wait_reply(12, WAIT)
     assert isinstance(nak, lp.Nak) and nak.reason == "unknown_type"
     assert bridge.link.counters.unknown_type == 1 and bridge.link.counters.naks_sent == 1
+
+
+def test_a_port_already_held_by_another_bridge_is_refused(port: VirtualPort) -> None:
+    from firmware_bridge.errors import PortUnavailable
+    from firmware_bridge.serial_link import open_serial
+
+    first = open_serial(str(port.link), 115200, 0.1)
+    try:
+        with pytest.raises(PortUnavailable):
+            open_serial(str(port.link), 115200, 0.1)
+    finally:
+        first.close()
