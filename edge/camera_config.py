@@ -21,7 +21,7 @@ class DetectorSettings(BaseModel):
     column_coverage: float = Field(
         0.7, gt=0.3, le=1.0, description="Share of a door column's height that must change: a swinging leaf changes whole columns"
     )
-    min_open_area: float = Field(0.08, gt=0.0, lt=1.0, description="Share of the ROI that must change to call the door open")
+    min_open_area: float = Field(0.06, gt=0.0, lt=1.0, description="Share of the ROI that must change to call the door open")
     open_confirm_s: float = Field(0.3, ge=0.0, le=5.0, description="Seconds the open evidence must persist before the door is called open")
     close_confirm_s: float = Field(0.4, ge=0.0, le=5.0, description="Seconds the door must look closed before an opening ends")
     occluder_hold_s: float = Field(0.6, ge=0.0, le=10.0, description="Seconds after something moved beside or below the door during which no opening is called")

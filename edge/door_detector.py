@@ -24,6 +24,11 @@ from edge.door_features import (
 _NOISE_FLOOR = 0.4  # contrast units; a flat cell's sensor noise stays well below this
 _RING_BUSY = 0.15  # share of a ring strip that must change to say something stands beside the door
 _REFERENCE_QUIET = 0.03  # the ROI must be this still for the closed signature to follow drift
+_TOP_BAND = 0.12  # of the ROI's height
+_LEAF_MARGIN = 0.1  # of the ROI's size: where an opened leaf overhangs the door frame
+_STILL_WINDOW_S = 0.3  # a door at rest matches itself this long ago; a walking person does not
+_STILL_AREA = 0.04  # share of ROI cells allowed to change over the still window
+_PERSIST_S = 1.2  # a column changed this long is no body walking past
 
 
 class DoorState(StrEnum):
@@ -39,8 +44,10 @@ class DoorReading:
     changed_area: float  # share of ROI cells that differ from the closed door
     full_columns: int  # ROI columns changed over most of their height
     occluder: bool  # something changed beside or below the door: a passer-by, a shadow
+    still: bool  # the ROI matches itself a moment ago: a leaf at rest, not a body walking
     opening: bool  # this frame alone looks like an open door
     closed: bool  # this frame alone looks like the closed door
+    full: np.ndarray  # per ROI column: changed lintel to floor
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,19 +56,33 @@ class DoorTransition:
     t_s: float  # when the change began (first frame of the evidence), not when it was confirmed
 
 
-def read_door(changed: np.ndarray, geometry: Geometry, settings: DetectorSettings) -> DoorReading:
+def read_door(changed: np.ndarray, moving: np.ndarray, geometry: Geometry, settings: DetectorSettings) -> DoorReading:
     """Judge one frame's changed-cell map; pure so it is tested on hand-made maps."""
     c0, r0, c1, r1 = geometry.roi_cells
     roi = changed[r0:r1, c0:c1]
     area = float(roi.mean())
-    coverage = roi.mean(axis=0)
-    full_columns = int((coverage >= settings.column_coverage).sum())
+    # A turning leaf changes whole columns, lintel to floor. A person standing at the door changes
+    # most of a column too, but their head stays below the lintel: the top band tells them apart.
+    # A narrow gap may straddle two cell columns, half-changing each: judge pairs of neighbours.
+    paired = roi.copy()
+    paired[:, :-1] |= roi[:, 1:]
+    top = paired[: max(1, round(_TOP_BAND * roi.shape[0]))]
+    full = (paired.mean(axis=0) >= settings.column_coverage) & (top.mean(axis=0) >= 0.5)
+    full_columns = int(full.sum())
     need_columns = max(1, round(0.08 * roi.shape[1]))
-    strips = [changed[r0:r1, :c0], changed[r0:r1, c1:], changed[r1 + 1 :, :]]
+    # The gap opens at the jamb, so an opening always changes columns at a side of the door; a body
+    # standing in the middle leaves both of the leaf's edges in place.
+    side = max(1, roi.shape[1] // 4)
+    at_jamb = bool(full[:side].any() or full[-side:].any())
+    # The ring skips a margin next to the door, where the leaf itself shows once it swings toward the camera.
+    gap_c = max(1, round(_LEAF_MARGIN * (c1 - c0)))
+    gap_r = max(1, round(_LEAF_MARGIN * (r1 - r0)))
+    strips = [changed[r0:r1, : max(0, c0 - gap_c)], changed[r0:r1, c1 + gap_c :], changed[r1 + gap_r :, :]]
     occluder = any(s.size >= 4 and s.mean() > _RING_BUSY for s in strips)
-    opening = full_columns >= need_columns and area >= settings.min_open_area
+    opening = full_columns >= need_columns and at_jamb and area >= settings.min_open_area
     closed = full_columns == 0 and area < settings.min_open_area / 2
-    return DoorReading(area, full_columns, occluder, opening, closed)
+    still = float(moving[r0:r1, c0:c1].mean()) < _STILL_AREA
+    return DoorReading(area, full_columns, occluder, still, opening, closed, full)
 
 
 class DoorDetector:
@@ -81,6 +102,9 @@ class DoorDetector:
         self._run_start: float | None = None  # first frame of the current run of contrary evidence
         self._occluded_until = -np.inf
         self._last_t: float | None = None
+        self._recent: list[tuple[float, np.ndarray]] = []  # recent signatures, oldest first
+        c0, _, c1, _ = self.geometry.roi_cells
+        self._full_since = np.full(c1 - c0, np.inf)  # per ROI column: since when it has been fully changed
         self.last_reading: DoorReading | None = None
         if reference is not None:
             self.set_reference(reference)
@@ -105,10 +129,12 @@ class DoorDetector:
             return DoorTransition(DoorState.CLOSED, t_s)
         settings = self.settings
         signature = cell_signature(crop_working(frame, self.geometry))
-        changed = (structure_change(signature, self._reference, _NOISE_FLOOR) > settings.structure_threshold) | (
-            brightness_change(signature, self._reference) > settings.brightness_threshold
-        )
-        reading = read_door(changed, self.geometry, settings)
+        changed = self._differs(signature, self._reference)
+        self._recent = [(t, sig) for t, sig in self._recent if t >= t_s - 2 * _STILL_WINDOW_S]
+        older = [sig for t, sig in self._recent if t <= t_s - _STILL_WINDOW_S]
+        moving = self._differs(signature, older[-1]) if older else np.ones_like(changed)
+        self._recent.append((t_s, signature))
+        reading = read_door(changed, moving, self.geometry, settings)
         self.last_reading = reading
         if reading.occluder:
             self._occluded_until = t_s + settings.occluder_hold_s
@@ -117,10 +143,20 @@ class DoorDetector:
 
         if self.state is DoorState.OPEN:
             return self._vote(reading.closed, t_s, settings.close_confirm_s, DoorState.CLOSED)
-        transition = self._vote(reading.opening, t_s, settings.open_confirm_s, DoorState.OPEN, blocked=t_s < self._occluded_until)
+        # A leaf at rest is confirmed quickly; one that keeps moving (someone is coming out) once the
+        # same columns have stayed changed longer than a passer-by takes to cross them.
+        self._full_since = np.where(reading.full, np.fmin(self._full_since, t_s), np.inf)
+        settled = reading.still or int((self._full_since <= t_s - _PERSIST_S).sum()) > 0
+        blocked = t_s < self._occluded_until or not settled
+        transition = self._vote(reading.opening, t_s, settings.open_confirm_s, DoorState.OPEN, blocked=blocked)
         if transition is None and reading.closed and not reading.occluder and reading.changed_area < _REFERENCE_QUIET:
             self._follow_drift(signature, changed, dt)
         return transition
+
+    def _differs(self, signature: np.ndarray, other: np.ndarray) -> np.ndarray:
+        return (structure_change(signature, other, _NOISE_FLOOR) > self.settings.structure_threshold) | (
+            brightness_change(signature, other) > self.settings.brightness_threshold
+        )
 
     def _vote(
         self, evidence: bool, t_s: float, confirm_s: float, target: DoorState, blocked: bool = False

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 CELL_PX = 4  # cell side in the working image; the ROI is scaled to ROI_WIDTH_PX wide
-ROI_WIDTH_PX = 48
+ROI_WIDTH_PX = 64
 _EPS_GREY = 6.0  # keeps the contrast of near-black pixels (IR noise, covered lens) from exploding
 
 

@@ -19,8 +19,10 @@ _DARK_GREY = 12.0  # mean grey level below which nothing usable is left, whateve
 _FLAT_CONTRAST = 0.35  # relative contrast left, vs the reference, when a lit cover fills the view
 _DIM_CONTRAST = 0.75  # ... when the cover is also dark
 _DIM_BRIGHTNESS = 0.45  # brightness left, vs the reference, for a dark cover
-_DEFOCUS_SHARPNESS = 0.8  # gradient energy per unit brightness left when the lens is out of focus
+_DEFOCUS_SHARPNESS = 0.6  # squared-gradient energy per unit brightness squared left when out of focus
 _MOVED_CHANGED = 0.2  # structure change of the scene's edges outside the door, 0 = as calibrated
+_STILL_WINDOW_S = 0.5
+_STILL_CHANGE = 0.1  # edge-structure change over STILL_WINDOW_S below which the view is at rest
 _CLEAR_MARGIN = 1.25  # a condition ends only when its measure recovers past threshold times this
 _NOISE_FLOOR = 0.4
 
@@ -30,8 +32,9 @@ class ViewReading:
     brightness: float  # mean grey level, 0-255
     brightness_ratio: float  # vs the reference view
     contrast: float  # (std / mean) vs the reference view: survives lights switching, not a cover
-    sharpness: float  # (mean gradient / mean) vs the reference view: falls with defocus
+    sharpness: float  # (mean squared gradient / mean^2) vs the reference view: falls with defocus
     displaced: float  # structure change of the reference's edge cells outside the door, spread-checked
+    still: bool  # the view matches itself half a second ago: a knocked camera rests, a crowd moves
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,38 +60,45 @@ def view_measures(view: np.ndarray) -> tuple[float, float, float]:
     mean = float(view.mean()) + 1.0
     gx = cv2.Sobel(view, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(view, cv2.CV_32F, 0, 1, ksize=3)
-    sharpness = float(np.abs(gx).mean() + np.abs(gy).mean()) / mean
+    # Squared gradients: blur spreads an edge's step over more pixels, which keeps the sum of
+    # gradients but lowers the sum of their squares.
+    sharpness = float((gx * gx + gy * gy).mean()) / (mean * mean)
     return mean - 1.0, float(view.std()) / mean, sharpness
 
 
 def spread_displacement(change: np.ndarray, edge_cells: np.ndarray) -> float:
-    """Mean structure change of edge cells in the least-changed quadrant of the view.
+    """Mean structure change of edge cells in the second-least-changed quadrant of the view.
 
     A knocked camera displaces edges everywhere; a person or a shadow, however large, fills one or
-    two quadrants, so taking the lowest quadrant keeps them from looking like a move.
+    two quadrants, so a low quadrant keeps them from looking like a move. The second-lowest, because
+    one quadrant may hold only a few weak edges (a plain wall) that barely change when displaced.
     """
     rows, cols = change.shape
     shares = []
     for rs in (slice(0, rows // 2), slice(rows // 2, rows)):
         for cs in (slice(0, cols // 2), slice(cols // 2, cols)):
             edges = edge_cells[rs, cs]
-            if edges.sum() >= 3:
+            if edges.sum() >= 6:
                 shares.append(float(change[rs, cs][edges].mean()))
     if not shares:
         return float(change[edge_cells].mean()) if edge_cells.any() else 0.0
-    return min(shares)
+    return sorted(shares)[1] if len(shares) >= 3 else min(shares)
 
 
 def classify(reading: ViewReading, active: TamperReason | None) -> TamperReason | None:
-    """Which tamper the reading shows; an active one needs clear recovery to end (hysteresis)."""
-    margin = _CLEAR_MARGIN if active else 1.0
-    flat = reading.contrast < _FLAT_CONTRAST * margin
-    dark_and_flat = reading.contrast < min(0.95, _DIM_CONTRAST * margin) and reading.brightness_ratio < _DIM_BRIGHTNESS * margin
-    if reading.brightness < _DARK_GREY * margin or flat or dark_and_flat:
+    """Which tamper the reading shows; the active one needs clear recovery to end (hysteresis)."""
+
+    def margin(reason: TamperReason) -> float:
+        return _CLEAR_MARGIN if reason == active else 1.0
+
+    m = margin("covered")
+    flat = reading.contrast < _FLAT_CONTRAST * m
+    dark_and_flat = reading.contrast < min(0.95, _DIM_CONTRAST * m) and reading.brightness_ratio < _DIM_BRIGHTNESS * m
+    if reading.brightness < _DARK_GREY * m or flat or dark_and_flat:
         return "covered"
-    if reading.sharpness < min(0.95, _DEFOCUS_SHARPNESS * margin**0.5):
+    if reading.sharpness < min(0.9, _DEFOCUS_SHARPNESS * margin("defocus")):
         return "defocus"
-    if reading.displaced > _MOVED_CHANGED / margin:
+    if reading.displaced > _MOVED_CHANGED / margin("moved") and (reading.still or active == "moved"):
         return "moved"
     return None
 
@@ -108,6 +118,7 @@ class TamperDetector:
         self._reference: np.ndarray | None = None
         self._reference_measures = (1.0, 1.0, 1.0)
         self._edge_cells: np.ndarray | None = None
+        self._recent: list[tuple[float, np.ndarray]] = []  # signatures of the last second, oldest first
         self.active: TamperReason | None = None
         self._candidate: TamperReason | None = None
         self._candidate_since = 0.0
@@ -129,14 +140,18 @@ class TamperDetector:
         edge_cells[max(0, r0) : r1, max(0, c0) : c1] = False
         self._edge_cells = edge_cells if edge_cells.sum() >= 8 else strength >= np.percentile(strength, 70)
 
-    def read(self, view: np.ndarray) -> ViewReading:
+    def read(self, view: np.ndarray, t_s: float) -> ViewReading:
         signature = cell_signature(view)
         assert self._reference is not None and self._edge_cells is not None
         change = structure_change(signature, self._reference, _NOISE_FLOOR)
         displaced = spread_displacement(change, self._edge_cells)
+        self._recent = [(t, sig) for t, sig in self._recent if t >= t_s - _STILL_WINDOW_S * 2]
+        older = [sig for t, sig in self._recent if t <= t_s - _STILL_WINDOW_S]
+        still = bool(older) and float(structure_change(signature, older[-1], _NOISE_FLOOR)[self._edge_cells].mean()) < _STILL_CHANGE
+        self._recent.append((t_s, signature))
         brightness, contrast, sharpness = view_measures(view)
         ref_b, ref_c, ref_s = self._reference_measures
-        return ViewReading(brightness, brightness / ref_b, contrast / ref_c, sharpness / ref_s, displaced)
+        return ViewReading(brightness, brightness / ref_b, contrast / ref_c, sharpness / ref_s, displaced, still)
 
     @property
     def pending(self) -> bool:
@@ -147,7 +162,7 @@ class TamperDetector:
         if self._reference is None:
             self.set_reference(view)
             return []
-        reading = self.read(view)
+        reading = self.read(view, t_s)
         self.last_reading = reading
         seen = classify(reading, self.active)
         if seen != self._candidate:
@@ -159,6 +174,8 @@ class TamperDetector:
         if self.active is not None:
             changes.append(TamperChange(self.active, False, self._candidate_since))
         if seen is not None:
-            changes.append(TamperChange(seen, True, self._candidate_since))
+            # 'still' compares with half a second ago, so a knock happened at least that long before.
+            began = self._candidate_since - (_STILL_WINDOW_S if seen == "moved" else 0.0)
+            changes.append(TamperChange(seen, True, began))
         self.active = seen
         return changes

@@ -1,0 +1,444 @@
+"""Seeded synthetic corridor clips with labels, for tests, tuning checks and the demo's looping door (issue 3).
+
+A fixed camera faces a front door across a corridor. Each scenario draws the wall, floor, a poster and
+the door (frame, leaf with mouldings and knob), then adds what the scenario needs: the leaf turning
+toward the camera about its hinge, corridor lights with start-up flicker, daylight drift, a moving
+shadow, people passing at various depths, a bag left at the door, night infrared, shake, a covered
+lens, defocus, a knocked camera, a person leaving. Geometry, colours, light, noise and timing come
+from the seed; resolution, frame rate and length from the caller. Labels use the shared clips' format.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+SCENARIOS = (
+    "full_open",
+    "brief_partial",
+    "cycles",
+    "lights_only",
+    "lights_and_open",
+    "passers_only",
+    "passer_and_open",
+    "bag_left",
+    "night_open",
+    "night_passers",
+    "drift_shadow",
+    "shake_only",
+    "covered",
+    "defocus",
+    "bumped",
+    "exit",
+)
+
+_GAP_VISIBLE_DEG = 10.0  # the label's opening starts when the leaf has turned this far (a gap shows)
+
+
+class SceneError(ValueError):
+    """An unknown scenario or impossible clip parameters."""
+
+
+@dataclass
+class Person:
+    start_s: float
+    speed: float  # frame widths per second, signed
+    depth: float  # 0 = against the wall, 1 = close to the camera
+    colour: tuple[int, int, int]
+    legs: tuple[int, int, int]
+    stop: tuple[float, float] | None = None  # (x where it pauses as a fraction of width, seconds)
+    path: Callable[[float], tuple[float, float, float] | None] | None = None  # t -> (x, depth, phase) override
+
+
+@dataclass
+class Plan:
+    """Everything that happens in a clip, as functions of time; built from the seed."""
+
+    angle: Callable[[float], float] = lambda t: 0.0  # leaf angle in degrees
+    gain: Callable[[float], float] = lambda t: 1.0
+    shadow: Callable[[float], float | None] = lambda t: None  # x centre of a moving shadow band, fraction of width
+    people: list[Person] = field(default_factory=list)
+    bag_from: float | None = None
+    night: bool = False
+    shake: tuple[float, float] | None = None
+    covered: tuple[float, float] | None = None
+    defocus: tuple[float, float] | None = None
+    moved_from: float | None = None
+    door_open: list[dict[str, float | None]] = field(default_factory=list)
+    tamper: list[dict[str, Any]] = field(default_factory=list)
+    exits: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Layout:
+    width: int
+    height: int
+    door: tuple[int, int, int, int]  # x, y, w, h of the door opening (frame inner edge)
+    hinge_left: bool
+    floor_y: int
+    wall: np.ndarray
+    leaf: np.ndarray  # leaf texture, door-sized, BGR
+    interior: tuple[int, int, int]
+    frame_colour: tuple[int, int, int]
+    tilt: np.ndarray  # homography for the camera angle
+
+
+def _colour(rng: np.random.Generator, low: int = 30, high: int = 230) -> tuple[int, int, int]:
+    return tuple(int(v) for v in rng.integers(low, high, 3))  # type: ignore[return-value]
+
+
+def _smooth_noise(rng: np.random.Generator, w: int, h: int, cells: int, amplitude: float) -> np.ndarray:
+    coarse = rng.normal(0, amplitude, (max(2, h * cells // w), cells)).astype(np.float32)
+    return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def _layout(rng: np.random.Generator, width: int, height: int) -> Layout:
+    door_h = int(height * rng.uniform(0.55, 0.85))
+    door_w = int(door_h * rng.uniform(0.42, 0.55))
+    floor_y = int(height * rng.uniform(0.82, 0.95))
+    x = int(rng.uniform(0.12, 0.88) * width - door_w / 2)
+    x = int(np.clip(x, width * 0.05, width * 0.95 - door_w))
+    y = max(int(height * 0.02), floor_y - door_h)
+    door_h = floor_y - y
+    wall_colour = np.array(_colour(rng, 90, 230), np.float32)
+    wall = np.empty((height, width, 3), np.float32)
+    wall[:] = wall_colour
+    wall *= 1 + _smooth_noise(rng, width, height, 12, 0.08)[..., None]
+    wall[floor_y:] = np.array(_colour(rng, 40, 140), np.float32)
+    wall[floor_y:] *= 1 + _smooth_noise(rng, width, height - floor_y, 30, 0.05)[..., None]
+    for _ in range(rng.integers(1, 3)):  # posters, a notice board
+        pw, ph = int(width * rng.uniform(0.04, 0.1)), int(height * rng.uniform(0.06, 0.16))
+        px = int(rng.uniform(0, width - pw))
+        if abs(px + pw / 2 - (x + door_w / 2)) < door_w:
+            px = (px + door_w * 2) % max(1, width - pw)
+        py = int(rng.uniform(0.05, 0.4) * height)
+        wall[py : py + ph, px : px + pw] = _colour(rng)
+    frame_colour = _colour(rng, 20, 200)
+    border = max(2, door_w // 30)
+    cv2.rectangle(wall, (x - border, y - border), (x + door_w + border, floor_y), frame_colour, -1)
+    lamp_w = max(4, door_w // 6)
+    cv2.rectangle(wall, (x + door_w // 2 - lamp_w, y - 3 * border - lamp_w // 2), (x + door_w // 2 + lamp_w, y - 3 * border), (235, 235, 235), -1)
+
+    leaf_colour = np.array(_colour(rng, 25, 210), np.float32)
+    leaf = np.empty((door_h, door_w, 3), np.float32)
+    leaf[:] = leaf_colour
+    shade = leaf_colour * 0.75
+    m = max(2, door_w // 8)
+    for top, bottom in ((m, door_h // 2 - m // 2), (door_h // 2 + m // 2, door_h - m)):
+        cv2.rectangle(leaf, (m, top), (door_w - m, bottom), shade.tolist(), max(1, door_w // 60))
+    hinge_left = bool(rng.integers(0, 2))
+    knob_x = door_w - m // 2 - 2 if hinge_left else m // 2 + 2
+    cv2.circle(leaf, (knob_x, int(door_h * 0.52)), max(2, door_w // 25), (200, 200, 200), -1)
+    # The flat behind an open door is usually darker than the lit corridor; sometimes a hall light is on.
+    if rng.uniform() < 0.75:
+        interior = tuple(int(c * rng.uniform(0.1, 0.5)) for c in leaf_colour)
+    else:
+        interior = _colour(rng, 60, 230)
+
+    # A camera angle: a mild keystone, so doors are not always seen square-on.
+    k = rng.uniform(-0.06, 0.06)
+    s = rng.uniform(-0.04, 0.04)
+    src = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    dst = np.float32([[width * max(0, k), height * max(0, s)], [width * (1 - max(0, -k)), height * max(0, -s)],
+                      [width * (1 - max(0, k)), height * (1 - max(0, -s))], [width * max(0, -k), height * (1 - max(0, s))]])
+    tilt = cv2.getPerspectiveTransform(src, dst)
+    return Layout(width, height, (x, y, door_w, door_h), hinge_left, floor_y, wall, leaf, interior, frame_colour, tilt)
+
+
+def _roi(layout: Layout) -> list[int]:
+    """The door's bounding box after the camera angle, as an installer would draw it."""
+    x, y, w, h = layout.door
+    corners = np.float32([[[x, y], [x + w, y], [x + w, y + h], [x, y + h]]])
+    warped = cv2.perspectiveTransform(corners, layout.tilt)[0]
+    x0, y0 = np.floor(warped.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(warped.max(axis=0)).astype(int)
+    x0, y0 = max(0, x0), max(0, y0)
+    return [int(x0), int(y0), int(min(layout.width, x1) - x0), int(min(layout.height, y1) - y0)]
+
+
+def _draw_leaf(canvas: np.ndarray, layout: Layout, angle_deg: float) -> None:
+    x, y, w, h = layout.door
+    canvas[y : y + h, x : x + w] = layout.interior
+    if angle_deg <= 0.2:
+        canvas[y : y + h, x : x + w] = layout.leaf
+        return
+    theta = math.radians(angle_deg)
+    reach = w * math.cos(theta)  # the free edge's horizontal distance from the hinge
+    grow = 1 + 0.15 * math.sin(theta)  # the free edge comes toward the camera, so it looks taller
+    hx = x if layout.hinge_left else x + w
+    fx = hx + reach if layout.hinge_left else hx - reach
+    cy = y + h * 0.55
+    top, bottom = cy - (cy - y) * grow, cy + (y + h - cy) * grow
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    if layout.hinge_left:
+        dst = np.float32([[hx, y], [fx, top], [fx, bottom], [hx, y + h]])
+    else:
+        dst = np.float32([[fx, top], [hx, y], [hx, y + h], [fx, bottom]])
+    leaf = layout.leaf * (0.75 + 0.25 * math.cos(theta))  # turned away from the corridor light
+    matrix = cv2.getPerspectiveTransform(src, dst)
+    size = (canvas.shape[1], canvas.shape[0])
+    warped = cv2.warpPerspective(leaf, matrix, size, flags=cv2.INTER_LINEAR)
+    mask = cv2.warpPerspective(np.ones((h, w), np.float32), matrix, size, flags=cv2.INTER_LINEAR)[..., None]
+    np.copyto(canvas, canvas * (1 - mask) + warped * mask)
+
+
+def _draw_person(canvas: np.ndarray, layout: Layout, cx: float, depth: float, phase: float, person: Person) -> None:
+    _, y, _, h = layout.door
+    feet = layout.floor_y + depth * (layout.height - layout.floor_y) * 0.9
+    tall = h * (0.82 + 0.55 * depth)
+    body_w = tall * 0.24
+    head_r = tall * 0.075
+    torso_top, torso_bottom = feet - tall + 2 * head_r, feet - tall * 0.45
+    cv2.rectangle(canvas, (int(cx - body_w / 2), int(torso_top)), (int(cx + body_w / 2), int(torso_bottom)), person.colour, -1)
+    swing = math.sin(phase) * body_w * 0.35
+    leg_w = max(2, int(body_w * 0.2))
+    for side, sway in ((-1, swing), (1, -swing)):
+        hip = (int(cx + side * body_w * 0.25), int(torso_bottom))
+        cv2.line(canvas, hip, (int(cx + side * body_w * 0.25 + sway), int(feet)), person.legs, leg_w)
+    cv2.circle(canvas, (int(cx), int(torso_top - head_r)), int(head_r), (60, 70, 90), -1)
+
+
+def _person_at(person: Person, t: float, width: int) -> tuple[float, float, float] | None:
+    if person.path is not None:
+        return person.path(t)
+    if t < person.start_s:
+        return None
+    dt = t - person.start_s
+    start_x = -0.15 if person.speed > 0 else 1.15
+    if person.stop is not None:
+        stop_x, stop_s = person.stop
+        reach_s = abs((stop_x - start_x) / person.speed)
+        if reach_s <= dt < reach_s + stop_s:
+            return stop_x * width, person.depth, 0.0
+        if dt >= reach_s + stop_s:
+            dt -= stop_s
+    x = start_x + person.speed * dt
+    if not -0.2 <= x <= 1.2:
+        return None
+    return x * width, person.depth, dt * 9.0
+
+
+def _swing(t0: float, open_s: float, hold_s: float, close_s: float, peak: float) -> Callable[[float], float]:
+    def angle(t: float) -> float:
+        if t < t0:
+            return 0.0
+        if t < t0 + open_s:
+            return peak * (t - t0) / open_s
+        if t < t0 + open_s + hold_s:
+            return peak
+        if t < t0 + open_s + hold_s + close_s:
+            return peak * (1 - (t - t0 - open_s - hold_s) / close_s)
+        return 0.0
+
+    return angle
+
+
+def _openings(rng: np.random.Generator, seconds: float, count: int, partial: bool = False, after: float = 0.15) -> tuple[Callable[[float], float], list[dict[str, float | None]]]:
+    swings = []
+    labels: list[dict[str, float | None]] = []
+    slot = (seconds * (1 - after) - 0.5) / count
+    for i in range(count):
+        t0 = seconds * after + i * slot + rng.uniform(0, slot * 0.25)
+        peak = rng.uniform(20, 35) if partial else rng.uniform(55, 100)
+        open_s, close_s = rng.uniform(0.4, 1.2), rng.uniform(0.5, 1.3)
+        hold_s = min(rng.uniform(1.0, 5.0), slot - open_s - close_s - 0.8)
+        hold_s = max(0.6, hold_s)
+        swings.append(_swing(t0, open_s, hold_s, close_s, peak))
+        start = t0 + open_s * _GAP_VISIBLE_DEG / peak
+        end = t0 + open_s + hold_s + close_s * (1 - _GAP_VISIBLE_DEG / peak)
+        labels.append({"start_s": round(start, 2), "end_s": round(end, 2) if end < seconds else None})
+
+    def angle(t: float) -> float:
+        return max(s(t) for s in swings)
+
+    return angle, labels
+
+
+def _lights(rng: np.random.Generator, seconds: float) -> Callable[[float], float]:
+    """Corridor light on a timer: off, flickering start-up, on; the camera's exposure lags a little."""
+    low = rng.uniform(0.3, 0.5)
+    switches = sorted(rng.uniform(0.15, 0.85, 2) * seconds)
+    flicker = rng.uniform(0.5, 1.2)
+
+    def gain(t: float) -> float:
+        on_at, off_at = switches
+        if on_at <= t < off_at:
+            if t - on_at < flicker:
+                return 1.0 if int((t - on_at) * 13) % 2 == 0 else low + 0.2
+            return 1.0
+        return low
+
+    return gain
+
+
+def _plan(scenario: str, rng: np.random.Generator, seconds: float, layout: Layout) -> Plan:
+    plan = Plan()
+    width = layout.width
+    door_cx = (layout.door[0] + layout.door[2] / 2) / width
+
+    def passer(start: float, depth: float | None = None) -> Person:
+        speed = rng.uniform(0.12, 0.3) * (1 if rng.integers(0, 2) else -1)
+        return Person(start, speed, rng.uniform(0.0, 0.9) if depth is None else depth, _colour(rng), _colour(rng, 10, 90))
+
+    if scenario in ("full_open", "night_open", "lights_and_open"):
+        after = 0.55 if scenario == "lights_and_open" else rng.uniform(0.15, 0.4)
+        plan.angle, plan.door_open = _openings(rng, seconds, 1, after=after)
+    elif scenario == "brief_partial":
+        plan.angle, plan.door_open = _openings(rng, seconds, 1, partial=True, after=rng.uniform(0.2, 0.4))
+    elif scenario == "cycles":
+        plan.angle, plan.door_open = _openings(rng, seconds, int(rng.integers(2, 4)), after=0.08)
+    if scenario in ("lights_only", "lights_and_open"):
+        plan.gain = _lights(rng, seconds * (0.5 if scenario == "lights_and_open" else 1.0))
+    if scenario in ("night_open", "night_passers"):
+        plan.night = True
+    if scenario in ("passers_only", "night_passers"):
+        plan.people = [passer(rng.uniform(0.1, 0.8) * seconds) for _ in range(int(rng.integers(2, 4)))]
+    if scenario == "passer_and_open":
+        plan.people = [passer(seconds * rng.uniform(0.08, 0.25))]
+        plan.angle, plan.door_open = _openings(rng, seconds, 1, after=0.5)
+    if scenario == "bag_left":
+        person = passer(seconds * 0.25, depth=rng.uniform(0.05, 0.3))
+        person.stop = (door_cx, rng.uniform(1.5, 3.0))
+        plan.people = [person]
+        stop_reach = abs((door_cx - (-0.15 if person.speed > 0 else 1.15)) / person.speed)
+        plan.bag_from = person.start_s + stop_reach + 0.5
+    if scenario == "drift_shadow":
+        base = rng.uniform(0.75, 0.9)
+        plan.gain = lambda t: base + (1 - base) * t / seconds
+        t_shadow = seconds * rng.uniform(0.25, 0.5)
+        speed = rng.uniform(0.2, 0.5) * (1 if rng.integers(0, 2) else -1)
+        plan.shadow = lambda t: (-0.2 if speed > 0 else 1.2) + speed * (t - t_shadow) if t >= t_shadow else None
+    if scenario == "shake_only":
+        start = seconds * rng.uniform(0.3, 0.6)
+        plan.shake = (start, start + rng.uniform(1.0, 2.5))
+    if scenario == "covered":
+        start = seconds * rng.uniform(0.3, 0.45)
+        end = start + seconds * rng.uniform(0.25, 0.4)
+        plan.covered = (start, end)
+        plan.tamper = [{"reason": "covered", "start_s": round(start, 2), "end_s": round(end, 2)}]
+    if scenario == "defocus":
+        start = seconds * rng.uniform(0.3, 0.45)
+        end = start + seconds * rng.uniform(0.25, 0.4)
+        plan.defocus = (start, end)
+        plan.tamper = [{"reason": "defocus", "start_s": round(start, 2), "end_s": round(end, 2)}]
+    if scenario == "bumped":
+        start = seconds * rng.uniform(0.35, 0.6)
+        plan.moved_from = start
+        plan.tamper = [{"reason": "moved", "start_s": round(start, 2), "end_s": None}]
+    if scenario == "exit":
+        plan.angle, plan.door_open = _openings(rng, seconds, 1, after=0.15)
+        opened = float(plan.door_open[0]["start_s"] or 0.0)
+        closed = float(plan.door_open[0]["end_s"] or seconds)
+        appear = opened + 0.8
+        leave_dir = 1 if rng.integers(0, 2) else -1
+        walk_out = max(1.0, (closed - appear) * 0.35)
+
+        def path(t: float) -> tuple[float, float, float] | None:
+            if t < appear:
+                return None
+            dt = t - appear
+            if dt < walk_out:  # out of the doorway toward the camera
+                return door_cx * width, -0.25 + 0.75 * dt / walk_out, dt * 9.0
+            x = door_cx + leave_dir * 0.3 * (dt - walk_out)
+            return (x * width, 0.5, dt * 9.0) if -0.2 <= x <= 1.2 else None
+
+        plan.people = [Person(appear, 0.0, 0.0, _colour(rng), _colour(rng, 10, 90), path=path)]
+        plan.exits = [round(appear + walk_out * 0.6, 2)]
+    return plan
+
+
+def _render(layout: Layout, plan: Plan, t: float, rng: np.random.Generator) -> np.ndarray:
+    canvas = layout.wall.copy()
+    _draw_leaf(canvas, layout, plan.angle(t))
+    x, y, w, h = layout.door
+    if plan.bag_from is not None and t >= plan.bag_from:
+        bw = int(w * 0.3)
+        bx = x + w // 2 - bw // 2
+        cv2.rectangle(canvas, (bx, layout.floor_y - int(bw * 0.8)), (bx + bw, layout.floor_y + 2), (40, 90, 160), -1)
+    for person in plan.people:
+        where = _person_at(person, t, layout.width)
+        if where is None:
+            continue
+        cx, depth, phase = where
+        if depth < 0:  # still inside the flat: only what the doorway shows
+            clip = canvas.copy()
+            _draw_person(clip, layout, cx, 0.0, phase, person)
+            canvas[y : y + h, x : x + w] = clip[y : y + h, x : x + w]
+        else:
+            _draw_person(canvas, layout, cx, depth, phase, person)
+    centre = plan.shadow(t)
+    if centre is not None:
+        xs = np.arange(layout.width, dtype=np.float32) / layout.width
+        band = 1 - 0.45 * np.exp(-(((xs - centre) / 0.08) ** 2))
+        canvas *= band[None, :, None]
+    canvas *= plan.gain(t)
+    frame = cv2.warpPerspective(canvas, layout.tilt, (layout.width, layout.height), borderMode=cv2.BORDER_REPLICATE)
+    if plan.shake and plan.shake[0] <= t < plan.shake[1]:
+        amp = layout.width * 0.008
+        m = np.float32([[1, 0, rng.uniform(-amp, amp)], [0, 1, rng.uniform(-amp, amp)]])
+        frame = cv2.warpAffine(frame, m, (layout.width, layout.height), borderMode=cv2.BORDER_REPLICATE)
+    if plan.moved_from is not None and t >= plan.moved_from:
+        m = cv2.getRotationMatrix2D((layout.width / 2, layout.height / 2), 7.0, 1.08)
+        m[:, 2] += (layout.width * 0.06, layout.height * 0.04)
+        frame = cv2.warpAffine(frame, m, (layout.width, layout.height), borderMode=cv2.BORDER_REFLECT)
+    if plan.defocus and plan.defocus[0] <= t < plan.defocus[1]:
+        frame = cv2.GaussianBlur(frame, (0, 0), layout.width / 110)
+    if plan.covered:
+        start, end = plan.covered
+        cover = np.clip(min(t - start, end - t) / 0.6 + 0.5, 0, 1) if start - 0.3 <= t < end + 0.3 else 0.0
+        if cover > 0:
+            frame = frame * (1 - 0.93 * cover) + 3 * cover
+    noise = 2.5
+    if plan.night:
+        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        grey = 95 + (grey - grey.mean()) * 0.45
+        frame = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+        noise = 9.0
+    frame = frame + rng.normal(0, noise, frame.shape[:2])[..., None].astype(np.float32)
+    return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def generate_clip(
+    path: Path | str,
+    scenario: str,
+    seed: int = 0,
+    width: int = 640,
+    height: int = 480,
+    fps: float = 10.0,
+    seconds: float = 20.0,
+) -> dict[str, Any]:
+    """Write an mp4 (mp4v) of `scenario` and return its labels; also writes them beside it as JSON."""
+    if scenario not in SCENARIOS:
+        raise SceneError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
+    if width < 64 or height < 64 or fps <= 0 or seconds <= 2:
+        raise SceneError("clip needs width, height >= 64, fps > 0 and more than 2 seconds")
+    rng = np.random.default_rng([seed, SCENARIOS.index(scenario)])
+    layout = _layout(rng, width, height)
+    plan = _plan(scenario, rng, seconds, layout)
+    path = Path(path)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise SceneError(f"cannot write {path}")
+    try:
+        for i in range(int(round(seconds * fps))):
+            writer.write(_render(layout, plan, i / fps, rng))
+    finally:
+        writer.release()
+    labels = {
+        "clip": path.name,
+        "roi": _roi(layout),
+        "fps": fps,
+        "seconds": seconds,
+        "door_open": plan.door_open,
+        "camera_tamper": plan.tamper,
+        "exit": plan.exits,
+    }
+    path.with_suffix(".json").write_text(json.dumps(labels, indent=1))
+    return labels
