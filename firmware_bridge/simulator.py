@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import random
+import signal
 import threading
 import time
 
@@ -72,11 +73,18 @@ class SimulatedFirmware:
 
     # -- sending --------------------------------------------------------------------------
 
-    def boot(self, ack: bool = True) -> lp.Hello:
-        """What the firmware does at power-on: seq restarts at 0 with a HELLO."""
+    def reset(self) -> None:
+        """Power-on state: seq back to 0, and nothing remembered of what the host said before."""
         self.seq = 0
         with self._replied:
-            self.replies.clear()  # a rebooted board forgets what the host told it before
+            self.replies.clear()
+
+    def hello_frame(self) -> lp.Hello:
+        return lp.Hello(seq=0, ack=True, device_id=self.device_id, firmware=self.firmware)
+
+    def boot(self, ack: bool = True) -> lp.Hello:
+        """What the firmware does at power-on: seq restarts at 0 with a HELLO."""
+        self.reset()
         return self.send(lp.Hello(seq=0, ack=ack, device_id=self.device_id, firmware=self.firmware))  # type: ignore[return-value]
 
     def _next(self) -> int:
@@ -142,16 +150,24 @@ class SimulatedFirmware:
 
 
 def _demo_loop(sim: SimulatedFirmware, interval: float, stop: threading.Event) -> None:
+    """Readings every `interval` s, behaving as section 6 of the spec asks: resend, then HELLO again."""
     rng = random.Random()
-    sim.boot()
     door_open = False
-    while not stop.wait(interval):
+    greeted = False
+    while not stop.is_set():
+        if not greeted:
+            sim.reset()
+            greeted = sim.send_until_acked(sim.hello_frame(), timeout=interval) is not None
+            continue
         sim.battery(rng.randint(80, 100))
         sim.ambient(rng.randint(1800, 2600))
-        sim.body(rng.randint(3600, 3760), method="axillary")
-        if rng.random() < 0.3:
+        body = lp.BodyTemperature(seq=sim.seq, ack=True, centi_c=rng.randint(3600, 3760), method="axillary")
+        greeted = sim.send_until_acked(body, timeout=2.0) is not None  # 500 ms x (1 + 3 resends)
+        if greeted and rng.random() < 0.3:
             door_open = not door_open
-            sim.door(door_open)
+            door = lp.DoorContact(seq=sim.seq, ack=True, open=door_open, sensor="front")
+            greeted = sim.send_until_acked(door, timeout=2.0) is not None
+        stop.wait(interval)
 
 
 def main() -> None:
@@ -161,6 +177,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # so the link is removed on a plain kill
     with VirtualPort(args.link) as port, SimulatedFirmware(port) as sim:
         print(f"simulated firmware on {args.link} -> {port.slave_name}", flush=True)
         try:
