@@ -50,8 +50,10 @@ class Courier:
         self._cursor = 0  # last outbox position published on this connection
         self._connection = -1
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a row was added, or an ack freed room in the window
         self._thread = threading.Thread(target=self._run, name="courier", daemon=True)
         uplink.on_ack = self.on_ack
+        outbox.on_add = self._wake.set
 
     def start(self) -> "Courier":
         self._thread.start()
@@ -63,7 +65,7 @@ class Courier:
         while self.outbox.depth() and self.uplink.connected and time.monotonic() < deadline:
             time.sleep(0.05)
         self._stop.set()
-        self.outbox.added.set()
+        self._wake.set()
         self._thread.join(10)
 
     def on_ack(self, ack: GatewayAck) -> None:
@@ -74,6 +76,7 @@ class Courier:
             for pos in [pos for pos, f in self._in_flight.items() if _covered(f, ack.ranges, hashes)]:
                 del self._in_flight[pos]
             self._wait_s = self.resend_after_s  # the gateway is alive: back to the short wait
+        self._wake.set()
 
     def in_flight(self) -> int:
         with self._lock:
@@ -85,14 +88,14 @@ class Courier:
                 self._stop.wait(0.1)
                 continue
             self._maybe_rewind()
+            self._wake.clear()  # before looking, so a wake-up that comes while we look is not lost
             with self._lock:
                 room = self.window - len(self._in_flight)
             rows = self.outbox.pending(self._cursor, min(room, 500)) if room > 0 else []
             for row in rows:
                 self._publish(row)
             if not rows:
-                self.outbox.added.wait(0.1)
-                self.outbox.added.clear()
+                self._wake.wait(0.1)
 
     def _maybe_rewind(self) -> None:
         """Start again from the oldest row after a reconnect, or when the gateway has been silent too long."""

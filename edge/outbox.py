@@ -74,7 +74,7 @@ class Outbox:
         self._rows, self._bytes = self._conn.execute(
             "SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox"
         ).fetchone()
-        self.added = threading.Event()  # set whenever a row is added; the courier waits on it
+        self.on_add: Callable[[], None] = lambda: None  # the courier wakes on it
 
     def close(self) -> None:
         with self._lock:
@@ -113,7 +113,7 @@ class Outbox:
                 self._conn.execute("ROLLBACK")
                 self._recount()
                 raise
-        self.added.set()
+        self.on_add()
         return made
 
     def add_snapshot(self, event_id: str, jpeg: bytes) -> str:
@@ -134,7 +134,7 @@ class Outbox:
                 self._conn.execute("ROLLBACK")
                 self._recount()
                 raise
-        self.added.set()
+        self.on_add()
         return digest
 
     def _make_room(self, size: int, priority: int) -> bool:

@@ -102,7 +102,7 @@ class Uplink:
         if self.broker.tls:
             self.client.tls_set()
         self.client.max_queued_messages_set(0)
-        self.client.max_inflight_messages_set(100)
+        self.client.max_inflight_messages_set(1000)
         self.client.reconnect_delay_set(min_delay=1, max_delay=reconnect_max_s)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect

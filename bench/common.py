@@ -1,0 +1,60 @@
+"""Shared by the benchmarks: machine description, medians, a gateway subprocess, a table printer."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from isowatch.broker import BrokerUrl
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def start_gateway(broker: BrokerUrl, db: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """The gateway in its own process, as deployed: it must not share a GIL with the load it measures."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "isowatch.cli", "gateway", "run", "--broker", str(broker), "--db", str(db), *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = process.stderr.readline().decode()
+        if "gateway running" in line:
+            return process
+        if not line and process.poll() is not None:
+            break
+    raise RuntimeError("gateway did not start")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def table(title: str, header: list[str], rows: list[list[object]]) -> str:
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([title, line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
