@@ -64,7 +64,10 @@ def _config(baud: int | None, options: dict[str, Any]) -> ModbusThermometerConfi
     try:
         return modbus_config(name, baudrate=baud, **options)
     except ValidationError as exc:
-        raise click.BadParameter("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        # Name the command-line option, not the config field: "--register: Field required".
+        option = {"address": "register", "interval_s": "interval", "timeout_s": "timeout", "baudrate": "baud"}
+        problems = [f"--{option.get(str(e['loc'][0]), str(e['loc'][0]))}: {e['msg']}" for e in exc.errors()]
+        raise click.UsageError("; ".join(problems)) from None
 
 
 @click.group()

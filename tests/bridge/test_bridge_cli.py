@@ -196,3 +196,16 @@ def test_read_line_protocol_gives_up_after_the_wait(tmp_path: Path) -> None:
         result = CliRunner().invoke(cli, ["bridge", "read", "--protocol", "line", "--port", str(port.link), "--wait", "0.3"])
     assert result.exit_code == 1
     assert "0 of 1 readings" in result.output
+
+
+def test_read_without_register_or_preset_names_the_missing_option(tmp_path: Path) -> None:
+    (tmp_path / "ttyX").touch()
+    result = CliRunner().invoke(cli, ["bridge", "read", "--port", str(tmp_path / "ttyX")])
+    assert result.exit_code == 2
+    assert "--register: Field required" in result.output
+
+
+def test_presets_command_lists_the_xy_md02() -> None:
+    result = CliRunner().invoke(cli, ["bridge", "presets"])
+    assert result.exit_code == 0
+    assert "xy-md02: input register 0x0001, signed x0.1, unit 1, 9600 8N1" in result.output
