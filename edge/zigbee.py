@@ -323,3 +323,35 @@ class Zigbee2MqttInput:
     def health(self) -> dict[str, SensorHealth]:
         with self._lock:
             return {name: SensorHealth(h.available, h.last_seen, h.silent, dict(h.last_sent)) for name, h in self._health.items()}
+
+
+def run_zigbee_sensor(
+    broker: BrokerUrl | str,
+    friendly_name: str | list[str],
+    sink: ReadingSink,
+    stop: threading.Event,
+    *,
+    subject: Literal["ambient", "body"] = "ambient",
+    retry_s: float = 5.0,
+    **options: Any,
+) -> None:
+    """Follow one (or several) Zigbee2MQTT devices until `stop`: the edge agent's sensor worker.
+
+    A broker that is not up yet (Zigbee2MQTT's Mosquitto starting after us at boot) is retried,
+    never raised: the worker must outlive it.
+    """
+    names = [friendly_name] if isinstance(friendly_name, str) else friendly_name
+    sensors = [ZigbeeSensor(friendly_name=name, subject=subject) for name in names]
+    while not stop.is_set():
+        zigbee = Zigbee2MqttInput(broker, sensors, sink, **options)
+        try:
+            zigbee.start(wait=retry_s)
+        except ZigbeeError as exc:
+            log.warning("zigbee2mqtt input not started error=%s retry_s=%.0f", exc, retry_s)
+            stop.wait(retry_s)
+            continue
+        try:
+            stop.wait()
+        finally:
+            zigbee.stop()
+        return

@@ -149,7 +149,7 @@ class SimulatedFirmware:
         self.stop()
 
 
-def _demo_loop(sim: SimulatedFirmware, interval: float, stop: threading.Event) -> None:
+def demo_readings(sim: SimulatedFirmware, interval: float, stop: threading.Event) -> None:
     """Readings every `interval` s, behaving as section 6 of the spec asks: resend, then HELLO again."""
     rng = random.Random()
     door_open = False
@@ -181,7 +181,7 @@ def main() -> None:
     with VirtualPort(args.link) as port, SimulatedFirmware(port) as sim:
         print(f"simulated firmware on {args.link} -> {port.slave_name}", flush=True)
         try:
-            _demo_loop(sim, args.interval, stop)
+            demo_readings(sim, args.interval, stop)
         except KeyboardInterrupt:
             stop.set()
 

@@ -239,6 +239,31 @@ def test_zigbee2mqtt_payloads_through_mosquitto_become_readings_on_the_uplink(lo
     assert zigbee.counters.went_offline == 1
 
 
+def test_run_zigbee_sensor_worker_forwards_until_stopped(local_broker: MosquittoBroker) -> None:
+    from edge.zigbee import run_zigbee_sensor
+
+    sink = MemorySink("edge-w")
+    stop = threading.Event()
+    worker = threading.Thread(target=run_zigbee_sensor, args=(local_broker.url(ZIGBEE_USER), "hall contact", sink, stop), daemon=True)
+    worker.start()
+    z2m = mqtt_client(local_broker.url(ZIGBEE_USER), "zigbee2mqtt-bridge")
+    z2m.connect("127.0.0.1", local_broker.port)
+    z2m.loop_start()
+    try:
+        deadline = time.monotonic() + WAIT
+        while not sink.sent and time.monotonic() < deadline:  # until the worker's subscription is in place
+            z2m.publish("zigbee2mqtt/hall contact", json.dumps({"contact": False}), qos=1)
+            time.sleep(0.2)
+    finally:
+        z2m.loop_stop()
+        z2m.disconnect()
+        stop.set()
+        worker.join(WAIT)
+    assert not worker.is_alive()
+    assert isinstance(sink.sent[0], ContactReading) and sink.sent[0].open is True
+    assert {m.sensor for m in sink.sent} == {"hall-contact"}
+
+
 def test_start_fails_with_a_named_error_when_the_broker_refuses(mosquitto: MosquittoBroker) -> None:
     from edge.zigbee import ZigbeeError
 
