@@ -11,8 +11,6 @@ from pathlib import Path
 
 import click
 
-from edge.fleet import SimulatedHousehold, SimulationPace
-from edge.uplink import DeviceIdentity
 import sqlite3
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -20,10 +18,10 @@ from zoneinfo import ZoneInfo
 from gateway.inbox import LocalInbox
 from gateway.registry import DEFAULT_TIMEZONE, HouseholdIn, IsolationIn, Registry, SiteIn, StaffIn, TeamIn
 from gateway.service import GatewayService
-from isowatch.broker import AmqttBroker, MosquittoBroker, start_embedded_broker
+from isowatch.broker import MosquittoBroker, start_embedded_broker
+from isowatch.demo_household import DemoHousehold
 
 DEMO_SITE = "demo-street"
-DEMO_PACE = SimulationPace(heartbeat_s=10.0, reading_s=(6.0, 12.0), door_gap_s=(5.0, 15.0), door_open_s=(2.0, 5.0))
 
 
 def summary(service: GatewayService) -> dict[str, int]:
@@ -58,8 +56,9 @@ def seed_registry(db_path: Path, households: int, inbox: LocalInbox) -> Registry
 
 
 @click.command()
-@click.option("--households", type=click.IntRange(1, 500), default=3, show_default=True,
-              help="How many simulated households (each with its own edge node and credentials).")
+@click.option("--households", type=click.IntRange(1, 50), default=3, show_default=True,
+              help="How many simulated households, each a real edge agent watching a generated door clip "
+                   "with thermometer firmware on a pseudo-terminal.")
 @click.option("--for", "run_for", type=click.FloatRange(min=1), default=None,
               help="Run this many seconds, then stop cleanly; default until Ctrl-C.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
@@ -87,18 +86,18 @@ def demo(households: int, run_for: float | None, port: int, data_dir: Path | Non
         # Staff phones are a local receiver here: every notification Apprise delivers lands in it.
         inbox = LocalInbox().start()
         registry = seed_registry(root / "isowatch.db", households, inbox)
-        fleet: list[SimulatedHousehold] = []
+        fleet: list[DemoHousehold] = []
         try:
             service.start()
             click.echo(f"dashboard: http://127.0.0.1:{service.http_port}/", err=True)
             click.echo(f"delivered notifications: {inbox.page} (JSON: {inbox.page}messages.json)", err=True)
+            click.echo(f"generating door clips for {households} households...", err=True)
             for n in range(1, households + 1):
-                device = f"edge-{n:04d}"
-                identity = DeviceIdentity(DEMO_SITE, f"hh-{n:04d}", device)
-                password = registry.register_device(device, identity.household, by="demo")
-                fleet.append(SimulatedHousehold(broker.add_user(device, password), identity, DEMO_PACE,
-                                                seed=n).start())
-            click.echo(f"{households} simulated households publishing; "
+                device, household = f"edge-{n:04d}", f"hh-{n:04d}"
+                password = registry.register_device(device, household, by="demo")
+                fleet.append(DemoHousehold(root / "households", n, DEMO_SITE, household, device,
+                                           broker.add_user(device, password)).start())
+            click.echo(f"{households} edge agents watching their doors; "
                        + (f"stopping in {run_for:.0f} s" if run_for else "Ctrl-C to stop"), err=True)
             _wait(run_for)
         finally:
