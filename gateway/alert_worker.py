@@ -74,6 +74,8 @@ class AlertWorker:
         # Silences are first scanned one interval after start: a restarted gateway lets devices reconnect first.
         self._last_scan = clock.monotonic()
         self._last_purge = clock.monotonic()
+        self._positions: dict[str, int] = {}
+        self._cursor_saved: dict[str, float] = {}
         self.counters = {"alerts_opened": 0, "attached": 0, "pages": 0, "sent": 0, "failed_attempts": 0}
         with self.conn:
             # A send cut off by a crash may or may not have reached the phone: send again (at least once).
@@ -119,7 +121,10 @@ class AlertWorker:
         with self._lock:
             now = self.clock.now()
             self._collect()
-            self._process_new(now)
+            # Door and tamper events first, and their pages out at once: readings can wait a pass.
+            self._process_new(now, "events", evaluate_event)
+            self._dispatch(now)
+            self._process_new(now, "readings", evaluate_reading)
             self._escalate(now)
             mono = self.clock.monotonic()
             if force_scan or mono - self._last_scan >= self.scan_every_s:
@@ -164,33 +169,50 @@ class AlertWorker:
             return start
         return row[0]
 
-    def _process_new(self, now: datetime, batch: int = 500) -> None:
-        for table, evaluate in (("events", evaluate_event), ("readings", evaluate_reading)):
-            while True:
-                position = self._cursor(table)
-                rows = self.conn.execute(
-                    f"SELECT rowid, * FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT ?",  # noqa: S608
-                    (position, batch),
-                ).fetchall()
-                if not rows:
-                    break
-                with self.conn:
-                    for row in rows:
-                        verdict: Verdict | None = evaluate(self.conn, self.registry, self.policy, row)
-                        if verdict is None:
-                            continue
-                        self.conn.execute(
-                            "INSERT OR IGNORE INTO rule_log (ref, household, outcome, kind, detail, at) "
-                            "VALUES (?, ?, ?, ?, ?, ?)",
-                            (row["id"], row["household"], verdict.outcome,
-                             ",".join(f.kind.value for f in verdict.findings), verdict.detail, iso(now)),
-                        )
-                        for finding in verdict.findings:
-                            self._raise(finding, now)
-                    self.conn.execute("UPDATE worker_cursors SET position = ? WHERE name = ?",
-                                      (rows[-1]["rowid"], table))
+    CURSOR_SAVE_S = 2.0  # a cursor that only moved past rows no rule cared about is saved this often
+
+    # Only the columns the rules read: a reading's JSON payload stays on disk.
+    _COLUMNS = {
+        "events": "rowid, id, site, household, device, type, device_time, state, payload",
+        "readings": "rowid, id, site, household, device, type, device_time, celsius, subject, method, plausible",
+    }
+
+    def _process_new(self, now: datetime, table: str, evaluate: Callable, batch: int = 2000,
+                     max_batches: int = 5) -> None:
+        """Rules over rows stored since the cursor; bounded per pass so events never wait behind a backlog."""
+        for _ in range(max_batches):
+            position = self._positions.get(table) or self._cursor(table)
+            rows = self.conn.execute(
+                f"SELECT {self._COLUMNS[table]} FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT ?",  # noqa: S608
+                (position, batch),
+            ).fetchall()
+            if not rows:
+                return
+            verdicts = [(row, v) for row in rows if (v := evaluate(self.conn, self.registry, self.policy, row))]
+            self._positions[table] = rows[-1]["rowid"]
+            mono = self.clock.monotonic()
+            if not verdicts and mono - self._cursor_saved.get(table, float("-inf")) < self.CURSOR_SAVE_S:
+                # Nothing to record: spare the ingest writer a commit. Re-running these rules after a
+                # crash is harmless (every write they make is keyed by the row's id).
                 if len(rows) < batch:
-                    break
+                    return
+                continue
+            self._cursor_saved[table] = mono
+            with self.conn:
+                for row, verdict in verdicts:
+                    self.conn.execute(
+                        "INSERT OR IGNORE INTO rule_log (ref, household, outcome, kind, detail, at) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (row["id"], row["household"], verdict.outcome,
+                         ",".join(f.kind.value for f in verdict.findings), verdict.detail, iso(now)),
+                    )
+                    for finding in verdict.findings:
+                        self._raise(finding, now)
+                self.conn.execute("UPDATE worker_cursors SET position = ? WHERE name = ?",
+                                  (rows[-1]["rowid"], table))
+            if len(rows) < batch:
+                return
+        self._wake.set()  # more backlog: come straight back after escalating and dispatching
 
     def _scan(self, now: datetime) -> None:
         with self.conn:

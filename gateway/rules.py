@@ -138,6 +138,9 @@ def evaluate_event(conn: sqlite3.Connection, registry: Registry, policy: Policy,
 def evaluate_reading(conn: sqlite3.Connection, registry: Registry, policy: Policy, row: sqlite3.Row) -> Verdict | None:
     if row["type"] != "temperature" or row["subject"] != "body":
         return None
+    method = row["method"]
+    if row["plausible"] and not is_fever(policy.rules, row["celsius"], method):
+        return None  # the common case decides without a database lookup: most readings are normal
     if not _registered(conn, row["device"], row["household"]):
         return Verdict("unregistered")
     at = parse_iso(row["device_time"])
@@ -145,14 +148,8 @@ def evaluate_reading(conn: sqlite3.Connection, registry: Registry, policy: Polic
     if active is None:
         return Verdict("outside_isolation")
     base = dict(site=row["site"], household=row["household"], at=at, ref=row["id"], isolation_id=active[0].id)
-    method = row["method"]
-    if not row["plausible"]:
-        return Verdict("alert", (Finding(AlertKind.IMPLAUSIBLE_READING,
-                                         detail=f"{row['celsius']:.1f} °C ({method or 'unknown'})", **base),))
-    if is_fever(policy.rules, row["celsius"], method):
-        return Verdict("alert", (Finding(AlertKind.FEVER, detail=f"{row['celsius']:.1f} °C ({method or 'unknown'})",
-                                         **base),))
-    return Verdict("no_alert")
+    kind = AlertKind.FEVER if row["plausible"] else AlertKind.IMPLAUSIBLE_READING
+    return Verdict("alert", (Finding(kind, detail=f"{row['celsius']:.1f} °C ({method or 'unknown'})", **base),))
 
 
 # -- silences: scanned periodically with the injected clock ----------------------------------------
