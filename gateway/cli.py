@@ -60,3 +60,27 @@ def run(broker_url: str, db_path: Path, sites: tuple[str, ...], client_id: str, 
     stop.wait()
     service.stop()
     click.echo(f"gateway stopped: {service.ingest.stats()}", err=True)
+
+
+@gateway.command("push-config")
+@click.option("--broker", "broker_url", required=True, envvar="ISOWATCH_BROKER", help="mqtt://gateway:password@host:port")
+@click.option("--site", required=True, help="The device's site.")
+@click.option("--household", required=True, help="The device's household.")
+@click.argument("config_file", type=click.File("rb"))
+def push_config(broker_url: str, site: str, household: str, config_file) -> None:  # type: ignore[no-untyped-def]
+    """Validate CONFIG_FILE (JSON: version, device, camera overrides, heartbeat_s, temperature_times) and
+    publish it retained to the device; the device applies it live and reports the version it runs."""
+    from pydantic import ValidationError
+
+    from gateway.device_config import PushError, push_device_config
+    from isowatch.contract import DeviceConfig
+
+    try:
+        config = DeviceConfig.model_validate_json(config_file.read())
+        push_device_config(BrokerUrl.parse(broker_url), site, household, config)
+    except ValidationError as exc:
+        raise click.ClickException(f"{config_file.name}: {exc}") from None
+    except (BrokerError, PushError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"config {config.version} pushed to {config.device}; its status will show the version it applied")
+

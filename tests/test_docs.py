@@ -78,3 +78,13 @@ def test_protocol_schema_command_prints_json_schema():
     result = CliRunner().invoke(cli, ["protocol", "schema"])
     assert result.exit_code == 0
     assert '"DoorEvent"' in result.output
+
+
+def test_every_edge_config_key_is_documented():
+    from edge.config import CaptureSection, DeviceSection, HeartbeatSection, LineSensor, ModbusSensor, OutboxSection, UplinkSection, ZigbeeSensor
+
+    doc = (REPO_ROOT / "docs" / "edge-agent.md").read_text()
+    sections = [DeviceSection, UplinkSection, OutboxSection, CaptureSection, HeartbeatSection, LineSensor,
+                ModbusSensor, ZigbeeSensor]
+    missing = [f"{s.__name__}.{name}" for s in sections for name in s.model_fields if f"`{name}`" not in doc]
+    assert not missing, f"edge config keys missing from docs/edge-agent.md: {missing}"

@@ -13,6 +13,7 @@ import pytest
 from edge.agent import EdgeAgent
 from edge.config import EdgeConfigError, load_edge_config
 from edge.outbox import Outbox
+from gateway.device_config import push_device_config
 from gateway.service import GatewayService
 from isowatch.contract import DeviceConfig, TopicKind, encode, topic
 from tests.agent.conftest import write_edge_config
@@ -44,6 +45,7 @@ def test_clip_openings_arrive_at_the_gateway_with_snapshots(mosquitto, tmp_path,
 
 
 def push_config(mosquitto, payload: bytes) -> None:
+    """Raw bytes, as a broken or hostile publisher would send them."""
     import paho.mqtt.publish as publish
 
     gw = mosquitto.url()
@@ -62,7 +64,7 @@ def test_remote_config_is_applied_and_a_bad_one_is_refused(mosquitto, tmp_path, 
     try:
         x, y, w, h = labels["roi"]
         good = DeviceConfig(version="v2", device="cam-1", camera={"roi": [x, y, w - 2, h], "open_confirm_s": 0.5})
-        push_config(mosquitto, encode(good))
+        push_device_config(mosquitto.url(), "site-a", "hh-1", good)
         wait_until(lambda: status() and status()[0][0] == "v2", what="v2 reported")
         wait_until(lambda: agent.camera.camera.roi == (x, y, w - 2, h), what="ROI applied live")
 
