@@ -24,7 +24,7 @@ def test_every_topic_kind_is_documented(kind):
 @pytest.mark.parametrize(
     "model",
     [contract.DoorEvent, contract.TamperEvent, contract.TemperatureReading, contract.ContactReading,
-     contract.Status, contract.Heartbeat, contract.GatewayAck, contract.SnapshotMeta],
+     contract.Status, contract.Heartbeat, contract.GatewayAck, contract.SnapshotMeta, contract.DeviceConfig],
 )
 def test_every_payload_field_is_documented(model):
     assert f"`{model.__name__}`" in PROTOCOL
