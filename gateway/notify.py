@@ -9,6 +9,7 @@ rescheduled in the database, and the worker moves on.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -48,9 +49,13 @@ def service_key(url: str) -> str:
 
 
 def redact(url: str) -> str:
-    """Scheme, host and port only: Apprise URLs carry tokens and passwords."""
+    """Safe to log and store: Apprise URLs carry tokens and passwords, and for bots (tgram://, wecombot://,
+    dingtalk://) the "host" is the token itself. A real host name is kept; anything else becomes a hash."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or '?'}{':' + str(parts.port) if parts.port else ''}/..."
+    host = parts.hostname or ""
+    if host == "localhost" or "." in host:
+        return f"{parts.scheme}://{host}{':' + str(parts.port) if parts.port else ''}/..."
+    return f"{parts.scheme}://#{hashlib.sha256(url.encode()).hexdigest()[:10]}"
 
 
 class TokenBucket:
