@@ -99,7 +99,7 @@ def _smooth_noise(rng: np.random.Generator, w: int, h: int, cells: int, amplitud
     return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-def _layout(rng: np.random.Generator, width: int, height: int) -> Layout:
+def _layout(rng: np.random.Generator, width: int, height: int, night: bool) -> Layout:
     door_h = int(height * rng.uniform(0.55, 0.85))
     door_w = int(door_h * rng.uniform(0.42, 0.55))
     floor_y = int(height * rng.uniform(0.82, 0.95))
@@ -136,8 +136,9 @@ def _layout(rng: np.random.Generator, width: int, height: int) -> Layout:
     hinge_left = bool(rng.integers(0, 2))
     knob_x = door_w - m // 2 - 2 if hinge_left else m // 2 + 2
     cv2.circle(leaf, (knob_x, int(door_h * 0.52)), max(2, door_w // 25), (200, 200, 200), -1)
-    # The flat behind an open door is usually darker than the lit corridor; sometimes a hall light is on.
-    if rng.uniform() < 0.75:
+    # The flat behind an open door is usually darker than the lit corridor; sometimes a hall light is
+    # on. At night the camera's infrared lamp lights the corridor, not the flat.
+    if rng.uniform() < 0.75 or night:
         interior = tuple(int(c * rng.uniform(0.1, 0.5)) for c in leaf_colour)
     else:
         interior = _colour(rng, 60, 230)
@@ -182,11 +183,16 @@ def _draw_leaf(canvas: np.ndarray, layout: Layout, angle_deg: float) -> None:
     else:
         dst = np.float32([[fx, top], [hx, y], [hx, y + h], [fx, bottom]])
     leaf = layout.leaf * (0.75 + 0.25 * math.cos(theta))  # turned away from the corridor light
-    matrix = cv2.getPerspectiveTransform(src, dst)
-    size = (canvas.shape[1], canvas.shape[0])
+    # Warp only into the box the leaf can reach, not the whole frame.
+    bx0, by0 = max(0, int(dst[:, 0].min()) - 1), max(0, int(dst[:, 1].min()) - 1)
+    bx1 = min(canvas.shape[1], int(dst[:, 0].max()) + 2)
+    by1 = min(canvas.shape[0], int(dst[:, 1].max()) + 2)
+    matrix = cv2.getPerspectiveTransform(src, dst - np.float32([bx0, by0]))
+    size = (bx1 - bx0, by1 - by0)
     warped = cv2.warpPerspective(leaf, matrix, size, flags=cv2.INTER_LINEAR)
     mask = cv2.warpPerspective(np.ones((h, w), np.float32), matrix, size, flags=cv2.INTER_LINEAR)[..., None]
-    np.copyto(canvas, canvas * (1 - mask) + warped * mask)
+    box = canvas[by0:by1, bx0:bx1]
+    np.copyto(box, box * (1 - mask) + warped * mask)
 
 
 def _draw_person(canvas: np.ndarray, layout: Layout, cx: float, depth: float, phase: float, person: Person) -> None:
@@ -354,6 +360,18 @@ def _plan(scenario: str, rng: np.random.Generator, seconds: float, layout: Layou
     return plan
 
 
+_GRAIN: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _grain(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Unit sensor noise, a fresh-looking field per frame: a random window of a cached larger field."""
+    h, w = shape
+    if shape not in _GRAIN:
+        _GRAIN[shape] = np.random.default_rng(shape).standard_normal((h + 64, w + 64)).astype(np.float32)
+    dy, dx = rng.integers(0, 64, 2)
+    return _GRAIN[shape][dy : dy + h, dx : dx + w, None]
+
+
 def _render(layout: Layout, plan: Plan, t: float, rng: np.random.Generator) -> np.ndarray:
     canvas = layout.wall.copy()
     _draw_leaf(canvas, layout, plan.angle(t))
@@ -393,16 +411,18 @@ def _render(layout: Layout, plan: Plan, t: float, rng: np.random.Generator) -> n
     if plan.covered:
         start, end = plan.covered
         cover = np.clip(min(t - start, end - t) / 0.6 + 0.5, 0, 1) if start - 0.3 <= t < end + 0.3 else 0.0
-        if cover > 0:
-            frame = frame * (1 - 0.93 * cover) + 3 * cover
+        if cover > 0:  # a hand or tape over the lens: dark, and far too close to be in focus
+            hand = cv2.GaussianBlur(frame, (0, 0), layout.width / 15) * 0.08 + 4
+            frame = frame * (1 - cover) + hand * cover
     noise = 2.5
     if plan.night:
         grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         grey = 95 + (grey - grey.mean()) * 0.45
         frame = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
         noise = 9.0
-    frame = frame + rng.normal(0, noise, frame.shape[:2])[..., None].astype(np.float32)
-    return np.clip(frame, 0, 255).astype(np.uint8)
+    grain = _grain(frame.shape[:2], rng)
+    frame += grain * noise
+    return np.clip(frame, 0, 255, out=frame).astype(np.uint8)
 
 
 def generate_clip(
@@ -420,7 +440,7 @@ def generate_clip(
     if width < 64 or height < 64 or fps <= 0 or seconds <= 2:
         raise SceneError("clip needs width, height >= 64, fps > 0 and more than 2 seconds")
     rng = np.random.default_rng([seed, SCENARIOS.index(scenario)])
-    layout = _layout(rng, width, height)
+    layout = _layout(rng, width, height, night=scenario.startswith("night"))
     plan = _plan(scenario, rng, seconds, layout)
     path = Path(path)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))

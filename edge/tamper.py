@@ -18,6 +18,7 @@ _DARK_GREY = 12.0  # mean grey level below which nothing usable is left, whateve
 # A lights-off corridor keeps its relative contrast (std / mean); a hand, tape or a cap flattens it.
 _FLAT_CONTRAST = 0.35  # relative contrast left, vs the reference, when a lit cover fills the view
 _DIM_CONTRAST = 0.75  # ... when the cover is also dark
+_BLACK_RATIO = 0.15  # brightness left, vs the reference: below any lights-off corridor with IR
 _DIM_BRIGHTNESS = 0.45  # brightness left, vs the reference, for a dark cover
 _DEFOCUS_SHARPNESS = 0.6  # squared-gradient energy per unit brightness squared left when out of focus
 _MOVED_CHANGED = 0.2  # structure change of the scene's edges outside the door, 0 = as calibrated
@@ -94,7 +95,8 @@ def classify(reading: ViewReading, active: TamperReason | None) -> TamperReason 
     m = margin("covered")
     flat = reading.contrast < _FLAT_CONTRAST * m
     dark_and_flat = reading.contrast < min(0.95, _DIM_CONTRAST * m) and reading.brightness_ratio < _DIM_BRIGHTNESS * m
-    if reading.brightness < _DARK_GREY * m or flat or dark_and_flat:
+    black = reading.brightness < _DARK_GREY * m or reading.brightness_ratio < _BLACK_RATIO * m
+    if black or flat or dark_and_flat:
         return "covered"
     if reading.sharpness < min(0.9, _DEFOCUS_SHARPNESS * margin("defocus")):
         return "defocus"
