@@ -159,7 +159,36 @@ def _003_device_config_error(db: Database) -> None:
     db["devices"].add_column("config_error", str)
 
 
-MIGRATIONS: list[Migration] = [_001_ingest, _002_registry_alerts, _003_device_config_error]
+def _004_dashboard_users(db: Database) -> None:
+    """Issue 7: dashboard users, sessions and login attempts; indexes for keyset paging of the event log."""
+    db["users"].create(
+        {"username": str, "display_name": str, "role": str, "language": str, "password_hash": str,
+         "staff": str, "active": int, "created_at": str},
+        pk="username",
+    )  # staff: the registry's staff id, so a staff user sees the households of the teams they are on
+    db["user_teams"].create({"username": str, "team": str}, pk=("username", "team"))  # extra memberships
+    db["sessions"].create(
+        {"token_hash": str, "username": str, "csrf": str, "created_at": str, "expires_at": str, "ip": str},
+        pk="token_hash",
+    )
+    db["sessions"].create_index(["username"])
+    db["login_attempts"].create({"id": int, "at": str, "username": str, "ip": str, "ok": int}, pk="id")
+    db["login_attempts"].create_index(["username", "at"])
+    db["login_attempts"].create_index(["ip", "at"])
+    # Keyset paging over (device_time, id): the id in the index lets SQLite walk it without sorting.
+    for columns in (["device_time", "id"], ["household", "device_time", "id"], ["site", "device_time", "id"],
+                    ["type", "device_time", "id"]):
+        db["events"].create_index(columns, index_name="events_log_" + "_".join(columns))
+    for columns in (["device_time", "id"], ["household", "device_time", "id"], ["site", "device_time", "id"],
+                    ["type", "device_time", "id"]):
+        db["readings"].create_index(columns, index_name="readings_log_" + "_".join(columns))
+    db["alert_events"].create_index(["ref"])
+    db["alerts"].create_index(["opened_at"])
+    db["alerts"].create_index(["household", "opened_at"])
+    db["audit_log"].create_index(["who", "at"])
+
+
+MIGRATIONS: list[Migration] = [_001_ingest, _002_registry_alerts, _003_device_config_error, _004_dashboard_users]
 
 
 def migrate(db: Database) -> int:
