@@ -14,6 +14,7 @@ import numpy as np
 from edge.camera_config import DetectorSettings
 from edge.door_features import (
     Geometry,
+    Levels,
     brightness_change,
     cell_signature,
     crop_working,
@@ -44,7 +45,6 @@ class DoorReading:
     changed_area: float  # share of ROI cells that differ from the closed door
     full_columns: int  # ROI columns changed over most of their height
     occluder: bool  # something changed beside or below the door: a passer-by, a shadow
-    still: bool  # the ROI matches itself a moment ago: a leaf at rest, not a body walking
     opening: bool  # this frame alone looks like an open door
     closed: bool  # this frame alone looks like the closed door
     full: np.ndarray  # per ROI column: changed lintel to floor
@@ -56,7 +56,7 @@ class DoorTransition:
     t_s: float  # when the change began (first frame of the evidence), not when it was confirmed
 
 
-def read_door(changed: np.ndarray, moving: np.ndarray, geometry: Geometry, settings: DetectorSettings) -> DoorReading:
+def read_door(changed: np.ndarray, geometry: Geometry, settings: DetectorSettings) -> DoorReading:
     """Judge one frame's changed-cell map; pure so it is tested on hand-made maps."""
     c0, r0, c1, r1 = geometry.roi_cells
     roi = changed[r0:r1, c0:c1]
@@ -81,8 +81,13 @@ def read_door(changed: np.ndarray, moving: np.ndarray, geometry: Geometry, setti
     occluder = any(s.size >= 4 and s.mean() > _RING_BUSY for s in strips)
     opening = full_columns >= need_columns and at_jamb and area >= settings.min_open_area
     closed = full_columns == 0 and area < settings.min_open_area / 2
-    still = float(moving[r0:r1, c0:c1].mean()) < _STILL_AREA
-    return DoorReading(area, full_columns, occluder, still, opening, closed, full)
+    return DoorReading(area, full_columns, occluder, opening, closed, full)
+
+
+def roi_still(moving: np.ndarray, geometry: Geometry) -> bool:
+    """Does the ROI match itself a moment ago (a leaf at rest, not a body walking)?"""
+    c0, r0, c1, r1 = geometry.roi_cells
+    return float(moving[r0:r1, c0:c1].mean()) < _STILL_AREA
 
 
 class DoorDetector:
@@ -93,7 +98,7 @@ class DoorDetector:
         frame_size: tuple[int, int],
         roi: tuple[int, int, int, int],
         settings: DetectorSettings | None = None,
-        reference: np.ndarray | None = None,
+        reference: Levels | None = None,
     ) -> None:
         self.settings = settings or DetectorSettings()
         self.geometry = plan_geometry(frame_size[0], frame_size[1], roi)
@@ -109,9 +114,9 @@ class DoorDetector:
         if reference is not None:
             self.set_reference(reference)
 
-    def set_reference(self, frame: np.ndarray) -> None:
-        """The closed door's signature; the caller vouches that the door is closed in `frame`."""
-        self._reference = cell_signature(crop_working(frame, self.geometry))
+    def set_reference(self, levels: Levels) -> None:
+        """The closed door's signature; the caller vouches that the door is closed in this frame."""
+        self._reference = cell_signature(crop_working(levels, self.geometry))
         self.state = DoorState.CLOSED
         self._run_start = None
 
@@ -123,18 +128,18 @@ class DoorDetector:
         """The view is unusable (tamper): forget any half-gathered evidence, keep the state."""
         self._run_start = None
 
-    def update(self, frame: np.ndarray, t_s: float) -> DoorTransition | None:
+    def update(self, levels: Levels, t_s: float) -> DoorTransition | None:
+        """`levels` is `levels_of(frame)`; returns the change of state this frame confirms, if any."""
         if self._reference is None:
-            self.set_reference(frame)
+            self.set_reference(levels)
             return DoorTransition(DoorState.CLOSED, t_s)
         settings = self.settings
-        signature = cell_signature(crop_working(frame, self.geometry))
+        signature = cell_signature(crop_working(levels, self.geometry))
         changed = self._differs(signature, self._reference)
         self._recent = [(t, sig) for t, sig in self._recent if t >= t_s - 2 * _STILL_WINDOW_S]
         older = [sig for t, sig in self._recent if t <= t_s - _STILL_WINDOW_S]
-        moving = self._differs(signature, older[-1]) if older else np.ones_like(changed)
         self._recent.append((t_s, signature))
-        reading = read_door(changed, moving, self.geometry, settings)
+        reading = read_door(changed, self.geometry, settings)
         self.last_reading = reading
         if reading.occluder:
             self._occluded_until = t_s + settings.occluder_hold_s
@@ -146,7 +151,11 @@ class DoorDetector:
         # A leaf at rest is confirmed quickly; one that keeps moving (someone is coming out) once the
         # same columns have stayed changed longer than a passer-by takes to cross them.
         self._full_since = np.where(reading.full, np.fmin(self._full_since, t_s), np.inf)
-        settled = reading.still or int((self._full_since <= t_s - _PERSIST_S).sum()) > 0
+        settled = False
+        if reading.opening:  # only then is stillness worth computing
+            settled = int((self._full_since <= t_s - _PERSIST_S).sum()) > 0 or (
+                bool(older) and roi_still(self._differs(signature, older[-1]), self.geometry)
+            )
         blocked = t_s < self._occluded_until or not settled
         transition = self._vote(reading.opening, t_s, settings.open_confirm_s, DoorState.OPEN, blocked=blocked)
         if transition is None and reading.closed and not reading.occluder and reading.changed_area < _REFERENCE_QUIET:
@@ -176,6 +185,6 @@ class DoorDetector:
         # Only unchanged cells learn, slowly, so a bag left at the door is not painted into 'closed'
         # faster than daylight moves; the door itself never learns while open.
         alpha = min(1.0, dt / self.settings.reference_tau_s)
-        keep = ~changed[..., None]
+        keep = ~changed[None]
         assert self._reference is not None
         self._reference += np.where(keep, alpha * (signature - self._reference), 0.0).astype(np.float32)

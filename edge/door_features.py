@@ -19,10 +19,26 @@ _EPS_GREY = 6.0  # keeps the contrast of near-black pixels (IR noise, covered le
 
 
 @dataclass(frozen=True, slots=True)
+class Levels:
+    """A frame in grey at full and half size, computed once and shared by every check."""
+
+    grey: np.ndarray
+    half: np.ndarray
+
+
+def levels_of(frame: np.ndarray) -> Levels:
+    grey = to_grey(frame)
+    h, w = grey.shape
+    # Halving by area averaging is OpenCV's fast path and already averages sensor noise by 4.
+    return Levels(grey, cv2.resize(grey, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA))
+
+
+@dataclass(frozen=True, slots=True)
 class Geometry:
     """Where the working crop sits in the frame and where the ROI sits in the crop's cell grid."""
 
-    crop: tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels
+    crop: tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels of the source level
+    half: bool  # crop from the half-size level (the ROI is large enough) or the full-size grey
     size: tuple[int, int]  # working crop width, height in pixels (multiples of CELL_PX)
     roi_cells: tuple[int, int, int, int]  # col0, row0, col1, row1 (exclusive) of the ROI
     grid: tuple[int, int]  # cols, rows of the whole crop
@@ -30,7 +46,10 @@ class Geometry:
 
 def plan_geometry(frame_w: int, frame_h: int, roi: tuple[int, int, int, int]) -> Geometry:
     """Crop = ROI plus a ring (sides, a little above, a floor strip below) where occluders show first."""
-    x, y, w, h = roi
+    half = roi[2] // 2 >= ROI_WIDTH_PX
+    k = 2 if half else 1
+    x, y, w, h = (v / k for v in roi)
+    frame_w, frame_h = (frame_w // k, frame_h // k)
     scale = min(1.0, ROI_WIDTH_PX / w)
     side, above, below = 0.5 * w, 0.08 * h, 0.3 * h
     x0 = max(0, int(x - side))
@@ -39,13 +58,13 @@ def plan_geometry(frame_w: int, frame_h: int, roi: tuple[int, int, int, int]) ->
     y1 = min(frame_h, int(y + h + below))
     cols = max(1, round((x1 - x0) * scale / CELL_PX))
     rows = max(1, round((y1 - y0) * scale / CELL_PX))
-    sx = cols / (x1 - x0)  # cells per frame pixel
+    sx = cols / (x1 - x0)  # cells per source pixel
     sy = rows / (y1 - y0)
     c0 = int(round((x - x0) * sx))
     r0 = int(round((y - y0) * sy))
     c1 = max(c0 + 1, min(cols, int(round((x + w - x0) * sx))))
     r1 = max(r0 + 1, min(rows, int(round((y + h - y0) * sy))))
-    return Geometry((x0, y0, x1, y1), (cols * CELL_PX, rows * CELL_PX), (c0, r0, c1, r1), (cols, rows))
+    return Geometry((x0, y0, x1, y1), half, (cols * CELL_PX, rows * CELL_PX), (c0, r0, c1, r1), (cols, rows))
 
 
 def to_grey(frame: np.ndarray) -> np.ndarray:
@@ -54,35 +73,44 @@ def to_grey(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
 
 
-def crop_working(frame: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """The crop around the door, area-averaged down (which also averages away sensor noise), grey float."""
+def crop_working(levels: Levels, geometry: Geometry) -> np.ndarray:
+    """The crop around the door, area-averaged down (which also averages away sensor noise), float."""
     x0, y0, x1, y1 = geometry.crop
-    small = cv2.resize(frame[y0:y1, x0:x1], geometry.size, interpolation=cv2.INTER_AREA)
-    return to_grey(small).astype(np.float32)
+    source = levels.half if geometry.half else levels.grey
+    return cv2.resize(source[y0:y1, x0:x1], geometry.size, interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
 def cell_signature(grey: np.ndarray) -> np.ndarray:
-    """(rows, cols, 5): four signed-direction contrast channels and log brightness per cell."""
-    local_mean = cv2.blur(grey, (5, 5)) + _EPS_GREY
-    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3) / local_mean
-    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3) / local_mean
-    channels = np.stack(
-        (np.maximum(gx, 0), np.maximum(-gx, 0), np.maximum(gy, 0), np.maximum(-gy, 0), grey), axis=-1
-    )
+    """(5, rows, cols): four signed-direction contrast channels and log brightness per cell."""
+    inverse_mean = 1.0 / (cv2.blur(grey, (5, 5)) + _EPS_GREY)
+    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)
+    gx *= inverse_mean
+    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+    gy *= inverse_mean
     h, w = grey.shape
-    cells = cv2.resize(channels, (w // CELL_PX, h // CELL_PX), interpolation=cv2.INTER_AREA)
-    cells[..., 4] = np.log(cells[..., 4] + _EPS_GREY)
+    size = (w // CELL_PX, h // CELL_PX)
+
+    def pool(image: np.ndarray) -> np.ndarray:
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+    # The positive and negative parts pooled separately keep a light-to-dark edge apart from a
+    # dark-to-light one: relu(g) = (|g| + g) / 2, so pool g and |g| and combine.
+    sx, ax, sy, ay = pool(gx), pool(np.abs(gx)), pool(gy), pool(np.abs(gy))
+    cells = np.empty((5, size[1], size[0]), np.float32)
+    cells[0], cells[1] = (ax + sx) * 0.5, (ax - sx) * 0.5
+    cells[2], cells[3] = (ay + sy) * 0.5, (ay - sy) * 0.5
+    cells[4] = np.log(pool(grey) + _EPS_GREY)
     return cells
 
 
 def structure_change(cur: np.ndarray, ref: np.ndarray, noise_floor: float) -> np.ndarray:
     """Per-cell distance in [0, 1) between edge structures; `noise_floor` keeps flat cells quiet."""
-    diff = np.abs(cur[..., :4] - ref[..., :4]).sum(axis=-1)
-    total = (cur[..., :4] + ref[..., :4]).sum(axis=-1)
+    diff = np.abs(cur[:4] - ref[:4]).sum(axis=0)
+    total = (cur[:4] + ref[:4]).sum(axis=0)
     return diff / (total + noise_floor)
 
 
 def brightness_change(cur: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Per-cell log-brightness change after removing the crop's median (global light) change."""
-    delta = cur[..., 4] - ref[..., 4]
+    delta = cur[4] - ref[4]
     return np.abs(delta - np.median(delta))

@@ -12,6 +12,7 @@ import numpy as np
 
 from edge.camera_config import DetectorSettings
 from edge.door_detector import DoorDetector, DoorState
+from edge.door_features import Levels, levels_of
 from edge.exit_tracker import ExitTracker
 from edge.snapshots import Snapshot, WidestFrame, encode_snapshot
 from edge.tamper import TamperDetector, TamperReason, view_size, view_of
@@ -85,8 +86,9 @@ class DoorWatcher:
             events.append(TamperEnded(t_s, "no_signal", self._tamper_since.pop("no_signal")))
         self._last_frame_s = t_s
         door, tamper, exit_tracker = self._parts(frame)
-        view = view_of(frame)
-        for change in tamper.update(view, t_s):
+        levels = levels_of(frame)
+        view = view_of(levels)
+        for change in tamper.update(view, t_s) if tamper.due(t_s) else []:
             if change.started:
                 self._tamper_since[change.reason] = change.t_s
                 events.append(TamperStarted(change.t_s, change.reason))
@@ -95,7 +97,7 @@ class DoorWatcher:
         if tamper.active or tamper.pending:
             door.suspend()
         else:
-            events.extend(self._door_events(door, exit_tracker, frame, t_s))
+            events.extend(self._door_events(door, exit_tracker, frame, levels, t_s))
         exit_tracker.update(view, door.state is DoorState.OPEN)
         return events
 
@@ -120,8 +122,10 @@ class DoorWatcher:
     def exit_suspected(self) -> bool:
         return self._exit is not None and self._exit.suspected
 
-    def _door_events(self, door: DoorDetector, exit_tracker: ExitTracker, frame: np.ndarray, t_s: float) -> list[DetectorEvent]:
-        transition = door.update(frame, t_s)
+    def _door_events(
+        self, door: DoorDetector, exit_tracker: ExitTracker, frame: np.ndarray, levels: Levels, t_s: float
+    ) -> list[DetectorEvent]:
+        transition = door.update(levels, t_s)
         reading = door.last_reading
         if door.state is DoorState.OPEN and reading is not None:
             self._widest.offer(frame, reading.changed_area, t_s)
@@ -166,8 +170,9 @@ class DoorWatcher:
         if self._reference is not None:
             if (self._reference.shape[1], self._reference.shape[0]) != size:
                 raise FrameError("reference frame size differs from the camera's frames")
-            self._door.set_reference(self._reference)
-            self._tamper.set_reference(view_of(self._reference))
+            reference = levels_of(self._reference)
+            self._door.set_reference(reference)
+            self._tamper.set_reference(view_of(reference))
         view_w, view_h = view_size(size)
         sx, sy = view_w / size[0], view_h / size[1]
         self._exit = ExitTracker((x * sx, y * sy, w * sx, h * sy))

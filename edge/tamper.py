@@ -9,11 +9,12 @@ import cv2
 import numpy as np
 
 from edge.camera_config import DetectorSettings
-from edge.door_features import cell_signature, structure_change, to_grey
+from edge.door_features import Levels, cell_signature, structure_change
 
 TamperReason = Literal["covered", "defocus", "moved", "no_signal"]
 
 VIEW_WIDTH_PX = 160
+CHECK_HZ = 5.0
 _DARK_GREY = 12.0  # mean grey level below which nothing usable is left, whatever the reference
 # A lights-off corridor keeps its relative contrast (std / mean); a hand, tape or a cap flattens it.
 _FLAT_CONTRAST = 0.35  # relative contrast left, vs the reference, when a lit cover fills the view
@@ -50,10 +51,12 @@ def view_size(frame_size: tuple[int, int]) -> tuple[int, int]:
     return VIEW_WIDTH_PX, max(8, round(h * VIEW_WIDTH_PX / w / 4) * 4)
 
 
-def view_of(frame: np.ndarray) -> np.ndarray:
+def view_of(levels: Levels) -> np.ndarray:
     """The whole frame, area-averaged to VIEW_WIDTH_PX wide, grey float: what tamper checks look at."""
-    size = view_size((frame.shape[1], frame.shape[0]))
-    return to_grey(cv2.resize(frame, size, interpolation=cv2.INTER_AREA)).astype(np.float32)
+    h, w = levels.grey.shape
+    size = view_size((w, h))
+    source = levels.half if levels.half.shape[1] >= size[0] else levels.grey
+    return cv2.resize(source, size, interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
 def view_measures(view: np.ndarray) -> tuple[float, float, float]:
@@ -121,6 +124,7 @@ class TamperDetector:
         self._reference_measures = (1.0, 1.0, 1.0)
         self._edge_cells: np.ndarray | None = None
         self._recent: list[tuple[float, np.ndarray]] = []  # signatures of the last second, oldest first
+        self._last_check_s = -np.inf
         self.active: TamperReason | None = None
         self._candidate: TamperReason | None = None
         self._candidate_since = 0.0
@@ -131,7 +135,7 @@ class TamperDetector:
         signature = cell_signature(view)
         self._reference = signature
         self._reference_measures = tuple(max(m, 1e-3) for m in view_measures(view))  # type: ignore[assignment]
-        strength = signature[..., :4].sum(axis=-1)
+        strength = signature[:4].sum(axis=0)
         edge_cells = strength >= np.percentile(strength, 70)
         # The door swings and people stand in front of it: only the rest of the scene says where the camera points.
         rows, cols = strength.shape
@@ -160,10 +164,16 @@ class TamperDetector:
         """A condition is building up but not yet confirmed: the view should not be trusted meanwhile."""
         return self._candidate is not None and self._candidate != self.active
 
+    def due(self, t_s: float) -> bool:
+        """Tamper conditions take seconds to confirm, so the view is checked at CHECK_HZ, not every frame."""
+        return self._reference is None or t_s >= self._last_check_s + 1.0 / CHECK_HZ - 1e-6
+
     def update(self, view: np.ndarray, t_s: float) -> list[TamperChange]:
         if self._reference is None:
             self.set_reference(view)
+            self._last_check_s = t_s
             return []
+        self._last_check_s = t_s
         reading = self.read(view, t_s)
         self.last_reading = reading
         seen = classify(reading, self.active)
