@@ -112,9 +112,11 @@ def test_registered_devices_are_confined_by_the_generated_password_and_acl_files
         honest = Uplink(mosquitto.url("gateway").with_user("cam-7101", other),
                         DeviceIdentity("site-a", "hh-7-101", "cam-7101"))
         try:
+            # One after the other: both use the client id edge-cam-7101 and would take turns kicking each other off.
             thief.start()
+            thief.send(thief.stamp(DoorEvent, type="door", state="open")).wait_for_publish(10)
+            thief.stop()
             honest.start()
-            thief.send(thief.stamp(DoorEvent, type="door", state="open"))
             honest.send(honest.stamp(DoorEvent, type="door", state="open"))
             wait_until(lambda: scalar(db, "SELECT count(*) FROM events") >= 1, what="the honest event")
             service.ingest.wait_idle(quiet_s=1.0)
