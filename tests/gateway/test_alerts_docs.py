@@ -1,0 +1,32 @@
+"""docs/alerts.md keeps up with the policy model, the alert kinds and the audit actions."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from gateway.policy import AlertKind, Policy, Renotify, Rules
+from tests.conftest import REPO_ROOT
+
+DOC = (REPO_ROOT / "docs" / "alerts.md").read_text()
+
+
+@pytest.mark.parametrize("kind", list(AlertKind))
+def test_every_alert_kind_is_documented(kind):
+    assert f"`{kind.value}`" in DOC
+
+
+@pytest.mark.parametrize("key", [*(f"`{k}`" for k in Policy.model_fields if k not in ("rules", "renotify", "kinds")),
+                                 *(f"`rules.{k}`" for k in Rules.model_fields),
+                                 *(f"`renotify.{k}`" for k in Renotify.model_fields)])
+def test_every_policy_key_is_documented(key):
+    assert key in DOC
+
+
+def test_every_audit_action_written_by_the_gateway_is_documented():
+    sources = "".join(p.read_text() for p in (REPO_ROOT / "gateway").glob("*.py"))
+    actions = set(re.findall(r'"((?:device|isolation|visit|registry|alert|snapshot|retention)\.[a-z_]+)"', sources))
+    assert actions, "no audit actions found"
+    missing = sorted(a for a in actions if f"`{a}`" not in DOC)
+    assert not missing, f"audit actions missing from docs/alerts.md: {missing}"
