@@ -1,27 +1,105 @@
-"""Assemble the dashboard: one router per area, the read-only database as a dependency."""
+"""Assemble the dashboard: one router per area, the database and clock as dependencies, errors translated here."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from dashboard.deps import DatabasePath
-from dashboard.routes import ack, events, registry_api
+from dashboard import accounts
+from dashboard.deps import CsrfFailed, DatabasePath, Forbidden, NotAuthenticated, NotInScope, current_clock, render
+from dashboard.event_log import BadCursor
+from dashboard.routes import ack, alerts, audit, auth, devices, events, households, registry_api, reports, users
 from dashboard.routes.registry_api import RegistryDesk
+from gateway import alerts as alert_lib
 from gateway.ack_links import AckDesk
+from gateway.device_config import PushError
+from isowatch.clock import Clock
+from isowatch.contract import DeviceConfig
 
+log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
+
+ConfigPusher = Callable[[str, str, DeviceConfig], None]  # (site, household, config): publish retained to the device
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def _error(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    if _wants_json(request):
+        return JSONResponse({"detail": message}, status_code=status, headers=headers)
+    return render(request, "error.html", {"status": status, "message": message}, status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(NotAuthenticated)
+    async def not_authenticated(request: Request, exc: NotAuthenticated) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": "log in first"}, status_code=401, headers={"WWW-Authenticate": "Cookie"})
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={target}" if request.method == "GET" else "/login", status_code=303)
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden) -> Response:
+        return _error(request, 403, str(exc))
+
+    @app.exception_handler(CsrfFailed)
+    async def csrf_failed(request: Request, exc: CsrfFailed) -> Response:
+        log.warning("csrf check failed path=%s", request.url.path)
+        return _error(request, 403, str(exc))
+
+    @app.exception_handler(NotInScope)
+    async def not_in_scope(request: Request, exc: NotInScope) -> Response:
+        return _error(request, 404, str(exc))
+
+    @app.exception_handler(BadCursor)
+    async def bad_cursor(request: Request, exc: BadCursor) -> Response:
+        return _error(request, 422, str(exc))
+
+    @app.exception_handler(alert_lib.AlertError)
+    async def alert_error(request: Request, exc: alert_lib.AlertError) -> Response:
+        return _error(request, 409, str(exc))
+
+    @app.exception_handler(devices.ConfigUnavailable)
+    async def no_broker(request: Request, exc: devices.ConfigUnavailable) -> Response:
+        return _error(request, 503, str(exc))
+
+    @app.exception_handler(PushError)
+    async def push_failed(request: Request, exc: PushError) -> Response:
+        return _error(request, 502, str(exc))
+
+    @app.exception_handler(accounts.UserExists)
+    async def user_exists(request: Request, exc: accounts.UserExists) -> Response:
+        return _error(request, 409, str(exc))
+
+    @app.exception_handler(accounts.TooManyAttempts)
+    async def too_many(request: Request, exc: accounts.TooManyAttempts) -> Response:
+        return _error(request, 429, str(exc), headers={"Retry-After": str(exc.retry_after_s)})
 
 
 def create_app(db_path: Path | str, *, ack_desk: AckDesk | None = None, admin: RegistryDesk | None = None,
-               extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
-    app = FastAPI(title="isowatch", version="1", docs_url="/api/docs", openapi_url="/api/v1/openapi.json")
+               extra_routers: Sequence[APIRouter] = (), clock: Clock | None = None,
+               snapshot_dir: Path | str | None = None, push_config: ConfigPusher | None = None) -> FastAPI:
+    app = FastAPI(title="isowatch", version="1", docs_url="/api/docs", redoc_url=None,
+                  openapi_url="/api/v1/openapi.json",
+                  description="Same permissions as the pages: log in with POST /api/v1/session (cookie), then send "
+                              "the returned csrf token as X-CSRF-Token on every POST.")
     app.dependency_overrides[DatabasePath] = lambda: Path(db_path)
+    if clock is not None:
+        app.dependency_overrides[current_clock] = lambda: clock
+    snapshots = Path(snapshot_dir) if snapshot_dir else Path(db_path).parent / "snapshots"
+    app.dependency_overrides[households.snapshot_dir] = lambda: snapshots
+    if push_config is not None:
+        app.dependency_overrides[devices.config_pusher] = lambda: push_config
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.include_router(events.router)
+    for area in (auth, alerts, households, events, reports, devices, audit, users):
+        app.include_router(area.router)
     app.include_router(ack.router)
     app.include_router(registry_api.router)
     if ack_desk is not None:  # issue 6: acknowledge links need the gateway's signing key and clock
@@ -30,4 +108,5 @@ def create_app(db_path: Path | str, *, ack_desk: AckDesk | None = None, admin: R
         app.dependency_overrides[registry_api.registry_desk] = lambda: admin
     for router in extra_routers:
         app.include_router(router)
+    _install_error_handlers(app)
     return app

@@ -154,6 +154,35 @@ def announce_visit(household: str, kind: str, starts_at: str, ends_at: str, note
     click.echo(f"visit={number} household={household}")
 
 
+@admin.command("create-user")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["admin", "leader", "medical", "police", "social", "auditor"]),
+              default="admin", show_default=True)
+@click.option("--name", "display_name", default="", help="Display name (default USERNAME).")
+@click.option("--language", type=click.Choice(["zh", "en"]), default="zh", show_default=True)
+@click.option("--staff", default=None, help="Registry staff id: the user sees the households of that member's teams.")
+@click.option("--team", "teams", multiple=True, help="Extra team membership (repeatable).")
+@click.password_option(envvar="ISOWATCH_NEW_PASSWORD", help="At least 10 characters (env ISOWATCH_NEW_PASSWORD).")
+@db_option
+@by_option
+def create_user(username: str, role: str, display_name: str, language: str, staff: str | None,
+                teams: tuple[str, ...], password: str, db_path: Path, by: str) -> None:
+    """Create a dashboard user (the first admin, issue 7); the password is stored as an argon2 hash."""
+    from pydantic import ValidationError
+
+    from dashboard.accounts import AccountError, UserCreate
+    from dashboard.accounts import create_user as create
+
+    registry = _registry(db_path)
+    try:
+        new = UserCreate(username=username, display_name=display_name, role=role, language=language,
+                         password=password, staff=staff, teams=list(teams))
+        user = create(registry.conn, new, by=by, now=SystemClock().now())
+    except (ValidationError, AccountError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"user={user.username} role={user.role} teams={','.join(user.teams) or '-'}")
+
+
 @admin.command("resolve")
 @click.argument("alert_id", type=int)
 @click.argument("verdict", type=click.Choice(list(alerts.VERDICTS)))

@@ -39,6 +39,7 @@ class GatewayService:
         self.db_path = Path(db_path)
         self.clock = clock or SystemClock()
         self.store = Store(self.db_path)
+        self.broker = broker  # issue 7: the dashboard pushes device configs through it
         self.ingest = Ingest(self.store, broker, sites=sites, client_id=client_id, clock=self.clock)
         self.http_host = http_host
         self.http_port = (http_port or free_port()) if http_port is not None else None
@@ -75,9 +76,15 @@ class GatewayService:
         from dashboard.routes.registry_api import RegistryDesk
 
         admin = RegistryDesk(self.db_path, self.clock, self.admin_token) if self.admin_token else None
-        app = create_app(self.db_path, ack_desk=self.ack_desk, admin=admin, extra_routers=self.extra_routers)
+        from gateway.device_config import push_device_config
+
+        broker = self.broker
+        app = create_app(self.db_path, ack_desk=self.ack_desk, admin=admin, extra_routers=self.extra_routers,
+                         clock=self.clock, snapshot_dir=self.store.snapshot_dir,
+                         push_config=lambda site, household, config: push_device_config(broker, site, household, config))
         config = uvicorn.Config(app, host=self.http_host, port=self.http_port,
-                                log_level="warning", access_log=False)
+                                log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=3)  # open live boards (SSE) must not hold up a stop
         self._http_server = uvicorn.Server(config)
         self._http_thread = threading.Thread(target=self._http_server.run, name="dashboard", daemon=True)
         self._http_thread.start()

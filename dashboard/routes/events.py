@@ -1,42 +1,109 @@
-"""The event log: newest door events, tamper events and readings."""
+"""The event log: filter by time, site, household, type, alert kind and verdict; keyset pages; CSV export."""
 
 from __future__ import annotations
 
-from typing import Any
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi import Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from dashboard.deps import ReadDB, templates
+from dashboard import event_log
+from dashboard.accounts import User
+from dashboard.deps import (
+    ClockDep,
+    CurrentUser,
+    DatabasePath,
+    ReadDB,
+    Scope,
+    UserScope,
+    WriteDB,
+    protected_router,
+    render,
+)
+from dashboard.event_log import ALERT_KINDS, LogFilter, LogPage
+from gateway.alerts import audit
+from gateway.registry import iso
+from isowatch.clock import Clock
 
-router = APIRouter(tags=["events"])
-
-LATEST_SQL = """
-SELECT * FROM (
-  SELECT id, site, household, device, seq, type, state AS detail, device_time, received_at FROM events
-  UNION ALL
-  SELECT id, site, household, device, seq, type,
-         CASE WHEN type = 'temperature' THEN printf('%.1f °C %s', celsius, subject)
-              WHEN open = 1 THEN 'open' ELSE 'closed' END,
-         device_time, received_at FROM readings
-) ORDER BY device_time DESC LIMIT ?
-"""
-
-
-def latest(db: ReadDB, limit: int) -> list[dict[str, Any]]:
-    return [dict(row) for row in db.execute(LATEST_SQL, [limit])]
-
-
-@router.get("/api/v1/events/latest")
-def latest_events(db: ReadDB, limit: int = Query(50, ge=1, le=500)) -> list[dict[str, Any]]:
-    """Newest events and readings, newest first."""
-    return latest(db, limit)
+router = protected_router(tags=["events"])
+API_ERRORS = {401: {"description": "Not logged in"}, 422: {"description": "Bad filter or cursor"}}
 
 
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def event_page(request: Request, db: ReadDB) -> HTMLResponse:
-    counts = {
-        table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608 - fixed names
-        for table in ("events", "readings", "rejects", "devices")
-    }
-    return templates.TemplateResponse(request, "events.html", {"rows": latest(db, 100), "counts": counts})
+def log_filter(since: datetime | None = None, until: datetime | None = None, site: str | None = Query(None, max_length=64),
+               household: str | None = Query(None, max_length=64),
+               type: event_log.EntryType | None = None,  # noqa: A002
+               alert_kind: event_log.AlertKind | None = None,
+               verdict: event_log.VerdictName | None = None) -> LogFilter:
+    return LogFilter(since=since, until=until, site=site, household=household, type=type,
+                     alert_kind=alert_kind, verdict=verdict)
+
+
+def _form_filter(since: str = "", until: str = "", site: str = "", household: str = "", type: str = "",  # noqa: A002
+                 alert_kind: str = "", verdict: str = "") -> LogFilter:
+    """The page's form sends empty strings for "any" and datetime-local values without a zone (taken as UTC)."""
+    def when(text: str) -> str | None:
+        return (text if text[-1:] in "zZ" or "+" in text[10:] else text + "Z") if text else None
+
+    return LogFilter.model_validate({"since": when(since), "until": when(until), "site": site or None,
+                                     "household": household or None, "type": type or None,
+                                     "alert_kind": alert_kind or None, "verdict": verdict or None})
+
+
+Filter = Annotated[LogFilter, Depends(log_filter)]
+FormFilter = Annotated[LogFilter, Depends(_form_filter)]
+Before = Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")]
+
+
+@router.get("/events", response_class=HTMLResponse, include_in_schema=False)
+def events_page(request: Request, db: ReadDB, scope: UserScope, f: FormFilter, before: Before = None) -> Response:
+    result = event_log.page(db, f, scope, before=before, limit=50)
+    query = {k: v for k, v in request.query_params.items() if k != "before"}
+    return render(request, "events.html", {"page": result, "f": f, "q": query, "kinds": ALERT_KINDS})
+
+
+def _csv_response(db: sqlite3.Connection, path: Path, f: LogFilter, scope: Scope, user: User,
+                  clock: Clock) -> StreamingResponse:
+    # An export copies personal data out of the gateway: who took what goes to the audit log.
+    with db:
+        audit(db, user.actor, "events.export", "events", f.model_dump(mode="json", exclude_none=True), clock.now())
+    name = f"isowatch-events-{iso(clock.now())[:19].replace(':', '')}.csv"
+
+    def rows() -> Iterator[str]:
+        # Its own connection: the stream outlives the request's dependencies.
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        try:
+            yield from event_log.export_csv(conn, f, scope)
+        finally:
+            conn.close()
+
+    return StreamingResponse(rows(), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+DbPath = Annotated[Path, Depends(DatabasePath)]
+
+
+@router.get("/events.csv", include_in_schema=False)
+def events_csv_page(f: FormFilter, scope: UserScope, user: CurrentUser, clock: ClockDep, db: WriteDB,
+                    path: DbPath) -> StreamingResponse:
+    return _csv_response(db, path, f, scope, user, clock)
+
+
+@router.get("/api/v1/events", responses=API_ERRORS)
+def list_events(db: ReadDB, scope: UserScope, f: Filter, before: Before = None,
+                limit: Annotated[int, Query(ge=1, le=500)] = 50) -> LogPage:
+    """Door and tamper events and readings of your teams' households, newest first, keyset-paged."""
+    return event_log.page(db, f, scope, before=before, limit=limit)
+
+
+@router.get("/api/v1/events/export.csv", responses={**API_ERRORS, 200: {"content": {"text/csv": {}}}},
+            response_class=StreamingResponse)
+def export_events(f: Filter, scope: UserScope, user: CurrentUser, clock: ClockDep,
+                  db: WriteDB, path: DbPath) -> StreamingResponse:
+    """Everything the filter matches as CSV (streamed)."""
+    return _csv_response(db, path, f, scope, user, clock)

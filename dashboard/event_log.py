@@ -1,0 +1,190 @@
+"""Event log review: filtered, keyset-paged over (device_time, id), CSV export of the same filter (issue 7).
+
+Keyset, not OFFSET: page 500 costs what page 1 costs, because each page starts from an index seek on
+the last row seen. Events (door, tamper) and readings (temperature, contact) are paged per table and
+merged, so each side walks its own (…, device_time, id) index.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from dashboard.deps import Scope
+from gateway.registry import iso
+
+EVENT_TYPES = ("door", "tamper")
+READING_TYPES = ("temperature", "contact")
+EntryType = Literal["door", "tamper", "temperature", "contact"]
+AlertKind = Literal["door_opened", "repeated_door", "fever", "implausible_reading", "missed_reading",
+                    "device_offline", "camera_tampered", "welfare_check", "sensor_disagree"]
+ALERT_KINDS: tuple[str, ...] = AlertKind.__args__  # type: ignore[attr-defined]
+VerdictName = Literal["confirmed_violation", "false_alarm", "authorised_exit"]
+
+
+class BadCursor(ValueError):
+    pass
+
+
+class LogFilter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    since: datetime | None = Field(None, description="Device time from (inclusive)")
+    until: datetime | None = Field(None, description="Device time up to (exclusive)")
+    site: str | None = Field(None, max_length=64)
+    household: str | None = Field(None, max_length=64)
+    type: EntryType | None = None
+    alert_kind: AlertKind | None = None
+    verdict: VerdictName | None = None
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+
+    @field_validator("site", "household", mode="before")
+    @classmethod
+    def _blank(cls, value: object) -> object:
+        return value or None  # an empty form field means "any"
+
+
+class LogEntry(BaseModel):
+    id: str
+    site: str
+    household: str
+    device: str
+    type: str
+    detail: str
+    device_time: str
+    received_at: str
+    alert_id: int | None = None
+    alert_kind: str | None = None
+    verdict: str | None = None
+    snapshot: str | None = None
+
+
+class LogPage(BaseModel):
+    entries: list[LogEntry]
+    next_cursor: str | None = Field(None, description="Pass as `before` for the next (older) page")
+
+
+def encode_cursor(entry: LogEntry) -> str:
+    return f"{entry.device_time}|{entry.id}"
+
+
+def decode_cursor(text: str) -> tuple[str, str]:
+    time_part, sep, id_part = text.partition("|")
+    if not sep or not id_part or len(text) > 200:
+        raise BadCursor("cursor must be DEVICE_TIME|ID as returned in next_cursor")
+    return time_part, id_part
+
+
+def _table_query(table: str, f: LogFilter, scope: Scope, before: tuple[str, str] | None,
+                 limit: int) -> tuple[str, list]:
+    detail = ("e.state" if table == "events" else
+              "CASE WHEN e.type = 'temperature' THEN printf('%.1f °C %s', e.celsius, coalesce(e.subject, '')) "
+              "WHEN e.open = 1 THEN 'open' ELSE 'closed' END")
+    where, params = [], []
+    scope_sql, scope_params = scope.sql("e.household")
+    where.append(scope_sql)
+    params += scope_params
+    for column, value in (("e.site", f.site), ("e.household", f.household), ("e.type", f.type)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if f.since is not None:
+        where.append("e.device_time >= ?")
+        params.append(iso(f.since))
+    if f.until is not None:
+        where.append("e.device_time < ?")
+        params.append(iso(f.until))
+    if f.alert_kind is not None or f.verdict is not None:
+        # Alerts are far fewer than events: SQLite drives this from the alerts side through the ref index.
+        cond, cond_params = [], []
+        if f.alert_kind is not None:
+            cond.append("a.kind = ?")
+            cond_params.append(f.alert_kind)
+        if f.verdict is not None:
+            cond.append("a.verdict = ?")
+            cond_params.append(f.verdict)
+        where.append("e.id IN (SELECT ae.ref FROM alerts a JOIN alert_events ae ON ae.alert_id = a.id WHERE "
+                     + " AND ".join(cond) + ")")
+        params += cond_params
+    if before is not None:
+        where.append("(e.device_time, e.id) < (?, ?)")
+        params += list(before)
+    sql = (f"SELECT e.id, e.site, e.household, e.device, e.type, {detail} AS detail, e.device_time, e.received_at "  # noqa: S608
+           f"FROM {table} e WHERE {' AND '.join(where)} ORDER BY e.device_time DESC, e.id DESC LIMIT ?")
+    return sql, [*params, limit]
+
+
+def _tables(f: LogFilter) -> list[str]:
+    if f.type in EVENT_TYPES:
+        return ["events"]
+    if f.type in READING_TYPES:
+        return ["readings"]
+    return ["events", "readings"]
+
+
+def _fetch(db: sqlite3.Connection, f: LogFilter, scope: Scope, before: tuple[str, str] | None,
+           limit: int) -> list[LogEntry]:
+    rows: list[sqlite3.Row] = []
+    for table in _tables(f):
+        sql, params = _table_query(table, f, scope, before, limit)
+        rows += db.execute(sql, params).fetchall()
+    rows.sort(key=lambda r: (r["device_time"], r["id"]), reverse=True)
+    return [LogEntry(**dict(r)) for r in rows[:limit]]
+
+
+def _annotate(db: sqlite3.Connection, entries: list[LogEntry]) -> None:
+    """Attach the alert (kind, verdict) and snapshot of each entry shown: a handful of index lookups per page."""
+    if not entries:
+        return
+    ids = [e.id for e in entries]
+    marks = ",".join("?" * len(ids))
+    alerts = {r[0]: r for r in db.execute(
+        f"SELECT ae.ref, a.id, a.kind, a.verdict FROM alert_events ae JOIN alerts a ON a.id = ae.alert_id "  # noqa: S608
+        f"WHERE ae.ref IN ({marks})", ids)}
+    snaps = {r[0]: r[1] for r in db.execute(
+        f"SELECT event_id, sha256 FROM snapshots WHERE event_id IN ({marks})", ids)}  # noqa: S608
+    for entry in entries:
+        if entry.id in alerts:
+            _, entry.alert_id, entry.alert_kind, entry.verdict = alerts[entry.id]
+        entry.snapshot = snaps.get(entry.id)
+
+
+def page(db: sqlite3.Connection, f: LogFilter, scope: Scope, *, before: str | None = None,
+         limit: int = 50) -> LogPage:
+    cursor = decode_cursor(before) if before else None
+    entries = _fetch(db, f, scope, cursor, limit + 1)
+    more = len(entries) > limit
+    entries = entries[:limit]
+    _annotate(db, entries)
+    return LogPage(entries=entries, next_cursor=encode_cursor(entries[-1]) if more and entries else None)
+
+
+CSV_COLUMNS = list(LogEntry.model_fields)
+
+
+def export_csv(db: sqlite3.Connection, f: LogFilter, scope: Scope, *, chunk: int = 2000) -> Iterator[str]:
+    """Everything the filter matches, newest first, streamed in keyset chunks (no whole result in memory)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    before: tuple[str, str] | None = None
+    while True:
+        entries = _fetch(db, f, scope, before, chunk)
+        _annotate(db, entries)
+        for entry in entries:
+            writer.writerow([getattr(entry, c) if getattr(entry, c) is not None else "" for c in CSV_COLUMNS])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        if len(entries) < chunk:
+            return
+        before = (entries[-1].device_time, entries[-1].id)

@@ -1,0 +1,78 @@
+"""Chinese and English for the dashboard, chosen per user (issue 7); a missing key falls back to English."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+EN: dict[str, str] = {
+    "alerts": "Alerts", "households": "Households", "events": "Event log", "reports": "Response report",
+    "devices": "Devices", "audit": "Audit log", "logout": "Log out", "login": "Log in",
+    "username": "Username", "password": "Password", "language": "Language",
+    "open_alerts": "Open alerts", "no_open_alerts": "No open alerts.", "household": "Household",
+    "kind": "Kind", "age": "Age", "notified": "Notified", "step": "Step", "state": "State",
+    "acknowledge": "Acknowledge", "resolve": "Resolve", "verdict": "Verdict", "note": "Note",
+    "confirmed_violation": "Confirmed violation", "false_alarm": "False alarm", "authorised_exit": "Authorised exit",
+    "acknowledged_by": "Acknowledged by", "resolved_by": "Resolved by", "live": "live",
+    "isolation_day": "Isolation day", "day_of": "day {day} of {days}", "not_isolating": "not isolating",
+    "door": "Door", "last_temperature": "Last temperature", "device": "Device", "online": "online",
+    "offline": "offline", "unknown": "unknown", "timeline": "Timeline", "temperature_chart": "Temperature",
+    "from": "From", "to": "To", "site": "Site", "type": "Type", "alert_kind": "Alert kind", "any": "any",
+    "filter": "Filter", "export_csv": "Export CSV", "older": "Older", "newest": "Newest", "time": "Time",
+    "detail": "Detail", "team": "Team", "role": "Role", "alerts_count": "Alerts",
+    "ack_median": "Ack median (min)", "ack_p90": "Ack p90 (min)", "escalations": "Escalations",
+    "unacknowledged": "Unacknowledged", "false_alarm_share": "False alarms", "pages": "Pages received",
+    "acks": "Acknowledged", "period": "Period", "last_heartbeat": "Last heartbeat", "outbox": "Outbox",
+    "camera": "Camera", "config": "Config", "push_config": "Push config", "who": "Who", "action": "Action",
+    "object": "Object", "welcome": "Signed in as", "nothing": "Nothing here.", "open": "open",
+    "closed": "closed", "snapshot": "Snapshot", "status": "Status", "ago_min": "{n} min ago",
+    "ago_h": "{h} h {m} min ago", "ago_d": "{d} d ago", "by_team": "By team", "by_role": "By role",
+    "leader": "Team leader", "medical": "Medical worker", "police": "Police officer", "social": "Social worker",
+    "admin": "Admin", "auditor": "Auditor", "login_failed": "Wrong username or password.",
+    "login_limited": "Too many failed logins. Try again in 15 minutes.", "done": "Done.",
+    "door_opened": "Door opened", "repeated_door": "Repeated door violation", "fever": "Fever",
+    "missed_reading": "Missed reading", "device_offline": "Device offline", "camera_tampered": "Camera tampered",
+    "welfare_check": "Welfare check", "implausible_reading": "Implausible reading",
+    "sensor_disagree": "Sensors disagree", "acknowledged": "acknowledged", "notified_state": "notified",
+    "resolved": "resolved", "escalated": "escalated", "address": "Address",
+}
+
+ZH: dict[str, str] = {
+    "alerts": "告警", "households": "隔离户", "events": "事件日志", "reports": "响应报告", "devices": "设备",
+    "audit": "审计日志", "logout": "退出", "login": "登录", "username": "用户名", "password": "密码",
+    "language": "语言", "open_alerts": "未关闭告警", "no_open_alerts": "没有未关闭的告警。", "household": "住户",
+    "kind": "类型", "age": "时长", "notified": "已通知", "step": "升级步骤", "state": "状态",
+    "acknowledge": "确认", "resolve": "处理完毕", "verdict": "结论", "note": "备注",
+    "confirmed_violation": "确认违规", "false_alarm": "误报", "authorised_exit": "获准外出",
+    "acknowledged_by": "确认人", "resolved_by": "处理人", "live": "实时",
+    "isolation_day": "隔离天数", "day_of": "第 {day} 天（共 {days} 天）", "not_isolating": "未在隔离",
+    "door": "门", "last_temperature": "最近体温", "device": "设备", "online": "在线", "offline": "离线",
+    "unknown": "未知", "timeline": "时间线", "temperature_chart": "体温", "from": "从", "to": "到",
+    "site": "街道", "type": "类别", "alert_kind": "告警类型", "any": "全部", "filter": "筛选",
+    "export_csv": "导出 CSV", "older": "更早", "newest": "最新", "time": "时间", "detail": "详情",
+    "team": "小组", "role": "角色", "alerts_count": "告警数", "ack_median": "确认中位数（分钟）",
+    "ack_p90": "确认 90 分位（分钟）", "escalations": "升级次数", "unacknowledged": "未确认",
+    "false_alarm_share": "误报比例", "pages": "收到通知", "acks": "确认次数", "period": "时段",
+    "last_heartbeat": "最近心跳", "outbox": "待发队列", "camera": "摄像头", "config": "配置",
+    "push_config": "下发配置", "who": "操作人", "action": "操作", "object": "对象", "welcome": "当前用户",
+    "nothing": "暂无内容。", "open": "开", "closed": "关", "snapshot": "抓拍", "status": "状态",
+    "ago_min": "{n} 分钟前", "ago_h": "{h} 小时 {m} 分钟前", "ago_d": "{d} 天前", "by_team": "按小组",
+    "by_role": "按角色", "leader": "组长", "medical": "医务人员", "police": "社区民警", "social": "社工",
+    "admin": "管理员", "auditor": "审计员", "login_failed": "用户名或密码错误。",
+    "login_limited": "登录失败次数过多，请 15 分钟后再试。", "done": "完成。", "door_opened": "开门",
+    "repeated_door": "多次开门", "fever": "发热", "missed_reading": "漏报体温", "device_offline": "设备离线",
+    "camera_tampered": "摄像头被遮挡", "welfare_check": "关怀探视", "implausible_reading": "体温读数异常",
+    "sensor_disagree": "传感器不一致", "acknowledged": "已确认", "notified_state": "已通知", "resolved": "已处理",
+    "escalated": "已升级", "address": "地址",
+}
+
+MESSAGES = {"en": EN, "zh": ZH}
+
+
+def translator(language: str) -> Callable[..., str]:
+    table = MESSAGES.get(language, ZH)
+
+    def t(key: str, **values: object) -> str:
+        text = table.get(key) or EN.get(key) or key
+        return text.format(**values) if values else text
+
+    return t

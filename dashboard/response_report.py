@@ -1,0 +1,137 @@
+"""Response report (issue 7): per team and per role, how fast alerts are acknowledged and who carries the load.
+
+Over alerts opened in [since, until): time to acknowledge (median, 90th percentile, nearest-rank),
+escalations (alerts that went past their first step or were re-paged), alerts still unacknowledged,
+and the false-alarm share of those resolved with a verdict.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sqlite3
+from collections import defaultdict
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from dashboard.deps import Scope
+from gateway.registry import iso, parse_iso
+
+
+class Figures(BaseModel):
+    alerts: int = 0
+    acknowledged: int = 0
+    ack_median_min: float | None = None
+    ack_p90_min: float | None = None
+    escalations: int = 0
+    unacknowledged: int = 0
+    resolved: int = 0
+    false_alarms: int = 0
+    false_alarm_share: float | None = None
+    pages: int = 0  # notifications addressed to this team or role
+
+
+class TeamRow(Figures):
+    team: str
+    name: str
+
+
+class RoleRow(Figures):
+    role: str
+
+
+class ResponseReport(BaseModel):
+    since: str
+    until: str
+    teams: list[TeamRow]
+    roles: list[RoleRow]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile: a value that actually occurred, which staff find easier to read."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _finish(f: Figures, waits: list[float]) -> None:
+    f.acknowledged = len(waits)
+    f.ack_median_min = round(percentile(waits, 50), 1) if waits else None  # type: ignore[arg-type]
+    f.ack_p90_min = round(percentile(waits, 90), 1) if waits else None  # type: ignore[arg-type]
+    f.false_alarm_share = round(f.false_alarms / f.resolved, 3) if f.resolved else None
+
+
+def report(db: sqlite3.Connection, scope: Scope, since: datetime, until: datetime) -> ResponseReport:
+    where, params = scope.sql("a.household")
+    alerts = db.execute(
+        "SELECT a.id, a.opened_at, a.acknowledged_at, a.acknowledged_by, a.step, a.renotified, a.verdict, "
+        "a.resolved_at, coalesce(h.team, '') AS team, coalesce(t.name, h.team, '') AS team_name, s.role AS ack_role "
+        "FROM alerts a LEFT JOIN households h ON h.household = a.household LEFT JOIN teams t ON t.team = h.team "
+        f"LEFT JOIN staff s ON s.staff = a.acknowledged_by WHERE a.opened_at >= ? AND a.opened_at < ? AND {where}",  # noqa: S608
+        [iso(since), iso(until), *params]).fetchall()
+    teams: dict[str, TeamRow] = {}
+    team_waits: dict[str, list[float]] = defaultdict(list)
+    roles: dict[str, RoleRow] = {}
+    role_waits: dict[str, list[float]] = defaultdict(list)
+    for a in alerts:
+        team = teams.setdefault(a["team"], TeamRow(team=a["team"], name=a["team_name"]))
+        team.alerts += 1
+        escalated = (a["step"] or 0) > 1 or (a["renotified"] or 0) > 0
+        team.escalations += escalated
+        if a["acknowledged_at"]:
+            wait = (parse_iso(a["acknowledged_at"]) - parse_iso(a["opened_at"])).total_seconds() / 60
+            team_waits[a["team"]].append(wait)
+            role = roles.setdefault(a["ack_role"] or "other", RoleRow(role=a["ack_role"] or "other"))
+            role_waits[role.role].append(wait)
+            if a["verdict"]:
+                role.resolved += 1
+                role.false_alarms += a["verdict"] == "false_alarm"
+            role.escalations += escalated
+        else:
+            team.unacknowledged += 1
+        if a["verdict"]:
+            team.resolved += 1
+            team.false_alarms += a["verdict"] == "false_alarm"
+    # Load: pages sent to each role and team, and per role the alerts they were paged on but nobody acknowledged.
+    pages = db.execute(
+        "SELECT n.role, coalesce(h.team, '') AS team, count(*) AS n, "
+        "count(DISTINCT CASE WHEN a.acknowledged_at IS NULL THEN a.id END) AS open FROM notifications n "
+        "JOIN alerts a ON a.id = n.alert_id LEFT JOIN households h ON h.household = a.household "
+        f"WHERE a.opened_at >= ? AND a.opened_at < ? AND {where} GROUP BY n.role, h.team",  # noqa: S608
+        [iso(since), iso(until), *params]).fetchall()
+    for p in pages:
+        role = roles.setdefault(p["role"] or "other", RoleRow(role=p["role"] or "other"))
+        role.pages += p["n"]
+        role.unacknowledged += p["open"]
+        if p["team"] in teams:
+            teams[p["team"]].pages += p["n"]
+    for key, row in teams.items():
+        _finish(row, team_waits[key])
+    for key, row in roles.items():
+        _finish(row, role_waits[key])
+        row.alerts = row.acknowledged + row.unacknowledged
+    order = {"leader": 0, "medical": 1, "police": 2, "social": 3}
+    return ResponseReport(since=iso(since), until=iso(until), teams=sorted(teams.values(), key=lambda r: r.team),
+                          roles=sorted(roles.values(), key=lambda r: (order.get(r.role, 9), r.role)))
+
+
+FIELDS = list(Figures.model_fields)
+
+
+def to_csv(rep: ResponseReport) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["group", "key", "name", *FIELDS, "since", "until"])
+    for t in rep.teams:
+        writer.writerow(["team", t.team, t.name, *[_cell(getattr(t, f)) for f in FIELDS], rep.since, rep.until])
+    for r in rep.roles:
+        writer.writerow(["role", r.role, "", *[_cell(getattr(r, f)) for f in FIELDS], rep.since, rep.until])
+    return buffer.getvalue()
+
+
+def _cell(value: object) -> object:
+    return "" if value is None else value

@@ -1,0 +1,149 @@
+"""The live alert board (home page), one alert's phone page, acknowledge and resolve; the alerts API.
+
+Acknowledge and resolve go through gateway.alerts, as the ack link and `isowatch admin resolve` do,
+so the escalation stops, pending pages are cancelled and the audit log records who did it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+
+from dashboard import board
+from dashboard.board import AlertPublic, ResolveIn, Verdict
+from dashboard.deps import (
+    AlertRow,
+    ClockDep,
+    CurrentUser,
+    DatabasePath,
+    UserScope,
+    ReadDB,
+    WriteDB,
+    protected_router,
+    render,
+    templates,
+)
+from dashboard.i18n import translator
+from gateway import alerts as alert_lib
+
+log = logging.getLogger(__name__)
+router = protected_router(tags=["alerts"])
+STREAM_MAX_S = 600.0  # the browser's EventSource reconnects by itself; bounded streams let the server stop cleanly
+POLL_S = 1.0
+RENDER_EVERY_S = 30.0  # ages on the board move on even when nothing changes
+
+
+def age_text(t, seconds: float) -> str:  # type: ignore[no-untyped-def]
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return t("ago_min", n=minutes)
+    if minutes < 24 * 60:
+        return t("ago_h", h=minutes // 60, m=minutes % 60)
+    return t("ago_d", d=minutes // 1440)
+
+
+def _rows_html(request: Request, rows: list[AlertPublic], user, csrf: str) -> str:  # type: ignore[no-untyped-def]
+    t = translator(user.language)
+    return templates.get_template("_alert_rows.html").render(
+        rows=rows, t=t, age=lambda s: age_text(t, s), user=user, csrf=csrf)
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def board_page(request: Request, db: ReadDB, scope: UserScope, clock: ClockDep, user: CurrentUser) -> Response:
+    rows = board.open_alerts(db, scope, clock.now())
+    t = translator(user.language)
+    return render(request, "board.html", {"rows": rows, "age": lambda s: age_text(t, s)})
+
+
+@router.get("/alerts/stream", include_in_schema=False)
+async def board_stream(request: Request, scope: UserScope, clock: ClockDep, user: CurrentUser,
+                       path: Annotated[Path, Depends(DatabasePath)]) -> StreamingResponse:
+    """Server-sent events: the board's rows, re-sent when the alerts table changes (checked every second)."""
+    csrf = request.state.session.csrf
+
+    async def events() -> AsyncIterator[str]:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        loop = asyncio.get_running_loop()
+        started = last_render = loop.time()
+        seen: tuple | None = None
+        try:
+            yield "retry: 1000\n\n"
+            while loop.time() - started < STREAM_MAX_S:
+                if await request.is_disconnected():
+                    return
+                mark = board.fingerprint(conn)
+                if mark != seen or loop.time() - last_render >= RENDER_EVERY_S:
+                    seen, last_render = mark, loop.time()
+                    html = _rows_html(request, board.open_alerts(conn, scope, clock.now()), user, csrf)
+                    yield "event: alerts\n" + "".join(f"data: {line}\n" for line in html.splitlines()) + "\n"
+                await asyncio.sleep(POLL_S)
+        finally:
+            conn.close()
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@router.get("/alerts/{alert_id}", response_class=HTMLResponse, include_in_schema=False)
+def alert_page(request: Request, alert_id: int, row: AlertRow, db: ReadDB, clock: ClockDep,
+               user: CurrentUser, done: str = "") -> Response:
+    item = board.alert(db, alert_id, clock.now())
+    t = translator(user.language)
+    return render(request, "alert.html", {"a": item, "age": lambda s: age_text(t, s), "done": done})
+
+
+def _acknowledge(db: sqlite3.Connection, alert_id: int, actor: str, clock) -> str | None:  # type: ignore[no-untyped-def]
+    with db:
+        return alert_lib.acknowledge(db, alert_id, actor, clock.now(), via="dashboard")
+
+
+@router.post("/alerts/{alert_id}/acknowledge", include_in_schema=False)
+def acknowledge_form(alert_id: int, row: AlertRow, db: WriteDB, clock: ClockDep, user: CurrentUser) -> Response:
+    _acknowledge(db, alert_id, user.actor, clock)
+    return RedirectResponse(f"/alerts/{alert_id}?done=acknowledged", status_code=303)
+
+
+@router.post("/alerts/{alert_id}/resolve", include_in_schema=False)
+def resolve_form(alert_id: int, row: AlertRow, db: WriteDB, clock: ClockDep, user: CurrentUser,
+                 verdict: Annotated[Verdict, Form()], note: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    alert_lib.resolve(db, alert_id, staff=user.actor, verdict=verdict, note=note, now=clock.now())
+    return RedirectResponse(f"/alerts/{alert_id}?done=resolved", status_code=303)
+
+
+# -- REST API -------------------------------------------------------------------------------------
+
+API_ERRORS = {401: {"description": "Not logged in"}, 403: {"description": "Role may not do this"},
+              404: {"description": "No such alert in your teams"}}
+
+
+@router.get("/api/v1/alerts", responses=API_ERRORS)
+def list_open_alerts(db: ReadDB, scope: UserScope, clock: ClockDep) -> list[AlertPublic]:
+    """Open (unresolved) alerts of your teams' households, newest first."""
+    return board.open_alerts(db, scope, clock.now())
+
+
+@router.get("/api/v1/alerts/{alert_id}", responses=API_ERRORS)
+def get_alert(alert_id: int, row: AlertRow, db: ReadDB, clock: ClockDep) -> AlertPublic:
+    return board.alert(db, alert_id, clock.now())
+
+
+@router.post("/api/v1/alerts/{alert_id}/acknowledge", responses=API_ERRORS)
+def api_acknowledge(alert_id: int, row: AlertRow, db: WriteDB, clock: ClockDep, user: CurrentUser) -> AlertPublic:
+    """Acknowledge: stops the escalation. Acknowledging again is harmless and recorded."""
+    _acknowledge(db, alert_id, user.actor, clock)
+    return board.alert(db, alert_id, clock.now())
+
+
+@router.post("/api/v1/alerts/{alert_id}/resolve", responses={**API_ERRORS, 409: {"description": "Already resolved"}})
+def api_resolve(alert_id: int, body: ResolveIn, row: AlertRow, db: WriteDB, clock: ClockDep,
+                user: CurrentUser) -> AlertPublic:
+    alert_lib.resolve(db, alert_id, staff=user.actor, verdict=body.verdict, note=body.note, now=clock.now())
+    return board.alert(db, alert_id, clock.now())

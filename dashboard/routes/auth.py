@@ -1,0 +1,127 @@
+"""Logging in and out, and the user's own settings. The only area without the default session guard.
+
+Session cookie: HttpOnly, SameSite=Lax, Secure when the request came over TLS (directly or through a
+proxy that uvicorn trusts). The login form is CSRF-protected by a double-submit cookie, since there is
+no session yet to hold the token.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from dashboard import accounts
+from dashboard.accounts import UserPublic
+from dashboard.deps import (
+    SESSION_COOKIE,
+    ClockDep,
+    CurrentSession,
+    NotAuthenticated,
+    WriteDB,
+    check_csrf_token,
+    render,
+)
+
+router = APIRouter(tags=["session"])
+LOGIN_CSRF_COOKIE = "isowatch_login_csrf"
+
+
+class LoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=200)
+
+
+class SessionPublic(BaseModel):
+    user: UserPublic
+    csrf: str = Field(description="Send as X-CSRF-Token on every POST")
+
+
+class LanguageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    language: Literal["zh", "en"]
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _set_session_cookie(request: Request, response: Response, token: str) -> None:
+    response.set_cookie(SESSION_COOKIE, token, max_age=accounts.SESSION_HOURS * 3600, httponly=True, samesite="lax",
+                        secure=request.url.scheme == "https", path="/")
+
+
+def _safe_next(target: str) -> str:
+    """Only same-site paths: an open redirect would turn the login page into a phishing tool."""
+    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
+
+
+@router.get("/login", include_in_schema=False)
+def login_form(request: Request, next: str = "/", error: str = "") -> Response:  # noqa: A002
+    token = secrets.token_urlsafe(24)
+    response = render(request, "login.html", {"next": _safe_next(next), "login_csrf": token, "error": error})
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", path="/login")
+    return response
+
+
+@router.post("/login", include_in_schema=False)
+def login_submit(request: Request, db: WriteDB, clock: ClockDep, username: Annotated[str, Form(max_length=64)],
+                 password: Annotated[str, Form(max_length=200)], csrf: Annotated[str, Form()] = "",
+                 next: Annotated[str, Form()] = "/") -> Response:  # noqa: A002
+    check_csrf_token(request.cookies.get(LOGIN_CSRF_COOKIE, ""), csrf)
+    try:
+        session = accounts.login(db, username, password, ip=_client_ip(request), now=clock.now())
+    except accounts.BadCredentials:
+        return RedirectResponse(f"/login?error=login_failed&next={_safe_next(next)}", status_code=303)
+    except accounts.TooManyAttempts:
+        return RedirectResponse(f"/login?error=login_limited&next={_safe_next(next)}", status_code=303)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    _set_session_cookie(request, response, session.token)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+@router.post("/logout", include_in_schema=False)
+def logout(request: Request, session: CurrentSession, db: WriteDB, clock: ClockDep) -> Response:
+    accounts.logout(db, session.token, now=clock.now())
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.post("/me/language", include_in_schema=False)
+def choose_language(session: CurrentSession, db: WriteDB, language: Annotated[Literal["zh", "en"], Form()],
+                    back: Annotated[str, Form()] = "/") -> Response:
+    """Every role may pick its language, auditors included: it changes nothing anyone else sees."""
+    accounts.set_language(db, session.user.username, language)
+    return RedirectResponse(_safe_next(back), status_code=303)
+
+
+@router.post("/api/v1/session", responses={401: {"description": "Wrong username or password"},
+                                           429: {"description": "Too many failed logins"}})
+def api_login(body: LoginIn, request: Request, response: Response, db: WriteDB, clock: ClockDep) -> SessionPublic:
+    """Log in: sets the session cookie and returns the CSRF token for later POSTs."""
+    try:
+        session = accounts.login(db, body.username, body.password, ip=_client_ip(request), now=clock.now())
+    except accounts.BadCredentials:
+        raise NotAuthenticated() from None
+    _set_session_cookie(request, response, session.token)
+    return SessionPublic(user=session.user.public(), csrf=session.csrf)
+
+
+@router.get("/api/v1/me", responses={401: {"description": "Not logged in"}})
+def me(session: CurrentSession) -> SessionPublic:
+    return SessionPublic(user=session.user.public(), csrf=session.csrf)
+
+
+@router.post("/api/v1/me/language", responses={401: {"description": "Not logged in"}})
+def api_language(body: LanguageIn, session: CurrentSession, db: WriteDB) -> UserPublic:
+    accounts.set_language(db, session.user.username, body.language)
+    found = accounts.load_user(db, session.user.username)
+    assert found is not None
+    return found.public()

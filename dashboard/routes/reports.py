@@ -1,0 +1,74 @@
+"""Response report: time to acknowledge, escalations, unacknowledged alerts and false alarms per team and role."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+
+from dashboard import response_report
+from dashboard.deps import ClockDep, ReadDB, UserScope, protected_router, render
+from dashboard.response_report import ResponseReport
+
+router = protected_router(tags=["reports"])
+
+
+class Period:
+    """since/until as aware datetimes; default the last 14 days (one isolation period)."""
+
+    def __init__(self, since: datetime, until: datetime) -> None:
+        self.since, self.until = since, until
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+
+
+def period(clock: ClockDep, since: datetime | None = None, until: datetime | None = None) -> Period:
+    end = _aware(until) or clock.now()
+    return Period(_aware(since) or end - timedelta(days=14), end)
+
+
+def _form_period(clock: ClockDep, since: str = "", until: str = "") -> Period:
+    def parse(text: str) -> datetime | None:
+        try:
+            return _aware(datetime.fromisoformat(text)) if text else None
+        except ValueError:
+            return None
+    return period(clock, parse(since), parse(until))
+
+
+PeriodDep = Annotated[Period, Depends(period)]
+
+
+@router.get("/reports", response_class=HTMLResponse, include_in_schema=False)
+def report_page(request: Request, db: ReadDB, scope: UserScope, p: Annotated[Period, Depends(_form_period)]) -> Response:
+    rep = response_report.report(db, scope, p.since, p.until)
+    return render(request, "reports.html", {"rep": rep, "since": p.since.strftime("%Y-%m-%dT%H:%M"),
+                                             "until": p.until.strftime("%Y-%m-%dT%H:%M")})
+
+
+@router.get("/reports/response.csv", include_in_schema=False)
+def report_csv_page(db: ReadDB, scope: UserScope, p: Annotated[Period, Depends(_form_period)]) -> Response:
+    return _csv(response_report.report(db, scope, p.since, p.until))
+
+
+def _csv(rep: ResponseReport) -> Response:
+    return PlainTextResponse(response_report.to_csv(rep), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": 'attachment; filename="isowatch-response.csv"'})
+
+
+@router.get("/api/v1/reports/response", responses={401: {"description": "Not logged in"}})
+def api_report(db: ReadDB, scope: UserScope, p: PeriodDep) -> ResponseReport:
+    """Per team and per role over alerts opened in [since, until) (default the last 14 days)."""
+    return response_report.report(db, scope, p.since, p.until)
+
+
+@router.get("/api/v1/reports/response.csv", responses={401: {"description": "Not logged in"},
+                                                       200: {"content": {"text/csv": {}}}},
+            response_class=PlainTextResponse)
+def api_report_csv(db: ReadDB, scope: UserScope, p: PeriodDep) -> Response:
+    return _csv(response_report.report(db, scope, p.since, p.until))
+
