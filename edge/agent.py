@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -65,6 +66,12 @@ class CameraPipeline:
         self.frames = 0
         self.health = "ok"
         self._pending_camera: CameraConfig | None = None
+        self._lock = threading.Lock()  # the frame loop and the watchdog share the DoorWatcher
+        self._last_t = 0.0
+        self._last_mono = time.monotonic()
+        self._startup_silence: float | None = None
+        self.footage_ended = False
+        self.on_health_change: Callable[[], object] = lambda: None  # the agent republishes its status
         self._open_event: DoorEvent | None = None
         self._tamper_events: dict[str, TamperEvent] = {}
         self.watcher = self._watcher(camera)
@@ -81,29 +88,56 @@ class CameraPipeline:
         self._pending_camera = camera
 
     def run(self, stop: threading.Event) -> None:
-        last_t = 0.0
         for tick in self.source.ticks(stop):
-            if self._pending_camera is not None:
-                self.camera, self._pending_camera = self._pending_camera, None
-                self.watcher = self._watcher(self.camera)
-                log.info("camera reconfigured roi=%s", self.camera.roi)
-            if tick.frame is None:
-                events = self.watcher.no_frames(tick.t_s)
-            else:
+            with self._lock:
+                if self._pending_camera is not None:
+                    self.camera, self._pending_camera = self._pending_camera, None
+                    self.watcher = self._watcher(self.camera)
+                    log.info("camera reconfigured roi=%s", self.camera.roi)
+                if self._startup_silence is not None:  # the first frame after a camera that never came up
+                    self._record(TamperEnded(tick.t_s, "no_signal", self._startup_silence), tick.t_s)
+                    self._startup_silence = None
                 self.frames += 1
+                self._last_t, self._last_mono = tick.t_s, time.monotonic()
                 try:
                     events = self.watcher.process(tick.frame, tick.t_s)
                 except FrameError as exc:
                     log.error("camera frame refused: %s", exc)
                     self.health = "absent"
                     continue
-            last_t = tick.t_s
-            for event in events:
-                self._record(event, tick.t_s)
-            self.health = "tampered" if self.watcher.active_tampers else "ok"
-            if "no_signal" in self.watcher.active_tampers:
-                self.health = "no_signal"
-        log.info("camera pipeline stopped at t=%.1f frames=%d", last_t, self.frames)
+                for event in events:
+                    self._record(event, tick.t_s)
+                self._update_health()
+        self.footage_ended = True  # a file without loop has ended: silence from here on is not tampering
+        log.info("camera pipeline stopped frames=%d", self.frames)
+
+    def watchdog(self, stop: threading.Event) -> None:
+        """No frame for `no_signal_after_s`: report `no_signal`, even when a stream hangs inside read()."""
+        while not stop.wait(1.0) and not self.footage_ended:
+            with self._lock:
+                silent = time.monotonic() - self._last_mono
+                if silent < self.camera.no_signal_after_s:
+                    continue
+                now_t = self._last_t + silent
+                if self.frames == 0:
+                    # The DoorWatcher has seen no frame to date from; report the camera that never came up.
+                    if self._startup_silence is None:
+                        self._startup_silence = 0.0
+                        self._record(TamperStarted(0.0, "no_signal"), now_t)
+                else:
+                    for event in self.watcher.no_frames(now_t):
+                        self._record(event, now_t)
+                self._update_health()
+
+    def _update_health(self) -> None:
+        tampers = self.watcher.active_tampers
+        before = self.health
+        if "no_signal" in tampers or self._startup_silence is not None:
+            self.health = "no_signal"
+        else:
+            self.health = "tampered" if tampers else "ok"
+        if self.health != before:
+            self.on_health_change()
 
     def _when(self, event_t: float, now_t: float) -> datetime:
         return self.clock.now() - timedelta(seconds=max(0.0, now_t - event_t))
@@ -164,6 +198,7 @@ class EdgeAgent:
             source = FrameSource(config.capture.source, loop=config.capture.loop, realtime=config.capture.realtime,
                                  reconnect_max_s=config.capture.reconnect_max_s)
             self.camera = CameraPipeline(source, config.camera, self.recorder, self.clock)
+            self.camera.on_health_change = self.uplink.publish_status
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -175,6 +210,7 @@ class EdgeAgent:
         self.courier.start()
         if self.camera is not None:
             self._spawn("camera", self.camera.run)
+            self._spawn("camera-watchdog", self.camera.watchdog)
         for n, sensor in enumerate(self.config.sensors):
             self._spawn(f"sensor-{n}-{sensor.type}", lambda stop, s=sensor: self._run_sensor(s, stop))
         self._spawn("heartbeat", self._heartbeats)

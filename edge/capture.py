@@ -17,9 +17,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    """One step of the capture loop: a frame, or None when none came (so the watchdog can run)."""
-
-    frame: np.ndarray | None
+    frame: np.ndarray
     t_s: float  # seconds on the source's own timeline (video time for files, monotonic for live sources)
 
 
@@ -40,18 +38,16 @@ class FrameSource:
         return capture
 
     def ticks(self, stop: threading.Event) -> Iterator[Tick]:
-        """Frames until `stop` (or the end of a file that does not loop)."""
+        """Frames until `stop` (or the end of a file that does not loop). While the camera is away this
+        yields nothing; the camera pipeline's watchdog notices the silence."""
         start = time.monotonic()
         offset = 0.0  # video time of the current pass through a looping file
-        last_t = 0.0
-        last_mono = start
         delay = 0.5
         while not stop.is_set():
             try:
                 capture = self._open()
             except OSError as exc:
                 log.warning("camera unavailable source=%s retry_in=%.1fs error=%s", self.source, delay, exc)
-                yield Tick(None, last_t + (time.monotonic() - last_mono))
                 stop.wait(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, self.reconnect_max_s)
                 self.reopens += 1
@@ -74,7 +70,6 @@ class FrameSource:
                     else:
                         t = time.monotonic() - start
                     index += 1
-                    last_t, last_mono = t, time.monotonic()
                     yield Tick(frame, t)
             finally:
                 capture.release()

@@ -130,3 +130,23 @@ def test_edge_sigkilled_while_publishing_loses_nothing_and_duplicates_nothing(mo
         if edge.poll() is None:
             edge.kill()
         gateway.stop()
+
+
+def test_camera_that_never_delivers_a_frame_is_reported_as_no_signal(mosquitto, tmp_path, cycles_clip):
+    clip, labels = cycles_clip
+    db = tmp_path / "gw.db"
+    gateway = GatewayService(db, mosquitto.url()).start()
+    path = write_edge_config(tmp_path / "edge.toml", mosquitto.add_user("cam-1"), tmp_path / "unplugged.mp4",
+                             labels["roi"])
+    path.write_text(path.read_text().replace("[capture]", "[capture]\nreconnect_max_s = 1").replace(
+        "[camera]", "[camera]\nno_signal_after_s = 1"))
+    agent = EdgeAgent(load_edge_config(path)).start(wait_for_broker=10)
+    try:
+        wait_until(lambda: query(db, "SELECT state FROM events WHERE type = 'tamper'"), what="no_signal tamper")
+        payload = json.loads(query(db, "SELECT payload FROM events WHERE type = 'tamper'")[0][0])
+        assert (payload["reason"], payload["state"]) == ("no_signal", "start")
+        wait_until(lambda: query(db, "SELECT camera FROM devices WHERE device = 'cam-1'")[0][0] == "no_signal",
+                   timeout=10, what="retained status shows camera=no_signal")
+    finally:
+        agent.stop()
+        gateway.stop()
