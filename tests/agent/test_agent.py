@@ -150,3 +150,28 @@ def test_camera_that_never_delivers_a_frame_is_reported_as_no_signal(mosquitto, 
     finally:
         agent.stop()
         gateway.stop()
+
+
+def test_serial_thermometer_readings_flow_through_the_agent(mosquitto, tmp_path, cycles_clip):
+    from firmware_bridge.simulator import SimulatedFirmware
+    from firmware_bridge.virtual_port import VirtualPort
+
+    clip, labels = cycles_clip
+    db = tmp_path / "gw.db"
+    gateway = GatewayService(db, mosquitto.url()).start()
+    path = write_edge_config(tmp_path / "edge.toml", mosquitto.add_user("cam-1"), clip, labels["roi"])
+    text = path.read_text()
+    camera_part = text[text.index("[camera]"):text.index("[heartbeat]")]
+    path.write_text(text.replace(camera_part, "") + f'\n[[sensors]]\ntype = "line"\nport = "{tmp_path / "thermo"}"\n')
+    with VirtualPort(tmp_path / "thermo") as port, SimulatedFirmware(port, device_id="thermo-1") as firmware:
+        agent = EdgeAgent(load_edge_config(path)).start(wait_for_broker=10)
+        try:
+            firmware.boot()
+            firmware.send_until_acked(firmware.body(3850, method="oral"))
+            firmware.send_until_acked(firmware.body(4510, method="oral"))  # implausible, still forwarded
+            wait_until(lambda: scalar(db, "SELECT count(*) FROM readings") >= 2, what="readings stored")
+            rows = query(db, "SELECT celsius, method, plausible FROM readings ORDER BY seq")
+            assert rows == [(38.5, "oral", 1), (45.1, "oral", 0)]
+        finally:
+            agent.stop()
+            gateway.stop()
