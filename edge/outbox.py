@@ -13,7 +13,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -80,6 +81,19 @@ class Outbox:
         with self._lock:
             self._conn.close()
 
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction under the lock; on failure the in-memory counts are reread from disk."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                self._recount()
+                raise
+            self._conn.execute("COMMIT")
+
     # -- adding -----------------------------------------------------------------------------------
 
     def add(self, build: Callable[[int], M]) -> M:
@@ -89,51 +103,37 @@ class Outbox:
     def add_many(self, builders: Iterable[Callable[[int], M]]) -> list[M]:
         """Several messages in one transaction (one fsync)."""
         made: list[M] = []
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                (next_seq,) = self._conn.execute("SELECT value FROM counters WHERE name = 'next_seq'").fetchone()
-                for build in builders:
-                    message = build(next_seq)
-                    payload = encode(message)
-                    made.append(message)
-                    next_seq += 1
-                    if not self._make_room(len(payload), PRIORITY[message.type]):
-                        continue  # numbered but dropped: the gap tells the gateway something was lost
-                    self._conn.execute(
-                        "INSERT INTO outbox (seq, kind, type, priority, payload, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                        (message.seq, KIND_OF_TYPE[message.type].value, message.type, PRIORITY[message.type],
-                         payload, time.time()),
-                    )
-                    self._rows += 1
-                    self._bytes += len(payload)
-                self._conn.execute("UPDATE counters SET value = ? WHERE name = 'next_seq'", (next_seq,))
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                self._recount()
-                raise
+        with self._transaction():
+            (next_seq,) = self._conn.execute("SELECT value FROM counters WHERE name = 'next_seq'").fetchone()
+            for build in builders:
+                message = build(next_seq)
+                payload = encode(message)
+                made.append(message)
+                next_seq += 1
+                if not self._make_room(len(payload), PRIORITY[message.type]):
+                    continue  # numbered but dropped: the gap tells the gateway something was lost
+                self._conn.execute(
+                    "INSERT INTO outbox (seq, kind, type, priority, payload, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (message.seq, KIND_OF_TYPE[message.type].value, message.type, PRIORITY[message.type],
+                     payload, time.time()),
+                )
+                self._rows += 1
+                self._bytes += len(payload)
+            self._conn.execute("UPDATE counters SET value = ? WHERE name = 'next_seq'", (next_seq,))
         self.on_add()
         return made
 
     def add_snapshot(self, event_id: str, jpeg: bytes) -> str:
         digest = hashlib.sha256(jpeg).hexdigest()
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                if self._make_room(len(jpeg), PRIORITY["snapshot"]):
-                    self._conn.execute(
-                        "INSERT INTO outbox (kind, type, priority, event_id, sha256, payload, created_at) "
-                        "VALUES ('snapshot', 'snapshot', ?, ?, ?, ?, ?)",
-                        (PRIORITY["snapshot"], event_id, digest, jpeg, time.time()),
-                    )
-                    self._rows += 1
-                    self._bytes += len(jpeg)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                self._recount()
-                raise
+        with self._transaction():
+            if self._make_room(len(jpeg), PRIORITY["snapshot"]):
+                self._conn.execute(
+                    "INSERT INTO outbox (kind, type, priority, event_id, sha256, payload, created_at) "
+                    "VALUES ('snapshot', 'snapshot', ?, ?, ?, ?, ?)",
+                    (PRIORITY["snapshot"], event_id, digest, jpeg, time.time()),
+                )
+                self._rows += 1
+                self._bytes += len(jpeg)
         self.on_add()
         return digest
 
@@ -178,31 +178,19 @@ class Outbox:
 
     def acknowledge(self, ranges: Iterable[tuple[int, int]], snapshots: Iterable[str] = ()) -> int:
         """Forget what the gateway has stored; returns how many rows left."""
-        removed = 0
-        hashes = list(snapshots)
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                for first, last in ranges:
-                    cursor = self._conn.execute(
-                        "DELETE FROM outbox WHERE seq BETWEEN ? AND ? RETURNING length(payload)", (first, last)
-                    )
-                    sizes = cursor.fetchall()
-                    removed += len(sizes)
-                    self._bytes -= sum(s for (s,) in sizes)
-                for digest in hashes:
-                    sizes = self._conn.execute(
-                        "DELETE FROM outbox WHERE sha256 = ? RETURNING length(payload)", (digest,)
-                    ).fetchall()
-                    removed += len(sizes)
-                    self._bytes -= sum(s for (s,) in sizes)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                self._recount()
-                raise
-            self._rows -= removed
-        return removed
+        sizes: list[tuple[int]] = []
+        with self._transaction():
+            for first, last in ranges:
+                sizes += self._conn.execute(
+                    "DELETE FROM outbox WHERE seq BETWEEN ? AND ? RETURNING length(payload)", (first, last)
+                ).fetchall()
+            for digest in snapshots:
+                sizes += self._conn.execute(
+                    "DELETE FROM outbox WHERE sha256 = ? RETURNING length(payload)", (digest,)
+                ).fetchall()
+            self._rows -= len(sizes)
+            self._bytes -= sum(size for (size,) in sizes)
+        return len(sizes)
 
     # -- reporting --------------------------------------------------------------------------------
 
