@@ -18,6 +18,9 @@ class DetectorSettings(BaseModel):
     brightness_threshold: float = Field(
         0.35, ge=0.05, le=3.0, description="Log-brightness change (after removing the global light change) above which a cell counts as changed"
     )
+    colour_threshold: float = Field(
+        0.08, ge=0.01, le=1.0, description="Chromaticity change (after removing the global colour cast) above which a lit cell counts as changed"
+    )
     column_coverage: float = Field(
         0.7, gt=0.3, le=1.0, description="Share of a door column's height that must change: a swinging leaf changes whole columns"
     )

@@ -17,6 +17,7 @@ from edge.door_features import (
     Levels,
     brightness_change,
     cell_signature,
+    chroma_change,
     crop_working,
     plan_geometry,
     structure_change,
@@ -27,7 +28,7 @@ _RING_BUSY = 0.15  # share of a ring strip that must change to say something sta
 _REFERENCE_QUIET = 0.03  # the ROI must be this still for the closed signature to follow drift
 _TOP_BAND = 0.12  # of the ROI's height
 _LEAF_MARGIN = 0.1  # of the ROI's size: where an opened leaf overhangs the door frame
-_STILL_WINDOW_S = 0.3  # a door at rest matches itself this long ago; a walking person does not
+_STILL_WINDOW_S = 0.2  # a door at rest matches itself this long ago; a walking person does not
 _STILL_AREA = 0.04  # share of ROI cells allowed to change over the still window
 _PERSIST_S = 1.2  # a column changed this long is no body walking past
 
@@ -165,7 +166,7 @@ class DoorDetector:
     def _differs(self, signature: np.ndarray, other: np.ndarray) -> np.ndarray:
         return (structure_change(signature, other, _NOISE_FLOOR) > self.settings.structure_threshold) | (
             brightness_change(signature, other) > self.settings.brightness_threshold
-        )
+        ) | (chroma_change(signature, other) > self.settings.colour_threshold)
 
     def _vote(
         self, evidence: bool, t_s: float, confirm_s: float, target: DoorState, blocked: bool = False

@@ -15,22 +15,31 @@ import numpy as np
 
 CELL_PX = 4  # cell side in the working image; the ROI is scaled to ROI_WIDTH_PX wide
 ROI_WIDTH_PX = 64
-_EPS_GREY = 6.0  # keeps the contrast of near-black pixels (IR noise, covered lens) from exploding
+_EPS_GREY = 6.0
+_FLAT_EDGE = 0.25  # contrast units: a cell with less edge energy than this is a flat surface
+_LIT_LOG = float(np.log(35.0 + 6.0))  # cells darker than grey 35 carry no trustworthy colour  # keeps the contrast of near-black pixels (IR noise, covered lens) from exploding
 
 
-@dataclass(frozen=True, slots=True)
 class Levels:
-    """A frame in grey at full and half size, computed once and shared by every check."""
+    """One frame at full and half size, in colour and grey; each level is computed once, on first use."""
 
-    grey: np.ndarray
-    half: np.ndarray
+    def __init__(self, frame: np.ndarray) -> None:
+        self.frame = frame
+        h, w = frame.shape[:2]
+        # Halving by area averaging is OpenCV's fast path and already averages sensor noise by 4.
+        self.half = cv2.resize(frame, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+        self.half_grey = to_grey(self.half)
+        self._grey: np.ndarray | None = None
+
+    @property
+    def grey(self) -> np.ndarray:
+        if self._grey is None:
+            self._grey = to_grey(self.frame)
+        return self._grey
 
 
 def levels_of(frame: np.ndarray) -> Levels:
-    grey = to_grey(frame)
-    h, w = grey.shape
-    # Halving by area averaging is OpenCV's fast path and already averages sensor noise by 4.
-    return Levels(grey, cv2.resize(grey, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA))
+    return Levels(frame)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +82,26 @@ def to_grey(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
 
 
-def crop_working(levels: Levels, geometry: Geometry) -> np.ndarray:
-    """The crop around the door, area-averaged down (which also averages away sensor noise), float."""
+def crop_working(levels: Levels, geometry: Geometry) -> tuple[np.ndarray, np.ndarray | None]:
+    """The crop around the door in grey, area-averaged down (which also averages away sensor noise),
+    and its colour averaged per cell (None for a grey camera)."""
     x0, y0, x1, y1 = geometry.crop
-    source = levels.half if geometry.half else levels.grey
-    return cv2.resize(source[y0:y1, x0:x1], geometry.size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    grey = levels.half_grey if geometry.half else levels.grey
+    small = cv2.resize(grey[y0:y1, x0:x1], geometry.size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    colour = levels.half if geometry.half else levels.frame
+    if colour.ndim == 2:
+        return small, None
+    cells = cv2.resize(colour[y0:y1, x0:x1], geometry.grid, interpolation=cv2.INTER_AREA).astype(np.float32)
+    return small, cells
 
 
-def cell_signature(grey: np.ndarray) -> np.ndarray:
-    """(5, rows, cols): four signed-direction contrast channels and log brightness per cell."""
+def cell_signature(working: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
+    """(7, rows, cols): four signed-direction contrast channels, log brightness, two chromaticities.
+
+    Chromaticity (colour with brightness divided out) survives light changes and shadows; it tells a
+    lit interior from a leaf of the same brightness but another colour.
+    """
+    grey, colour = working
     inverse_mean = 1.0 / (cv2.blur(grey, (5, 5)) + _EPS_GREY)
     gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)
     gx *= inverse_mean
@@ -96,10 +116,17 @@ def cell_signature(grey: np.ndarray) -> np.ndarray:
     # The positive and negative parts pooled separately keep a light-to-dark edge apart from a
     # dark-to-light one: relu(g) = (|g| + g) / 2, so pool g and |g| and combine.
     sx, ax, sy, ay = pool(gx), pool(np.abs(gx)), pool(gy), pool(np.abs(gy))
-    cells = np.empty((5, size[1], size[0]), np.float32)
+    cells = np.zeros((7, size[1], size[0]), np.float32)
     cells[0], cells[1] = (ax + sx) * 0.5, (ax - sx) * 0.5
     cells[2], cells[3] = (ay + sy) * 0.5, (ay - sy) * 0.5
     cells[4] = np.log(pool(grey) + _EPS_GREY)
+    if colour is not None:
+        if colour.shape[:2] != size[::-1]:
+            colour = cv2.resize(colour, size, interpolation=cv2.INTER_AREA)
+        b, g, r = cv2.split(colour)
+        total = b + g + r + 3 * _EPS_GREY
+        cells[5] = (r - g) / total
+        cells[6] = (b - g) / total
     return cells
 
 
@@ -114,3 +141,15 @@ def brightness_change(cur: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Per-cell log-brightness change after removing the crop's median (global light) change."""
     delta = cur[4] - ref[4]
     return np.abs(delta - np.median(delta))
+
+
+def chroma_change(cur: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Per-cell chromaticity change after removing the crop's median (a lamp of another colour).
+
+    Zero where either is too dark for colour to mean anything, and on the reference's edges: there
+    a shake of a pixel mixes two colours, and the edge channels already watch those cells.
+    """
+    delta = cur[5:7] - ref[5:7]
+    change = np.abs(delta[0] - np.median(delta[0])) + np.abs(delta[1] - np.median(delta[1]))
+    usable = (np.minimum(cur[4], ref[4]) > _LIT_LOG) & (ref[:4].sum(axis=0) < _FLAT_EDGE)
+    return np.where(usable, change, 0.0)

@@ -55,7 +55,7 @@ def view_of(levels: Levels) -> np.ndarray:
     """The whole frame, area-averaged to VIEW_WIDTH_PX wide, grey float: what tamper checks look at."""
     h, w = levels.grey.shape
     size = view_size((w, h))
-    source = levels.half if levels.half.shape[1] >= size[0] else levels.grey
+    source = levels.half_grey if levels.half_grey.shape[1] >= size[0] else levels.grey
     return cv2.resize(source, size, interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
@@ -132,7 +132,7 @@ class TamperDetector:
 
     def set_reference(self, view: np.ndarray) -> None:
         """`view` is `view_of(frame)` of a frame showing the scene as installed."""
-        signature = cell_signature(view)
+        signature = cell_signature((view, None))
         self._reference = signature
         self._reference_measures = tuple(max(m, 1e-3) for m in view_measures(view))  # type: ignore[assignment]
         strength = signature[:4].sum(axis=0)
@@ -147,7 +147,7 @@ class TamperDetector:
         self._edge_cells = edge_cells if edge_cells.sum() >= 8 else strength >= np.percentile(strength, 70)
 
     def read(self, view: np.ndarray, t_s: float) -> ViewReading:
-        signature = cell_signature(view)
+        signature = cell_signature((view, None))
         assert self._reference is not None and self._edge_cells is not None
         change = structure_change(signature, self._reference, _NOISE_FLOOR)
         displaced = spread_displacement(change, self._edge_cells)
