@@ -55,8 +55,7 @@ class GatewayService:
         if alerts:
             self.alerts = AlertWorker(self.db_path, self.policy, self.clock, self.ack_links, self.public_url,
                                       snapshot_dir=self.store.snapshot_dir, **(worker_options or {}))
-            worker = self.alerts
-            self.ingest.listeners.append(lambda outcome: worker.wake() if outcome.stored else None)
+            self.ingest.listeners.append(self.alerts.on_batch)
         self._http_server = None
         self._http_thread: threading.Thread | None = None
 

@@ -90,7 +90,7 @@ def start_gateway(broker_url: str, db, policy, port: int) -> subprocess.Popen:
 @pytest.mark.slow
 def test_sigkill_after_first_page_then_restart_escalates_once_on_time(mosquitto, tmp_path, inbox):
     db, policy = tmp_path / "gw.db", tmp_path / "policy.yaml"
-    wait_s = 8.0
+    wait_s = 15.0  # room for two process starts on a busy CI machine
     fast_policy(policy, wait_s / 60)
     port = free_port()
     gateway = start_gateway(str(mosquitto.url()), db, policy, port)
@@ -117,7 +117,7 @@ def test_sigkill_after_first_page_then_restart_escalates_once_on_time(mosquitto,
                          "JOIN alerts a ON a.id = n.alert_id WHERE a.kind = 'door_opened' ORDER BY n.id")
         assert [(r[0], r[1], r[3]) for r in rows] == [("chen-social", 1, "sent"), ("wang-leader", 2, "sent")]
         fired = parse_iso(rows[1][2])
-        assert deadline <= fired <= deadline + timedelta(seconds=3), f"escalated at {fired}, due {deadline}"
+        assert deadline <= fired <= deadline + timedelta(seconds=5), f"escalated at {fired}, due {deadline}"
         # The leader's link from the second page still works against the restarted gateway.
         link = re.search(r"(http://\S+/ack/\S+)", door_pages()[1].body).group(1)
         import httpx
