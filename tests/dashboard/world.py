@@ -51,7 +51,8 @@ class Seeded:
     snapshot_sha: str
 
 
-def seed(root: Path, *, inbox_url: str = "json://127.0.0.1:9/inbox", now: datetime | None = None) -> Seeded:
+def seed(root: Path, *, inbox_url: str = "json://127.0.0.1:9/inbox", now: datetime | None = None,
+         history: bool = True) -> Seeded:
     """Registry, users of every role, and a little history: door events, readings, a snapshot, two open alerts."""
     now = now or datetime.now(timezone.utc)
     db_path = root / "gw.db"
@@ -65,8 +66,13 @@ def seed(root: Path, *, inbox_url: str = "json://127.0.0.1:9/inbox", now: dateti
         registry.register_device(device, household, by="test")
     for username, (role, staff) in USERS.items():
         accounts.create_user(conn, accounts.UserCreate(username=username, display_name=username.title(), role=role,
-                                                       language="en", password=PASSWORD, staff=staff),
+                                                       language="zh" if username == "chen" else "en",
+                                                       password=PASSWORD, staff=staff),
                              by="test", now=now)
+    if not history:  # a clean slate for end-to-end tests: the alert worker sees only what they publish
+        conn.close()
+        store.close()
+        return Seeded(db_path, store.snapshot_dir, 0, 0, "", "")
     seq = 0
     firsts: dict[str, str] = {}
     for household, device in DEVICES.items():
