@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 apt_packages=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || apt_packages+=(mosquitto)
+command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)  # dashboard browser tests (Playwright)
+# CJK glyphs for the Chinese pages in the browser tests' screenshots
+command -v fc-list >/dev/null 2>&1 && fc-list :lang=zh | grep -q . || apt_packages+=(fonts-wqy-microhei)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
