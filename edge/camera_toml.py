@@ -6,7 +6,6 @@ writes it and the rest of the file is kept byte for byte.
 
 from __future__ import annotations
 
-import json
 import re
 import tomllib
 from pathlib import Path
@@ -24,6 +23,15 @@ class CameraConfigError(ValueError):
     """The edge TOML is missing, unreadable, or its [camera] section is invalid."""
 
 
+def _escape(char: str) -> str:
+    """TOML basic strings: quote and backslash escaped, control characters as \\uXXXX, the rest as is."""
+    if char in '"\\':
+        return "\\" + char
+    if ord(char) < 0x20 or ord(char) == 0x7F:
+        return f"\\u{ord(char):04x}"
+    return char
+
+
 def toml_value(value: Any) -> str:
     """One TOML value for the flat types the camera section holds."""
     if isinstance(value, bool):
@@ -31,7 +39,7 @@ def toml_value(value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, (str, Path)):
-        return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+        return '"' + "".join(_escape(c) for c in str(value)) + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     raise CameraConfigError(f"cannot write {type(value).__name__} to TOML")

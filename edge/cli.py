@@ -11,6 +11,7 @@ import cv2
 
 from edge.camera_config import CameraConfig, DetectorSettings
 from edge.camera_toml import CameraConfigError, load_camera_config, save_camera_config
+from edge.door_watch import FrameError
 from edge.replay import DoorInterval, Interval, VideoError, probe, replay
 
 
@@ -83,7 +84,7 @@ def detect(video: Path, roi: tuple[int, int, int, int] | None, config_path: Path
         with click.progressbar(length=info.frames or 1, label=f"{video.name} @ {info.fps:g} fps", file=sys.stderr) as bar:
             for interval in replay(video, roi, settings, fps=fps, reference=reference, on_frame=lambda _: bar.update(1)):
                 rows.append(interval)
-    except VideoError as exc:
+    except (VideoError, FrameError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(TABLE_HEADER)
     for interval in sorted(rows, key=lambda i: i.start_s):
