@@ -250,12 +250,14 @@ def _openings(rng: np.random.Generator, seconds: float, count: int, partial: boo
     swings = []
     labels: list[dict[str, float | None]] = []
     slot = (seconds * (1 - after) - 0.5) / count
+    free_from = seconds * after  # a door stays shut a while between cycles: nobody reopens it at once
     for i in range(count):
-        t0 = seconds * after + i * slot + rng.uniform(0, slot * 0.25)
+        t0 = max(free_from, seconds * after + i * slot + rng.uniform(0, slot * 0.25))
         peak = rng.uniform(20, 35) if partial else rng.uniform(55, 100)
         open_s, close_s = rng.uniform(0.4, 1.2), rng.uniform(0.5, 1.3)
-        hold_s = min(rng.uniform(1.0, 5.0), slot - open_s - close_s - 0.8)
+        hold_s = min(rng.uniform(1.0, 5.0), seconds * after + (i + 1) * slot - t0 - open_s - close_s - 1.5)
         hold_s = max(0.6, hold_s)
+        free_from = t0 + open_s + hold_s + close_s + 1.5
         swings.append(_swing(t0, open_s, hold_s, close_s, peak))
         start = t0 + open_s * _GAP_VISIBLE_DEG / peak
         end = t0 + open_s + hold_s + close_s * (1 - _GAP_VISIBLE_DEG / peak)
