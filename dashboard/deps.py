@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path as PathParam, Request
 from fastapi.templating import Jinja2Templates
 
 from dashboard import accounts
@@ -177,7 +177,10 @@ def scoped_household(household: str, db: ReadDB, scope: UserScope) -> sqlite3.Ro
     return row
 
 
-def scoped_alert(alert_id: int, db: ReadDB, scope: UserScope) -> sqlite3.Row:
+AlertId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]  # SQLite's INTEGER range; larger ids are a 422
+
+
+def scoped_alert(alert_id: AlertId, db: ReadDB, scope: UserScope) -> sqlite3.Row:
     row = db.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
     if row is None or not scope.allows(row["household"]):
         raise NotInScope(f"no such alert: {alert_id}")

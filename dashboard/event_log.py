@@ -28,6 +28,10 @@ ALERT_KINDS: tuple[str, ...] = AlertKind.__args__  # type: ignore[attr-defined]
 VerdictName = Literal["confirmed_violation", "false_alarm", "authorised_exit"]
 
 
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+
+
 class BadCursor(ValueError):
     pass
 
@@ -45,7 +49,12 @@ class LogFilter(BaseModel):
     @field_validator("since", "until")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
-        return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+        if value is None:
+            return None
+        value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+        if not EARLIEST <= value <= LATEST:
+            raise ValueError("must be between 2000 and 2100")
+        return value
 
     @field_validator("site", "household", mode="before")
     @classmethod

@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from dashboard import board
 from dashboard.board import AlertPublic, ResolveIn, Verdict
 from dashboard.deps import (
+    AlertId,
     AlertRow,
     ClockDep,
     CurrentUser,
@@ -93,26 +94,26 @@ async def board_stream(request: Request, scope: UserScope, clock: ClockDep, user
 
 
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse, include_in_schema=False)
-def alert_page(request: Request, alert_id: int, row: AlertRow, db: ReadDB, clock: ClockDep,
+def alert_page(request: Request, alert_id: AlertId, row: AlertRow, db: ReadDB, clock: ClockDep,
                user: CurrentUser, done: str = "") -> Response:
     item = board.alert(db, alert_id, clock.now())
     t = translator(user.language)
     return render(request, "alert.html", {"a": item, "age": lambda s: age_text(t, s), "done": done})
 
 
-def _acknowledge(db: sqlite3.Connection, alert_id: int, actor: str, clock) -> str | None:  # type: ignore[no-untyped-def]
+def _acknowledge(db: sqlite3.Connection, alert_id: AlertId, actor: str, clock) -> str | None:  # type: ignore[no-untyped-def]
     with db:
         return alert_lib.acknowledge(db, alert_id, actor, clock.now(), via="dashboard")
 
 
 @router.post("/alerts/{alert_id}/acknowledge", include_in_schema=False)
-def acknowledge_form(alert_id: int, row: AlertRow, db: WriteDB, clock: ClockDep, user: CurrentUser) -> Response:
+def acknowledge_form(alert_id: AlertId, row: AlertRow, db: WriteDB, clock: ClockDep, user: CurrentUser) -> Response:
     _acknowledge(db, alert_id, user.actor, clock)
     return RedirectResponse(f"/alerts/{alert_id}?done=acknowledged", status_code=303)
 
 
 @router.post("/alerts/{alert_id}/resolve", include_in_schema=False)
-def resolve_form(alert_id: int, row: AlertRow, db: WriteDB, clock: ClockDep, user: CurrentUser,
+def resolve_form(alert_id: AlertId, row: AlertRow, db: WriteDB, clock: ClockDep, user: CurrentUser,
                  verdict: Annotated[Verdict, Form()], note: Annotated[str, Form(max_length=2000)] = "") -> Response:
     alert_lib.resolve(db, alert_id, staff=user.actor, verdict=verdict, note=note, now=clock.now())
     return RedirectResponse(f"/alerts/{alert_id}?done=resolved", status_code=303)
@@ -131,19 +132,19 @@ def list_open_alerts(db: ReadDB, scope: UserScope, clock: ClockDep) -> list[Aler
 
 
 @router.get("/api/v1/alerts/{alert_id}", responses=API_ERRORS)
-def get_alert(alert_id: int, row: AlertRow, db: ReadDB, clock: ClockDep) -> AlertPublic:
+def get_alert(alert_id: AlertId, row: AlertRow, db: ReadDB, clock: ClockDep) -> AlertPublic:
     return board.alert(db, alert_id, clock.now())
 
 
 @router.post("/api/v1/alerts/{alert_id}/acknowledge", responses=API_ERRORS)
-def api_acknowledge(alert_id: int, row: AlertRow, db: WriteDB, clock: ClockDep, user: CurrentUser) -> AlertPublic:
+def api_acknowledge(alert_id: AlertId, row: AlertRow, db: WriteDB, clock: ClockDep, user: CurrentUser) -> AlertPublic:
     """Acknowledge: stops the escalation. Acknowledging again is harmless and recorded."""
     _acknowledge(db, alert_id, user.actor, clock)
     return board.alert(db, alert_id, clock.now())
 
 
 @router.post("/api/v1/alerts/{alert_id}/resolve", responses={**API_ERRORS, 409: {"description": "Already resolved"}})
-def api_resolve(alert_id: int, body: ResolveIn, row: AlertRow, db: WriteDB, clock: ClockDep,
+def api_resolve(alert_id: AlertId, body: ResolveIn, row: AlertRow, db: WriteDB, clock: ClockDep,
                 user: CurrentUser) -> AlertPublic:
     alert_lib.resolve(db, alert_id, staff=user.actor, verdict=body.verdict, note=body.note, now=clock.now())
     return board.alert(db, alert_id, clock.now())

@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
+
+from pydantic import ValidationError
 
 from dashboard import event_log
 from dashboard.accounts import User
@@ -38,8 +41,11 @@ def log_filter(since: datetime | None = None, until: datetime | None = None, sit
                type: event_log.EntryType | None = None,  # noqa: A002
                alert_kind: event_log.AlertKind | None = None,
                verdict: event_log.VerdictName | None = None) -> LogFilter:
-    return LogFilter(since=since, until=until, site=site, household=household, type=type,
-                     alert_kind=alert_kind, verdict=verdict)
+    try:
+        return LogFilter(since=since, until=until, site=site, household=household, type=type,
+                         alert_kind=alert_kind, verdict=verdict)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
 
 
 def _form_filter(since: str = "", until: str = "", site: str = "", household: str = "", type: str = "",  # noqa: A002
@@ -48,9 +54,12 @@ def _form_filter(since: str = "", until: str = "", site: str = "", household: st
     def when(text: str) -> str | None:
         return (text if text[-1:] in "zZ" or "+" in text[10:] else text + "Z") if text else None
 
-    return LogFilter.model_validate({"since": when(since), "until": when(until), "site": site or None,
-                                     "household": household or None, "type": type or None,
-                                     "alert_kind": alert_kind or None, "verdict": verdict or None})
+    try:
+        return LogFilter.model_validate({"since": when(since), "until": when(until), "site": site or None,
+                                         "household": household or None, "type": type or None,
+                                         "alert_kind": alert_kind or None, "verdict": verdict or None})
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
 
 
 Filter = Annotated[LogFilter, Depends(log_filter)]

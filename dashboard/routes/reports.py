@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
 from dashboard import response_report
@@ -26,9 +27,18 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
 
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+
+
 def period(clock: ClockDep, since: datetime | None = None, until: datetime | None = None) -> Period:
     end = _aware(until) or clock.now()
-    return Period(_aware(since) or end - timedelta(days=14), end)
+    start = _aware(since) or end - timedelta(days=14) if EARLIEST <= end <= LATEST else end
+    for value in (start, end):
+        if not EARLIEST <= value <= LATEST:
+            raise RequestValidationError([{"loc": ("query", "since/until"), "msg": "must be between 2000 and 2100",
+                                           "type": "value_error"}])
+    return Period(start, end)
 
 
 def _form_period(clock: ClockDep, since: str = "", until: str = "") -> Period:
