@@ -87,8 +87,10 @@ class DoorWatcher:
         self._last_frame_s = t_s
         door, tamper, exit_tracker = self._parts(frame)
         levels = levels_of(frame)
-        view = view_of(levels)
-        for change in tamper.update(view, t_s) if tamper.due(t_s) else []:
+        # The whole-frame view feeds the tamper checks (5 Hz) and the exit tracker (door open only).
+        tamper_due = tamper.due(t_s)
+        view = view_of(levels) if tamper_due or door.state is DoorState.OPEN else None
+        for change in tamper.update(view, t_s) if view is not None and tamper_due else []:
             if change.started:
                 self._tamper_since[change.reason] = change.t_s
                 events.append(TamperStarted(change.t_s, change.reason))

@@ -70,9 +70,10 @@ class ExitTracker:
         self._tracks = []
         self.suspected = False
 
-    def update(self, view: np.ndarray, door_open: bool) -> None:
+    def update(self, view: np.ndarray | None, door_open: bool) -> None:
+        """`view` may be None while the door is closed: nothing is tracked then."""
         previous, self._previous = self._previous, view
-        if previous is None or not door_open:
+        if view is None or previous is None or not door_open:
             self._tracks = []
             return
         dx, dy, dw, dh = self.door
