@@ -21,22 +21,34 @@ _LIT_LOG = float(np.log(35.0 + 6.0))  # cells darker than grey 35 carry no trust
 
 
 class Levels:
-    """One frame at full and half size, in colour and grey; each level is computed once, on first use."""
+    """One frame as a pyramid (factor 1, 2, 4, ...) in colour and grey; each level is made once, on first use."""
 
     def __init__(self, frame: np.ndarray) -> None:
-        self.frame = frame
-        h, w = frame.shape[:2]
-        # At exactly 2:1, bilinear sampling lands between pixels and averages each 2x2 block (as
-        # INTER_AREA would, twice as fast); that already divides sensor noise by 2.
-        self.half = cv2.resize(frame[: h // 2 * 2, : w // 2 * 2], (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_LINEAR)
-        self.half_grey = to_grey(self.half)
-        self._grey: np.ndarray | None = None
+        self._colour: dict[int, np.ndarray] = {1: frame}
+        self._grey: dict[int, np.ndarray] = {}
 
-    @property
-    def grey(self) -> np.ndarray:
-        if self._grey is None:
-            self._grey = to_grey(self.frame)
-        return self._grey
+    def colour(self, factor: int) -> np.ndarray:
+        if factor not in self._colour:
+            finer = self.colour(factor // 2)
+            h, w = finer.shape[:2]
+            # At exactly 2:1, bilinear sampling lands between pixels and averages each 2x2 block (as
+            # INTER_AREA would, twice as fast), which also halves sensor noise at every level.
+            self._colour[factor] = cv2.resize(
+                finer[: h // 2 * 2, : w // 2 * 2], (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_LINEAR
+            )
+        return self._colour[factor]
+
+    def grey(self, factor: int) -> np.ndarray:
+        if factor not in self._grey:
+            self._grey[factor] = to_grey(self.colour(factor))
+        return self._grey[factor]
+
+    def coarsest(self, width: int, at_least: int) -> int:
+        """The largest factor that keeps `width` pixels at least `at_least` wide."""
+        factor = 1
+        while width // (factor * 2) >= at_least and factor < 16:
+            factor *= 2
+        return factor
 
 
 def levels_of(frame: np.ndarray) -> Levels:
@@ -48,7 +60,7 @@ class Geometry:
     """Where the working crop sits in the frame and where the ROI sits in the crop's cell grid."""
 
     crop: tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels of the source level
-    half: bool  # crop from the half-size level (the ROI is large enough) or the full-size grey
+    factor: int  # pyramid level the crop is taken from (1 = full size)
     size: tuple[int, int]  # working crop width, height in pixels (multiples of CELL_PX)
     roi_cells: tuple[int, int, int, int]  # col0, row0, col1, row1 (exclusive) of the ROI
     grid: tuple[int, int]  # cols, rows of the whole crop
@@ -56,8 +68,9 @@ class Geometry:
 
 def plan_geometry(frame_w: int, frame_h: int, roi: tuple[int, int, int, int]) -> Geometry:
     """Crop = ROI plus a ring (sides, a little above, a floor strip below) where occluders show first."""
-    half = roi[2] // 2 >= ROI_WIDTH_PX
-    k = 2 if half else 1
+    k = 1
+    while roi[2] // (k * 2) >= ROI_WIDTH_PX and k < 16:
+        k *= 2
     x, y, w, h = (v / k for v in roi)
     frame_w, frame_h = (frame_w // k, frame_h // k)
     scale = min(1.0, ROI_WIDTH_PX / w)
@@ -74,7 +87,7 @@ def plan_geometry(frame_w: int, frame_h: int, roi: tuple[int, int, int, int]) ->
     r0 = int(round((y - y0) * sy))
     c1 = max(c0 + 1, min(cols, int(round((x + w - x0) * sx))))
     r1 = max(r0 + 1, min(rows, int(round((y + h - y0) * sy))))
-    return Geometry((x0, y0, x1, y1), half, (cols * CELL_PX, rows * CELL_PX), (c0, r0, c1, r1), (cols, rows))
+    return Geometry((x0, y0, x1, y1), k, (cols * CELL_PX, rows * CELL_PX), (c0, r0, c1, r1), (cols, rows))
 
 
 def to_grey(frame: np.ndarray) -> np.ndarray:
@@ -87,9 +100,9 @@ def crop_working(levels: Levels, geometry: Geometry) -> tuple[np.ndarray, np.nda
     """The crop around the door in grey, area-averaged down (which also averages away sensor noise),
     and its colour averaged per cell (None for a grey camera)."""
     x0, y0, x1, y1 = geometry.crop
-    grey = levels.half_grey if geometry.half else levels.grey
+    grey = levels.grey(geometry.factor)
     small = cv2.resize(grey[y0:y1, x0:x1], geometry.size, interpolation=cv2.INTER_AREA).astype(np.float32)
-    colour = levels.half if geometry.half else levels.frame
+    colour = levels.colour(geometry.factor)
     if colour.ndim == 2:
         return small, None
     cells = cv2.resize(colour[y0:y1, x0:x1], geometry.grid, interpolation=cv2.INTER_AREA).astype(np.float32)

@@ -53,9 +53,11 @@ def view_size(frame_size: tuple[int, int]) -> tuple[int, int]:
 
 def view_of(levels: Levels) -> np.ndarray:
     """The whole frame, area-averaged to VIEW_WIDTH_PX wide, grey float: what tamper checks look at."""
-    h, w = levels.grey.shape
+    h, w = levels.colour(1).shape[:2]
     size = view_size((w, h))
-    source = levels.half_grey if levels.half_grey.shape[1] >= size[0] else levels.grey
+    source = levels.grey(levels.coarsest(w, size[0]))
+    if source.shape[1] == size[0] and source.shape[0] == size[1]:
+        return source.astype(np.float32)
     return cv2.resize(source, size, interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
