@@ -105,6 +105,14 @@ async def session_user(request: Request, db: ReadDB, clock: ClockDep) -> Session
     return found
 
 
+async def optional_session(request: Request, db: ReadDB, clock: ClockDep) -> Session | None:
+    """The session if there is one (CSRF still checked on unsafe methods); for routes that also take a token."""
+    try:
+        return await session_user(request, db, clock)
+    except NotAuthenticated:
+        return None
+
+
 async def authenticated(session: Annotated[Session, Depends(session_user)], request: Request) -> User:
     """The default guard of every area router: a session, and no changes by auditors."""
     if request.method not in SAFE_METHODS and not session.user.can_change:

@@ -74,7 +74,8 @@ class GatewayService:
 
         from dashboard.routes.registry_api import RegistryDesk
 
-        admin = RegistryDesk(self.db_path, self.clock, self.admin_token) if self.admin_token else None
+        # Issue 7: the registry API also takes a dashboard admin's session, so it is on even without a token.
+        admin = RegistryDesk(self.db_path, self.clock, self.admin_token)
         from gateway.device_config import push_device_config
 
         broker = self.broker

@@ -47,7 +47,7 @@ def audit_page_of(db, who: str | None, action: str | None, before: int | None, l
 
 @router.get("/audit", response_class=HTMLResponse, include_in_schema=False)
 def audit_html(request: Request, db: ReadDB, user: Overseer, who: str = "", action: str = "",
-               before: Annotated[int | None, Query(ge=0)] = None) -> Response:
+               before: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None) -> Response:
     result = audit_page_of(db, who or None, action or None, before, 100)
     return render(request, "audit.html", {"page": result, "who": who, "action": action})
 
@@ -55,7 +55,7 @@ def audit_html(request: Request, db: ReadDB, user: Overseer, who: str = "", acti
 @router.get("/api/v1/audit", responses={401: {"description": "Not logged in"}, 403: {"description": "Admins and auditors only"}})
 def api_audit(db: ReadDB, user: Overseer, who: Annotated[str | None, Query(max_length=64)] = None,
               action: Annotated[str | None, Query(max_length=64)] = None,
-              before: Annotated[int | None, Query(ge=0)] = None,
+              before: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> AuditPage:
     """Newest first; page with `before` = next_before."""
     return audit_page_of(db, who, action, before, limit)

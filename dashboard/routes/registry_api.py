@@ -1,7 +1,8 @@
-"""REST API for the registry (issue 6): the same operations as `isowatch admin`, behind an admin token.
+"""REST API for the registry (issue 6): the same operations as `isowatch admin`, for an admin token or an admin session.
 
-Until the dashboard's login arrives, every route here requires `Authorization: Bearer <admin token>`
-(`isowatch gateway run --admin-token`); without a configured token the API answers 503.
+Every route takes `Authorization: Bearer <admin token>` (`isowatch gateway run --admin-token`) or a
+dashboard admin's session cookie with its CSRF token (issue 7); other roles get 403. An app built
+without a registry desk answers 503.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict
 
+from dashboard.accounts import Session
+from dashboard.deps import optional_session
 from gateway import alerts
 from gateway.registry import (
     HouseholdIn,
@@ -49,11 +52,17 @@ def registry_desk() -> RegistryDesk:
 
 
 def _admin(desk: Annotated[RegistryDesk, Depends(registry_desk)],
+           session: Annotated[Session | None, Depends(optional_session)],
            authorization: Annotated[str, Header()] = "") -> RegistryDesk:
     expected = f"Bearer {desk.admin_token}"
-    if not desk.admin_token or not hmac.compare_digest(authorization.encode(), expected.encode()):
-        raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
-    return desk
+    if desk.admin_token and hmac.compare_digest(authorization.encode(), expected.encode()):
+        return desk
+    # Issue 7: or a dashboard admin's session (cookie, CSRF checked), the same permissions as the pages.
+    if session is not None:
+        if session.user.role != "admin":
+            raise HTTPException(403, "admins only")
+        return desk
+    raise HTTPException(401, "admin token or admin session required", headers={"WWW-Authenticate": "Bearer"})
 
 
 def _registry(desk: Annotated[RegistryDesk, Depends(_admin)]) -> Iterator[Registry]:
@@ -63,13 +72,14 @@ def _registry(desk: Annotated[RegistryDesk, Depends(_admin)]) -> Iterator[Regist
             yield Registry(conn, desk.clock)
     except NotFound as exc:
         raise HTTPException(404, str(exc)) from None
-    except RegistryError as exc:
+    except (RegistryError, ValueError) as exc:  # ValueError: e.g. a device id that cannot be a topic level
         raise HTTPException(422, str(exc)) from None
     finally:
         conn.close()
 
 
 Reg = Annotated[Registry, Depends(_registry)]
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]  # SQLite's INTEGER range
 Admin = Annotated[RegistryDesk, Depends(_admin)]
 router = APIRouter(prefix="/api/v1/registry", tags=["registry"])
 ADMIN = "admin-api"
@@ -129,13 +139,13 @@ def start_isolation(period: IsolationIn, reg: Reg) -> dict[str, int]:
 
 
 @router.post("/isolations/{period_id}/extend")
-def extend(period_id: int, body: ExtendIn, reg: Reg) -> dict[str, Any]:
+def extend(period_id: RowId, body: ExtendIn, reg: Reg) -> dict[str, Any]:
     period = reg.extend_isolation(period_id, body.days, by=ADMIN)
     return {"id": period.id, "days": period.days}
 
 
 @router.post("/isolations/{period_id}/end-signoff")
-def sign_end(period_id: int, body: SignIn, reg: Reg) -> dict[str, Any]:
+def sign_end(period_id: RowId, body: SignIn, reg: Reg) -> dict[str, Any]:
     period = reg.sign_end(period_id, staff=body.staff, reason=body.reason)
     return {"id": period.id, "ended_at": period.ended_at.isoformat() if period.ended_at else None}
 
@@ -171,7 +181,7 @@ async def import_file(request: Request, desk: Admin,
 
 
 @router.post("/alerts/{alert_id}/resolve")
-def resolve_alert(alert_id: int, body: ResolveIn, desk: Admin) -> dict[str, Any]:
+def resolve_alert(alert_id: RowId, body: ResolveIn, desk: Admin) -> dict[str, Any]:
     conn = desk.connect()
     try:
         alerts.resolve(conn, alert_id, staff=body.staff, verdict=body.verdict, note=body.note, now=desk.clock.now())
