@@ -76,6 +76,19 @@ def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
+def _reading_row(item: Accepted) -> tuple[Any, ...]:
+    msg, topic = item.message, item.topic
+    is_temp = isinstance(msg, TemperatureReading)
+    return (msg.id, topic.site, topic.household, topic.device, msg.seq, msg.type, _iso(msg.device_time),
+            _iso(item.received_at),
+            msg.celsius if is_temp else None,
+            msg.subject if is_temp else None,
+            msg.method if is_temp else None,
+            int(msg.plausible) if is_temp else None,
+            None if is_temp else int(msg.open),
+            msg.model_dump_json())
+
+
 def open_database(path: Path | str) -> Database:
     """Open (and migrate) the gateway database with the pragmas every connection needs."""
     conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
@@ -117,6 +130,7 @@ class Store:
         new_bindings: dict[str, tuple[str, str]] = {}
         conn.execute("BEGIN IMMEDIATE")
         try:
+            valid = []
             for item in accepted:
                 binding_error = self._check_binding(item.topic, new_bindings)
                 if binding_error:
@@ -124,8 +138,9 @@ class Store:
                         Rejected(str(item.topic), "spoofed_household", binding_error, encode(item.message),
                                  item.received_at)
                     )
-                    continue
-                self._apply(conn, item, outcome)
+                else:
+                    valid.append(item)
+            self._apply_all(conn, valid, outcome)
             for upload in snapshots:
                 digest, is_new = self._save_snapshot(conn, upload)
                 outcome.snapshots.append((upload.topic, digest))
@@ -161,57 +176,82 @@ class Store:
             return f"device {topic.device} belongs to {known[0]}/{known[1]}, not {where[0]}/{where[1]}"
         return None
 
-    def _apply(self, conn: sqlite3.Connection, item: Accepted, outcome: BatchOutcome) -> None:
-        msg, topic = item.message, item.topic
-        received = _iso(item.received_at)
-        conn.execute(
-            "INSERT INTO devices (device, site, household, first_seen, last_seen, max_seq) VALUES (?, ?, ?, ?, ?, ?) "
+    def _apply_all(self, conn: sqlite3.Connection, items: list[Accepted], outcome: BatchOutcome) -> None:
+        """Store a batch with one statement per table (executemany) instead of one per message: at full
+        load the per-message statements were the store's main cost (issue 8, docs/benchmarks.md).
+
+        Inside the BEGIN IMMEDIATE transaction nobody else writes, so ids found absent here are the ones
+        the INSERTs store; a second copy of an id within the batch is a duplicate, like one stored before.
+        """
+        devices: dict[str, tuple[str, str, str, str, int]] = {}
+        events: list[Accepted] = []
+        readings: list[Accepted] = []
+        for item in items:
+            msg, topic = item.message, item.topic
+            seen = devices.get(topic.device)
+            seq = msg.seq if seen is None else max(seen[4], msg.seq)
+            received = _iso(item.received_at)
+            devices[topic.device] = (topic.device, topic.site, topic.household, received, seq)
+            if isinstance(msg, (DoorEvent, TamperEvent)):
+                events.append(item)
+            elif isinstance(msg, (TemperatureReading, ContactReading)):
+                readings.append(item)
+            elif not isinstance(msg, (Status, Heartbeat)):  # pragma: no cover - the contract's union is closed
+                raise TypeError(f"unhandled message type {type(msg).__name__}")
+        # One row per device per batch: first_seen only when new, last_seen and max_seq move forward.
+        conn.executemany(
+            "INSERT INTO devices (device, site, household, first_seen, last_seen, max_seq) VALUES (?, ?, ?, ?4, ?4, ?5) "
             "ON CONFLICT(device) DO UPDATE SET last_seen = excluded.last_seen, "
             "max_seq = max(coalesce(max_seq, 0), excluded.max_seq)",
-            (topic.device, topic.site, topic.household, received, received, msg.seq),
+            devices.values(),
         )
-        if isinstance(msg, (DoorEvent, TamperEvent)):
-            state = msg.state
-            cursor = conn.execute(
-                "INSERT OR IGNORE INTO events (id, site, household, device, seq, type, device_time, received_at, "
-                "state, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (msg.id, topic.site, topic.household, topic.device, msg.seq, msg.type, _iso(msg.device_time),
-                 received, state, msg.model_dump_json()),
-            )
-        elif isinstance(msg, (TemperatureReading, ContactReading)):
-            is_temp = isinstance(msg, TemperatureReading)
-            cursor = conn.execute(
-                "INSERT OR IGNORE INTO readings (id, site, household, device, seq, type, device_time, received_at, "
-                "celsius, subject, method, plausible, open, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (msg.id, topic.site, topic.household, topic.device, msg.seq, msg.type, _iso(msg.device_time),
-                 received,
-                 msg.celsius if is_temp else None,
-                 msg.subject if is_temp else None,
-                 msg.method if is_temp else None,
-                 int(msg.plausible) if is_temp else None,
-                 None if is_temp else int(msg.open),
-                 msg.model_dump_json()),
-            )
-        elif isinstance(msg, Status):
-            conn.execute(
-                "UPDATE devices SET status = ?, status_time = ?, firmware = ?, config_version = ?, config_error = ?, "
-                "camera = ? WHERE device = ? AND (status_time IS NULL OR status_time <= ?)",
-                (msg.state, _iso(msg.device_time), msg.firmware, msg.config_version, msg.config_error, msg.camera,
-                 topic.device, _iso(msg.device_time)),
-            )
-            outcome.updates.append(item)
-            return
-        elif isinstance(msg, Heartbeat):
-            conn.execute(
-                "UPDATE devices SET last_heartbeat = ?, heartbeat = ? "
-                "WHERE device = ? AND (last_heartbeat IS NULL OR last_heartbeat <= ?)",
-                (_iso(msg.device_time), msg.model_dump_json(), topic.device, _iso(msg.device_time)),
-            )
-            outcome.updates.append(item)
-            return
-        else:  # pragma: no cover - the contract's union is closed
-            raise TypeError(f"unhandled message type {type(msg).__name__}")
-        (outcome.stored if cursor.rowcount == 1 else outcome.duplicates).append(item)
+        new_ids = self._absent_ids(conn, "events", events) | self._absent_ids(conn, "readings", readings)
+        stored_events = [item for item in events if item.message.id in new_ids]
+        conn.executemany(
+            "INSERT OR IGNORE INTO events (id, site, household, device, seq, type, device_time, received_at, "
+            "state, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(m.id, t.site, t.household, t.device, m.seq, m.type, _iso(m.device_time), _iso(i.received_at),
+              m.state, m.model_dump_json())
+             for i in stored_events for m, t in ((i.message, i.topic),)],
+        )
+        stored_readings = [item for item in readings if item.message.id in new_ids]
+        conn.executemany(
+            "INSERT OR IGNORE INTO readings (id, site, household, device, seq, type, device_time, received_at, "
+            "celsius, subject, method, plausible, open, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [_reading_row(item) for item in stored_readings],
+        )
+        statuses: list[tuple[Any, ...]] = []
+        heartbeats: list[tuple[Any, ...]] = []
+        for item in items:
+            msg, device = item.message, item.topic.device
+            if isinstance(msg, Status):
+                statuses.append((msg.state, _iso(msg.device_time), msg.firmware, msg.config_version,
+                                 msg.config_error, msg.camera, device))
+                outcome.updates.append(item)
+            elif isinstance(msg, Heartbeat):
+                heartbeats.append((_iso(msg.device_time), msg.model_dump_json(), device))
+                outcome.updates.append(item)
+            else:
+                (outcome.stored if msg.id in new_ids else outcome.duplicates).append(item)
+                new_ids.discard(msg.id)  # a second copy in this batch is a duplicate
+        # In arrival order; the time guards keep the newest when a device's messages arrive out of order.
+        conn.executemany(
+            "UPDATE devices SET status = ?1, status_time = ?2, firmware = ?3, config_version = ?4, config_error = ?5, "
+            "camera = ?6 WHERE device = ?7 AND (status_time IS NULL OR status_time <= ?2)", statuses)
+        conn.executemany(
+            "UPDATE devices SET last_heartbeat = ?1, heartbeat = ?2 "
+            "WHERE device = ?3 AND (last_heartbeat IS NULL OR last_heartbeat <= ?1)", heartbeats)
+
+    @staticmethod
+    def _absent_ids(conn: sqlite3.Connection, table: str, items: list[Accepted]) -> set[str]:
+        wanted = {item.message.id for item in items}
+        present: set[str] = set()
+        ids = list(wanted)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            present.update(row[0] for row in conn.execute(
+                f"SELECT id FROM {table} WHERE id IN ({','.join('?' * len(chunk))})", chunk))  # noqa: S608
+        return wanted - present
 
     def _save_snapshot(self, conn: sqlite3.Connection, upload: SnapshotUpload) -> tuple[str, bool]:
         digest = hashlib.sha256(upload.jpeg).hexdigest()
