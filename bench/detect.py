@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -91,6 +92,8 @@ def main() -> None:
             roi = tuple(json.loads(SHARED_CLIP.with_suffix(".json").read_text())["roi"])
             clips.insert(1, ("shared cycles_1001 640x480", SHARED_CLIP, roi))
 
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(f"load average (1 min) at start: {load:.2f} on {os.cpu_count()} CPUs: other work on the box slows the figures")
         print(f"machine: {platform.node()} | {cpu_model()} | {platform.platform()} | python {platform.python_version()} | opencv {cv2.__version__}")
         print(f"{'clip':<30}{'frames':>7}{'detector fps/CPU-s':>20}{'with decode':>13}")
         for name, path, roi in clips:
