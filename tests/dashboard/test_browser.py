@@ -111,6 +111,8 @@ def test_door_event_reaches_the_live_board_and_is_acknowledged_and_resolved_from
         assert query(service.db_path, "SELECT acknowledged_by, next_step_at FROM alerts WHERE id = ?",
                      (alert_id,)) == [("chen-social", None)]
         shot(page, "03-alert-acknowledged-phone")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], f"the acknowledge page scrolls sideways on a phone ({width}px)"
 
         page.check("input[name=verdict][value=false_alarm]")
         page.fill("textarea[name=note]", "邻居送菜，已电话核实")
