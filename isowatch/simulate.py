@@ -102,14 +102,18 @@ class Fleet:
 
 
 def register_fleet(db_path: Path | str, fleet: Fleet, *, isolated: bool = True, teams: int = 8,
-                   contact: str = "json://127.0.0.1:9/") -> None:
+                   contacts: tuple[str, ...] = ("json://127.0.0.1:9/",)) -> None:
     """Put the fleet's households, teams, isolation periods and devices in a (migrated) gateway database.
 
     Bulk inserts (executemany) rather than one Registry call per household: 50,000 registrations one by
     one, each with its own transaction and audit row, take minutes. Staff contacts default to a dead
-    address; a benchmark that measures paging gives its own `contact`.
+    address; a benchmark that measures paging gives its own `contacts` (team t uses contacts[t % len]). Each isolated household also gets
+    the body temperature that was due at the last reading time, as a fleet that has been running would
+    have: otherwise the missed-reading scan pages every household at once.
     """
-    from gateway.registry import Registry, StaffIn, TeamIn  # the gateway's extra, not needed to publish
+    from gateway.policy import load_policy  # the gateway's extra, not needed to publish
+    from gateway.registry import Registry, StaffIn, TeamIn
+    from gateway.rules import reading_deadline
     from gateway.store import open_database
 
     open_database(db_path).close()
@@ -119,7 +123,7 @@ def register_fleet(db_path: Path | str, fleet: Fleet, *, isolated: bool = True, 
         members = {}
         for role in ("leader", "medical", "police", "social"):
             ident = f"{fleet.prefix}{role}-{t}"
-            registry.upsert_staff(StaffIn(staff=ident, name=ident, role=role, language="en", contacts=[contact]))
+            registry.upsert_staff(StaffIn(staff=ident, name=ident, role=role, language="en", contacts=[contacts[t % len(contacts)]]))
             members[role] = ident
         registry.upsert_team(TeamIn(team=f"{fleet.prefix}team-{t}", **members))
     now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
@@ -136,6 +140,16 @@ def register_fleet(db_path: Path | str, fleet: Fleet, *, isolated: bool = True, 
             conn.executemany(
                 "INSERT INTO isolation_periods (household, start_date, days, created_by, created_at) "
                 "VALUES (?, ?, 14, 'simulate', ?)", ((fleet.household(n), start, now) for n in n_all))
+            rules = load_policy(None).rules
+            slot = reading_deadline(datetime.now(timezone.utc), rules.readings_expected_at,
+                                    rules.reading_grace_minutes, "Asia/Shanghai")
+            if slot is not None:
+                taken = slot[1].isoformat().replace("+00:00", "Z")
+                conn.executemany(
+                    "INSERT INTO readings (id, site, household, device, seq, type, device_time, received_at, celsius, "
+                    "subject, method, plausible, payload) VALUES (?, ?, ?, ?, 0, 'temperature', ?, ?, 36.6, 'body', "
+                    "'axillary', 1, '{}')",
+                    ((uuid7(), fleet.site(n), fleet.household(n), fleet.device(n), taken, taken) for n in n_all))
         conn.executemany(
             "INSERT OR REPLACE INTO devices (device, site, household, registered_at, registered_by) "
             "VALUES (?, ?, ?, ?, 'simulate')",
