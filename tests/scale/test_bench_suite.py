@@ -18,10 +18,11 @@ from tests.conftest import REPO_ROOT
 @pytest.mark.broker
 @pytest.mark.slow
 def test_quick_suite_runs_every_benchmark_and_writes_results(tmp_path, mosquitto):  # mosquitto: skip when absent
-    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+    out = tmp_path / "results"
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out)],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    (run_dir,) = tmp_path.iterdir()
+    (run_dir,) = out.iterdir()
     suite = json.loads((run_dir / "suite.json").read_text())
     results = {r["name"]: r for r in suite["results"]}
     assert {"ingest", "steady_load", "outbox", "notify_latency"} <= results.keys()
