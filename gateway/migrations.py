@@ -188,7 +188,18 @@ def _004_dashboard_users(db: Database) -> None:
     db["audit_log"].create_index(["who", "at"])
 
 
-MIGRATIONS: list[Migration] = [_001_ingest, _002_registry_alerts, _003_device_config_error, _004_dashboard_users]
+def _005_devices_by_household(db: Database) -> None:
+    """Issue 8: the registry and rules look devices up by household."""
+    db["devices"].create_index(["household"], if_not_exists=True)
+
+
+MIGRATIONS: list[Migration] = [
+    _001_ingest,
+    _002_registry_alerts,
+    _003_device_config_error,
+    _004_dashboard_users,
+    _005_devices_by_household,
+]
 
 
 def migrate(db: Database) -> int:
