@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
@@ -37,6 +37,13 @@ def _error(request: Request, status: int, message: str, headers: dict[str, str] 
     return render(request, "error.html", {"status": status, "message": message}, status_code=status)
 
 
+def _status_handler(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def handle(request: Request, exc: Exception) -> Response:
+        return _error(request, status, str(exc))
+
+    return handle
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotAuthenticated)
     async def not_authenticated(request: Request, exc: NotAuthenticated) -> Response:
@@ -45,38 +52,23 @@ def _install_error_handlers(app: FastAPI) -> None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={target}" if request.method == "GET" else "/login", status_code=303)
 
-    @app.exception_handler(Forbidden)
-    async def forbidden(request: Request, exc: Forbidden) -> Response:
-        return _error(request, 403, str(exc))
+    # Named library errors -> HTTP status; the message is the exception's own text.
+    statuses: dict[type[Exception], int] = {
+        Forbidden: 403,
+        NotInScope: 404,
+        BadCursor: 422,
+        alert_lib.AlertError: 409,
+        devices.ConfigUnavailable: 503,
+        PushError: 502,
+        accounts.UserExists: 409,
+    }
+    for error_type, status in statuses.items():
+        app.add_exception_handler(error_type, _status_handler(status))
 
     @app.exception_handler(CsrfFailed)
     async def csrf_failed(request: Request, exc: CsrfFailed) -> Response:
         log.warning("csrf check failed path=%s", request.url.path)
         return _error(request, 403, str(exc))
-
-    @app.exception_handler(NotInScope)
-    async def not_in_scope(request: Request, exc: NotInScope) -> Response:
-        return _error(request, 404, str(exc))
-
-    @app.exception_handler(BadCursor)
-    async def bad_cursor(request: Request, exc: BadCursor) -> Response:
-        return _error(request, 422, str(exc))
-
-    @app.exception_handler(alert_lib.AlertError)
-    async def alert_error(request: Request, exc: alert_lib.AlertError) -> Response:
-        return _error(request, 409, str(exc))
-
-    @app.exception_handler(devices.ConfigUnavailable)
-    async def no_broker(request: Request, exc: devices.ConfigUnavailable) -> Response:
-        return _error(request, 503, str(exc))
-
-    @app.exception_handler(PushError)
-    async def push_failed(request: Request, exc: PushError) -> Response:
-        return _error(request, 502, str(exc))
-
-    @app.exception_handler(accounts.UserExists)
-    async def user_exists(request: Request, exc: accounts.UserExists) -> Response:
-        return _error(request, 409, str(exc))
 
     @app.exception_handler(accounts.TooManyAttempts)
     async def too_many(request: Request, exc: accounts.TooManyAttempts) -> Response:
