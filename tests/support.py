@@ -39,3 +39,15 @@ def query(db_path: Path, sql: str, params: tuple = ()) -> list[tuple]:
 def scalar(db_path: Path, sql: str, params: tuple = ()) -> int:
     rows = query(db_path, sql, params)
     return rows[0][0] if rows else 0
+
+
+def stop_process(process, timeout: float = 15.0) -> None:
+    """SIGTERM (the clean-shutdown path under test), then SIGKILL if it does not exit in time."""
+    import subprocess
+
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

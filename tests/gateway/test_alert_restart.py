@@ -21,7 +21,7 @@ from isowatch.broker import free_port
 from isowatch.contract import DoorEvent
 from tests.fixtures.world import World
 from tests.gateway.test_alerts_e2e import seed_registry
-from tests.support import query, wait_until
+from tests.support import query, stop_process, wait_until
 
 
 @pytest.fixture
@@ -126,8 +126,4 @@ def test_sigkill_after_first_page_then_restart_escalates_once_on_time(mosquitto,
         assert query(db, "SELECT acknowledged_by FROM alerts WHERE kind = 'door_opened'") == [("wang-leader",)]
     finally:
         uplink.stop()
-        gateway.send_signal(signal.SIGTERM)
-        try:
-            gateway.wait(15)
-        except subprocess.TimeoutExpired:
-            gateway.kill()
+        stop_process(gateway)

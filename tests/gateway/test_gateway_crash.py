@@ -13,7 +13,7 @@ import pytest
 
 from edge.uplink import DeviceIdentity, Uplink
 from isowatch.contract import DoorEvent
-from tests.support import query, scalar, wait_until
+from tests.support import query, scalar, stop_process, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -67,8 +67,4 @@ def test_sigkill_mid_stream_then_restart_stores_each_event_once(mosquitto, tmp_p
         assert seqs == list(range(seqs[0], seqs[0] + TOTAL))
     finally:
         uplink.stop()
-        gateway.send_signal(signal.SIGTERM)
-        try:
-            gateway.wait(15)
-        except subprocess.TimeoutExpired:
-            gateway.kill()
+        stop_process(gateway)
