@@ -72,3 +72,20 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def door_pages(inboxes: list, household_pattern: str, expected: int, timeout: float) -> dict[str, float]:
+    """When the first 'Door opened' page for each household (matched in the body) reached a local inbox."""
+    import re
+
+    pattern = re.compile(household_pattern)
+    arrived: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(arrived) < expected:
+        for box in inboxes:
+            for message in box.received():
+                match = pattern.search(message.body)
+                if match and "Door opened" in message.title:
+                    arrived.setdefault(match.group(1), message.arrived)
+        time.sleep(0.2)
+    return arrived

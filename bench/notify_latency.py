@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import re
 import sqlite3
 import statistics
 import sys
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from bench.common import machine, start_gateway, stop, table  # noqa: E402
+from bench.common import door_pages, machine, start_gateway, stop, table  # noqa: E402
 from edge.uplink import Stamper  # noqa: E402
 from gateway.inbox import LocalInbox  # noqa: E402
 from gateway.registry import HouseholdIn, IsolationIn, Registry, StaffIn, TeamIn  # noqa: E402
@@ -145,15 +144,7 @@ def main() -> None:
                 sent_at[household] = time.perf_counter()
                 publisher.publish(topic_for(SITE, household, event), encode(event), qos=1)
                 time.sleep(args.interval)
-            deadline = time.monotonic() + 30
-            arrived: dict[str, float] = {}
-            while time.monotonic() < deadline and len(arrived) < args.samples:
-                for box in inboxes:
-                    for message in box.received():
-                        match = re.search(r"\((hh-door-\d+)\)", message.body)
-                        if match and "Door opened" in message.title:
-                            arrived.setdefault(match.group(1), message.arrived)
-                time.sleep(0.2)
+            arrived = door_pages(inboxes, r"\((hh-door-\d+)\)", args.samples, timeout=30)
             loader.join(duration + 30)
             stages = breakdown(db, sent_wall)
         finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import re
 import statistics
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import cpu_seconds, machine, median, rss_mb, start_gateway, stop, table  # noqa: E402
+from bench.common import cpu_seconds, door_pages, machine, median, rss_mb, start_gateway, stop, table  # noqa: E402
 from gateway.inbox import LocalInbox  # noqa: E402
 from isowatch.broker import BrokerUrl, MosquittoBroker  # noqa: E402
 from isowatch.simulate import Fleet, Profile, WirePublisher, register_fleet, run_fleet  # noqa: E402
@@ -72,15 +71,7 @@ def one_run(root: Path, households: int, seconds: float) -> dict[str, float]:
         cpu_share = (cpu_seconds(gateway.pid) - cpu_before) / (time.monotonic() - started)
         rss.append(rss_mb(gateway.pid))
         probe.close()
-        arrived: dict[str, float] = {}
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and len(arrived) < probes.households:
-            for box in inboxes:
-                for message in box.received():
-                    match = re.search(r"\((probe-hh-\d+)\)", message.body)
-                    if match and "Door opened" in message.title:
-                        arrived.setdefault(match.group(1), message.arrived)
-            time.sleep(0.2)
+        arrived = door_pages(inboxes, r"\((probe-hh-\d+)\)", probes.households, timeout=20)
         loader.join(60)
     finally:
         if loader.is_alive():
