@@ -8,7 +8,6 @@ import pytest
 
 from gateway.ack_links import BadLink, LinkExpired, LinkUsed
 from gateway.escalation import first_page
-from gateway.inbox import LocalInbox
 from gateway.policy import AlertKind, load_policy
 from gateway.registry import VisitIn
 from gateway.rules import Finding
@@ -16,12 +15,6 @@ from tests.fixtures.world import START, World
 
 POLICY = load_policy()
 STAFF_OF_ROLE = {"leader": "wang-leader", "medical": "li-medical", "police": "zhao-police", "social": "chen-social"}
-
-
-@pytest.fixture
-def inbox():
-    with LocalInbox() as box:
-        yield box
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from edge.uplink import DeviceIdentity, Uplink
-from gateway.inbox import LocalInbox
 from gateway.policy import DEFAULT_POLICY
 from gateway.registry import parse_iso
 from isowatch.broker import free_port
@@ -22,12 +21,6 @@ from isowatch.contract import DoorEvent
 from tests.fixtures.world import World
 from tests.gateway.test_alerts_e2e import seed_registry
 from tests.support import query, stop_process, wait_until
-
-
-@pytest.fixture
-def inbox():
-    with LocalInbox() as box:
-        yield box
 
 
 def test_restart_before_the_deadline_escalates_once_on_time_with_a_manual_clock(tmp_path, inbox):

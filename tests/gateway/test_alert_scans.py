@@ -6,16 +6,9 @@ from datetime import datetime, time, timedelta, timezone
 
 import pytest
 
-from gateway.inbox import LocalInbox
 from gateway.rules import count_openings, disagreements, reading_deadline
 from isowatch.contract import Heartbeat
 from tests.fixtures.world import START, World
-
-
-@pytest.fixture
-def inbox():
-    with LocalInbox() as box:
-        yield box
 
 
 @pytest.fixture
