@@ -96,6 +96,11 @@ def test_sigkill_after_first_page_then_restart_escalates_once_on_time(mosquitto,
             return [m for m in inbox.received() if "隔离期间开门" in m.title]
 
         wait_until(door_pages, timeout=20, what="the first page")
+        # Kill once the first notification is complete: delivered and recorded as sent. A kill between the
+        # HTTP delivery and that record is the at-least-once window (the page is sent again on restart),
+        # which test_a_send_cut_off_by_a_crash_is_sent_again_after_restart covers on its own.
+        wait_until(lambda: query(db, "SELECT count(*) FROM notifications WHERE state = 'sent'")[0][0] >= 1,
+                   timeout=20, what="the first page recorded as sent")
         gateway.send_signal(signal.SIGKILL)
         gateway.wait(10)
         (deadline_text,) = query(db, "SELECT next_step_at FROM alerts WHERE kind = 'door_opened'")[0]
