@@ -15,7 +15,6 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -42,12 +41,8 @@ log = logging.getLogger(__name__)
 BatchListener = Callable[[BatchOutcome], None]
 
 
-@dataclass(frozen=True, slots=True)
-class _Inbound:
-    topic: bytes
-    payload: bytes
-    mid: int
-    qos: int
+# One inbound PUBLISH as the network thread slices it out: (topic bytes, payload, packet id, QoS).
+Inbound = tuple[bytes, bytes, int, int]
 
 
 def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
@@ -82,49 +77,132 @@ def classify(raw_topic: bytes, payload: bytes, received_at: Any) -> Accepted | R
 
 
 class _GatewayClient(mqtt.Client):
-    """paho's client with cheaper reads and one write for a batch's PUBACKs (issue 8, docs/benchmarks.md).
+    """paho's client with the inbound path and the batched writes the gateway's load needs (issue 8).
 
-    paho reads every packet with at least three recv() calls (command byte, each remaining-length byte,
-    the body) and handles one packet per select(); in the gateway's profile at full load those syscalls
-    were the largest single cost. Here the socket is read in large chunks and every whole packet in the
-    chunk is handled before the next select(). Overrides paho 2.x internals (`_sock_recv`, `loop_read`,
-    `_packet_queue`, `_handle_on_message`); the gateway tests run through them.
+    Stock paho reads every packet with three or more recv() calls, handles one packet per select(), and
+    builds, decodes and debug-logs an MQTTMessage in Python for each PUBLISH: at 10,000 messages a
+    second that was most of the gateway's CPU (docs/benchmarks.md). Here `loop_read` reads the socket in
+    large chunks and slices every whole packet out of the buffer; QoS 0 and 1 PUBLISHes go to
+    `on_publishes` as one list per read, every other packet (CONNACK, SUBACK, PUBACK, PINGRESP, QoS 2)
+    to paho's own handler. Overrides paho 2.x internals (`loop_read`, `_in_packet`, `_packet_handle`,
+    `_packet_queue`) for MQTT 3.1.1 only; the gateway tests run through them.
     """
 
     _READ_CHUNK = 256 * 1024
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, on_publishes: Callable[[list[Inbound]], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._read_sock: object = None
-        self._read_buf = b""
-        self._read_pos = 0
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        if self._read_sock is not self._sock:  # a new connection: nothing buffered belongs to it
-            self._read_sock, self._read_buf, self._read_pos = self._sock, b"", 0
-        if self._read_pos >= len(self._read_buf):
-            self._read_buf, self._read_pos = super()._sock_recv(self._READ_CHUNK), 0  # raises when nothing to read
-        data = self._read_buf[self._read_pos:self._read_pos + bufsize]
-        self._read_pos += len(data)
-        return data
+        if self._protocol != mqtt.MQTTv311:
+            raise ValueError("the gateway's PUBLISH parser speaks MQTT 3.1.1")
+        self.on_publishes = on_publishes
+        self._buffer = bytearray()
+        self._buffer_sock: object = None
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        rc = super().loop_read(max_packets)
-        # select() cannot see bytes already in our buffer: handle them now.
-        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._sock is not None and self._read_sock is self._sock \
-                and self._read_pos < len(self._read_buf):
-            rc = super().loop_read(1)
-        return rc
+        if self._sock is None:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN
+        if self._buffer_sock is not self._sock:  # a new connection: nothing buffered belongs to it
+            self._buffer_sock, self._buffer = self._sock, bytearray()
+        try:
+            data = self._sock_recv(self._READ_CHUNK)
+        except BlockingIOError:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        except OSError as err:
+            self._easy_log(mqtt.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+            return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
+        if not data:
+            return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
+        with self._msgtime_mutex:
+            self._last_bytes_received = mqtt.time_func()
+        data = bytes(self._buffer + data) if self._buffer else data
+        publishes: list[Inbound] = []
+        rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        pos, end = 0, len(data)
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            frame = _frame(data, pos, end)
+            if frame is None:
+                break
+            if frame is _MALFORMED:
+                rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+                break
+            command, start, pos = frame
+            qos = (command >> 1) & 3
+            if command & 0xF0 != mqtt.PUBLISH or qos == 2:
+                rc = self._handle_packet(command, data[start:pos])
+                continue
+            topic_end = start + 2 + (data[start] << 8 | data[start + 1]) if pos - start >= 2 else pos + 1
+            payload_start = topic_end + (2 if qos else 0)
+            if payload_start > pos:
+                rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+            else:
+                mid = data[topic_end] << 8 | data[topic_end + 1] if qos else 0
+                publishes.append((data[start + 2:topic_end], data[payload_start:pos], mid, qos))
+        self._buffer = bytearray(data[pos:])
+        if publishes:
+            self.on_publishes(publishes)
+        return self._loop_rc_handle(rc) if rc else rc
 
-    def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
-        # Straight to on_message: we register no per-topic callbacks, and paho's matcher walk per
-        # message showed in the profile. on_message (a queue put) does not raise.
-        self.on_message(self, self._userdata, message)
+    def _handle_packet(self, command: int, body: bytes) -> MQTTErrorCode:
+        """Anything but a QoS 0/1 PUBLISH: paho's own handler, fed through the state it reads from."""
+        self._in_packet = {"command": command, "have_remaining": 1, "remaining_count": [], "remaining_mult": 1,
+                           "remaining_length": len(body), "packet": bytearray(body), "to_process": 0, "pos": 0}
+        try:
+            return self._packet_handle()
+        except mqtt.MalformedPacket as exc:
+            self._easy_log(mqtt.MQTT_LOG_ERR, "malformed packet from the broker: %s", exc)
+            return MQTTErrorCode.MQTT_ERR_PROTOCOL
+        finally:
+            self._in_packet = {"command": 0, "have_remaining": 0, "remaining_count": [], "remaining_mult": 1,
+                               "remaining_length": 0, "packet": bytearray(b""), "to_process": 0, "pos": 0}
 
-    def ack_many(self, mids: list[int]) -> None:
-        """PUBACK QoS 1 messages in one write instead of one queued packet (and wake-up) per message."""
-        if mids:
-            self._packet_queue(mqtt.PUBACK, b"".join([_PUBACK.pack(0x40, 2, mid) for mid in mids]), 0, 1)
+    def write_packets(self, packets: list[bytes]) -> None:
+        """Queue ready-made packets (PUBACKs, QoS 0 PUBLISHes) as one write and one wake-up of the loop."""
+        if packets:
+            self._packet_queue(_RAW_WRITE, b"".join(packets), 0, 0)
+
+
+_MALFORMED = object()
+# paho looks at a queued packet's command after writing it (to call on_publish for QoS 0, to close after
+# DISCONNECT); 0 is no MQTT packet type, so our pre-built writes get no after-care.
+_RAW_WRITE = 0
+
+
+def _frame(data: bytes, pos: int, end: int) -> tuple[int, int, int] | object | None:
+    """The whole MQTT packet at `pos`: (command byte, body start, body end); None if it is not all here."""
+    if end - pos < 2:
+        return None
+    length, shift, i = 0, 0, pos + 1
+    while True:
+        if i >= end:
+            return None
+        byte = data[i]
+        i += 1
+        length |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            break
+        shift += 7
+        if shift > 21:  # the remaining length has at most 4 bytes
+            return _MALFORMED
+    if end - i < length:
+        return None
+    return data[pos], i, i + length
+
+
+def puback(mid: int) -> bytes:
+    return _PUBACK.pack(0x40, 2, mid)
+
+
+def qos0_publish(topic_text: str, payload: bytes) -> bytes:
+    """An MQTT 3.1.1 PUBLISH packet, QoS 0, not retained."""
+    name = topic_text.encode()
+    body_length = 2 + len(name) + len(payload)
+    header = bytearray([0x30])
+    while True:
+        byte, body_length = body_length & 0x7F, body_length >> 7
+        header.append(byte | (0x80 if body_length else 0))
+        if not body_length:
+            break
+    return b"".join((header, len(name).to_bytes(2, "big"), name, payload))
 
 
 _PUBACK = struct.Struct("!BBH")
@@ -153,7 +231,7 @@ class Ingest:
         self.listeners: list[BatchListener] = []
         self.counters: Counter[str] = Counter()
         self.reject_reasons: Counter[str] = Counter()
-        self._queue: queue.Queue[_Inbound] = queue.Queue()
+        self._queue: queue.Queue[list[Inbound]] = queue.Queue()  # one list per socket read
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._writer: threading.Thread | None = None
@@ -163,6 +241,7 @@ class Ingest:
             clean_session=False,  # the broker queues for us while we are down
             protocol=mqtt.MQTTv311,
             manual_ack=True,
+            on_publishes=self._queue.put,  # the network thread only slices and hands over
         )
         if self.broker.username:
             self.client.username_pw_set(self.broker.username, self.broker.password)
@@ -172,7 +251,6 @@ class Ingest:
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
 
     # -- paho callbacks (network thread): keep them trivial -----------------------------------------
 
@@ -190,10 +268,6 @@ class Ingest:
         self._connected.clear()
         if not self._stop.is_set():
             log.warning("gateway disconnected reason=%s; paho reconnects", reason)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        # The raw topic bytes: `msg.topic` raises on a topic that is not UTF-8, and that must be a reject.
-        self._queue.put(_Inbound(msg._topic, msg.payload, msg.mid, msg.qos))
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -244,21 +318,20 @@ class Ingest:
     def _write_loop(self) -> None:
         while not (self._stop.is_set() and self._queue.empty()):
             try:
-                first = self._queue.get(timeout=0.2)
+                batch = self._queue.get(timeout=0.2)
             except queue.Empty:
                 continue
-            batch = [first]
             deadline = time.monotonic() + self.batch_wait_s
             while len(batch) < self.batch_max:
                 try:
-                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                    batch += self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
             self.counters["in_batch"] = len(batch)
             self._handle_with_retry(batch)
             self.counters["in_batch"] = 0
 
-    def _handle_with_retry(self, batch: list[_Inbound]) -> None:
+    def _handle_with_retry(self, batch: list[Inbound]) -> None:
         """Input never raises (classify); a failing database (locked, disk full) is retried with backoff.
 
         On shutdown we give up after a few tries and leave the batch unacknowledged: the broker
@@ -277,13 +350,13 @@ class Ingest:
                     return
                 time.sleep(min(5.0, 0.1 * 2**attempt))
 
-    def _handle_batch(self, batch: list[_Inbound]) -> None:
+    def _handle_batch(self, batch: list[Inbound]) -> None:
         now = self.clock.now()
         accepted: list[Accepted] = []
         rejected: list[Rejected] = []
         snapshots: list[SnapshotUpload] = []
-        for item in batch:
-            result = classify(item.topic, item.payload, now)
+        for raw_topic, payload, _mid, _qos in batch:
+            result = classify(raw_topic, payload, now)
             if isinstance(result, Accepted):
                 accepted.append(result)
             elif isinstance(result, SnapshotUpload):
@@ -291,9 +364,10 @@ class Ingest:
             else:
                 rejected.append(result)
         outcome = self.store.write_batch(accepted, rejected, snapshots)
-        self.client.ack_many([item.mid for item in batch if item.qos == 1])
+        # PUBACKs to the broker, then a GatewayAck to each device, in one write.
+        self.client.write_packets([puback(mid) for _topic, _payload, mid, qos in batch if qos == 1]
+                                  + self._device_acks(outcome))
         self._count(len(batch), outcome)
-        self._ack_devices(outcome)
         for listener in self.listeners:
             try:
                 listener(outcome)
@@ -314,8 +388,12 @@ class Ingest:
                 reject.reason, reject.topic[:200], len(reject.payload), reject.detail[:200],
             )
 
-    def _ack_devices(self, outcome: BatchOutcome) -> None:
-        """Tell each device which sequence numbers are stored, so its outbox can let them go."""
+    def _device_acks(self, outcome: BatchOutcome) -> list[bytes]:
+        """Tell each device which sequence numbers are stored, so its outbox can let them go.
+
+        QoS 0: a lost ack costs one resend from the device's outbox, which the gateway stores once and acks
+        again; at QoS 1 the broker would queue acks for every offline device and paho would track each.
+        """
         seqs: dict[tuple[str, str, str], list[int]] = defaultdict(list)
         hashes: dict[tuple[str, str, str], list[str]] = defaultdict(list)
         for item in outcome.handled():
@@ -323,11 +401,13 @@ class Ingest:
         for snapshot_topic, digest in outcome.snapshots:
             hashes[(snapshot_topic.site, snapshot_topic.household, snapshot_topic.device)].append(digest)
         now = self.clock.now()
+        packets = []
         for site, household, device in seqs.keys() | hashes.keys():
             key = (site, household, device)
             ack = GatewayAck(device=device, ranges=seq_ranges(seqs.get(key, ())), snapshots=hashes.get(key, []),
                              gateway_time=now)
-            self.client.publish(topic(site, household, device, TopicKind.ACK), encode(ack), qos=1)
+            packets.append(qos0_publish(topic(site, household, device, TopicKind.ACK), encode(ack)))
+        return packets
 
     def stats(self) -> dict[str, Any]:
         return {**{k: v for k, v in self.counters.items() if k != "in_batch"}, "reject_reasons": dict(self.reject_reasons)}

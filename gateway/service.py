@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from gateway.ack_links import AckDesk, AckLinks, load_or_create_secret
-from gateway.alert_worker import AlertWorker
+from gateway.alert_process import AlertProcess
 from gateway.ingest import Ingest
 from gateway.policy import Policy, load_policy
 from gateway.store import Store
@@ -44,6 +44,7 @@ class GatewayService:
         self.http_host = http_host
         self.http_port = (http_port or free_port()) if http_port is not None else None
         # Issue 6: rules, escalation and notifications run in their own worker; ingest only wakes it.
+        # Issue 8: in a process of its own, so it neither slows ingest nor waits for it.
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
         self.public_url = (public_url or f"http://{http_host}:{self.http_port or 80}").rstrip("/")
         secret = secret or load_or_create_secret(self.db_path.with_name(self.db_path.name + ".secret"))
@@ -51,10 +52,13 @@ class GatewayService:
         self.ack_desk = AckDesk(self.db_path, self.ack_links, self.store.snapshot_dir)
         self.admin_token = admin_token
         self.extra_routers = extra_routers
-        self.alerts: AlertWorker | None = None
+        self.alerts: AlertProcess | None = None
         if alerts:
-            self.alerts = AlertWorker(self.db_path, self.policy, self.clock, self.ack_links, self.public_url,
-                                      snapshot_dir=self.store.snapshot_dir, **(worker_options or {}))
+            if not isinstance(self.clock, SystemClock):
+                raise ValueError("the alert process runs on the system clock; with an injected clock, "
+                                 "drive gateway.alert_worker.AlertWorker directly")
+            self.alerts = AlertProcess(self.db_path, self.policy, secret, self.public_url,
+                                       snapshot_dir=self.store.snapshot_dir, worker_options=worker_options)
             self.ingest.listeners.append(self.alerts.on_batch)
         self._http_server = None
         self._http_thread: threading.Thread | None = None
@@ -62,7 +66,12 @@ class GatewayService:
     def start(self) -> "GatewayService":
         if self.alerts is not None:
             self.alerts.start()  # first: it resumes pending escalations and deliveries from the database
-        self.ingest.start()
+        try:
+            self.ingest.start()
+        except Exception:
+            if self.alerts is not None:
+                self.alerts.stop()
+            raise
         if self.http_port is not None:
             self._start_http()
         return self
