@@ -14,12 +14,13 @@ import struct
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from gateway.registry import iso
 from gateway.store import JPEG_MAGIC, Accepted, BatchOutcome, Rejected, SnapshotUpload, Store
 from isowatch.broker import BrokerUrl
 from isowatch.clock import Clock, SystemClock
@@ -27,11 +28,10 @@ from isowatch.contract import (
     DEVICE_PUBLISHES,
     MAX_SNAPSHOT_BYTES,
     ContractError,
-    GatewayAck,
     Topic,
     TopicKind,
     decode,
-    encode,
+    encode_ack,
     subscription,
     topic,
 )
@@ -45,8 +45,10 @@ BatchListener = Callable[[BatchOutcome], None]
 Inbound = tuple[bytes, bytes, int, int]
 
 
-def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
+def seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
     """[1, 2, 3, 7, 9, 10] -> [(1, 3), (7, 7), (9, 10)]"""
+    if len(seqs) == 1:  # the usual case under load: one message per device per batch
+        return [(seqs[0], seqs[0])]
     ranges: list[tuple[int, int]] = []
     for seq in sorted(set(seqs)):
         if ranges and seq == ranges[-1][1] + 1:
@@ -70,7 +72,7 @@ def classify(raw_topic: bytes, payload: bytes, received_at: Any) -> Accepted | R
             if not payload.startswith(JPEG_MAGIC):
                 raise ContractError("snapshot", "not a JPEG")
             return SnapshotUpload(parsed, payload, received_at)
-        parsed, message = decode(topic_text, payload)
+        parsed, message = decode(parsed, payload)
     except ContractError as exc:
         return Rejected(topic_text, exc.reason, exc.detail, payload, received_at)
     return Accepted(parsed, message, received_at)
@@ -219,7 +221,7 @@ class Ingest:
         sites: Iterable[str] = ("+",),
         client_id: str = "isowatch-gateway",
         clock: Clock | None = None,
-        batch_max: int = 500,
+        batch_max: int = 2000,
         batch_wait_s: float = 0.01,
     ) -> None:
         self.store = store
@@ -400,13 +402,12 @@ class Ingest:
             seqs[(item.topic.site, item.topic.household, item.topic.device)].append(item.message.seq)
         for snapshot_topic, digest in outcome.snapshots:
             hashes[(snapshot_topic.site, snapshot_topic.household, snapshot_topic.device)].append(digest)
-        now = self.clock.now()
+        now = iso(self.clock.now())
         packets = []
         for site, household, device in seqs.keys() | hashes.keys():
             key = (site, household, device)
-            ack = GatewayAck(device=device, ranges=seq_ranges(seqs.get(key, ())), snapshots=hashes.get(key, []),
-                             gateway_time=now)
-            packets.append(qos0_publish(topic(site, household, device, TopicKind.ACK), encode(ack)))
+            payload = encode_ack(device, seq_ranges(seqs.get(key, ())), hashes.get(key, []), now)
+            packets.append(qos0_publish(topic(site, household, device, TopicKind.ACK), payload))
         return packets
 
     def stats(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -14,6 +15,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from gateway.migrations import migrate
+from gateway.registry import iso
 from isowatch.contract import (
     ContactReading,
     DeviceMessage,
@@ -72,15 +74,15 @@ class BatchOutcome:
         return [*self.stored, *self.duplicates, *self.updates]
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
+# A batch's messages share one receive time: format it once, not once per row and again per device.
+_received_iso = functools.lru_cache(maxsize=4)(iso)
 
 
 def _reading_row(item: Accepted) -> tuple[Any, ...]:
     msg, topic = item.message, item.topic
     is_temp = isinstance(msg, TemperatureReading)
-    return (msg.id, topic.site, topic.household, topic.device, msg.seq, msg.type, _iso(msg.device_time),
-            _iso(item.received_at),
+    return (msg.id, topic.site, topic.household, topic.device, msg.seq, msg.type, iso(msg.device_time),
+            _received_iso(item.received_at),
             msg.celsius if is_temp else None,
             msg.subject if is_temp else None,
             msg.method if is_temp else None,
@@ -190,7 +192,7 @@ class Store:
             msg, topic = item.message, item.topic
             seen = devices.get(topic.device)
             seq = msg.seq if seen is None else max(seen[4], msg.seq)
-            received = _iso(item.received_at)
+            received = _received_iso(item.received_at)
             devices[topic.device] = (topic.device, topic.site, topic.household, received, seq)
             if isinstance(msg, (DoorEvent, TamperEvent)):
                 events.append(item)
@@ -210,7 +212,7 @@ class Store:
         conn.executemany(
             "INSERT OR IGNORE INTO events (id, site, household, device, seq, type, device_time, received_at, "
             "state, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(m.id, t.site, t.household, t.device, m.seq, m.type, _iso(m.device_time), _iso(i.received_at),
+            [(m.id, t.site, t.household, t.device, m.seq, m.type, iso(m.device_time), _received_iso(i.received_at),
               m.state, m.model_dump_json())
              for i in stored_events for m, t in ((i.message, i.topic),)],
         )
@@ -225,11 +227,11 @@ class Store:
         for item in items:
             msg, device = item.message, item.topic.device
             if isinstance(msg, Status):
-                statuses.append((msg.state, _iso(msg.device_time), msg.firmware, msg.config_version,
+                statuses.append((msg.state, iso(msg.device_time), msg.firmware, msg.config_version,
                                  msg.config_error, msg.camera, device))
                 outcome.updates.append(item)
             elif isinstance(msg, Heartbeat):
-                heartbeats.append((_iso(msg.device_time), msg.model_dump_json(), device))
+                heartbeats.append((iso(msg.device_time), msg.model_dump_json(), device))
                 outcome.updates.append(item)
             else:
                 (outcome.stored if msg.id in new_ids else outcome.duplicates).append(item)
@@ -266,14 +268,14 @@ class Store:
             "INSERT OR IGNORE INTO snapshots (sha256, event_id, site, household, device, bytes, path, received_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (digest, upload.topic.event_id, upload.topic.site, upload.topic.household, upload.topic.device,
-             len(upload.jpeg), str(relative), _iso(upload.received_at)),
+             len(upload.jpeg), str(relative), iso(upload.received_at)),
         )
         return digest, cursor.rowcount == 1
 
     def _insert_reject(self, conn: sqlite3.Connection, reject: Rejected) -> None:
         conn.execute(
             "INSERT INTO rejects (received_at, topic, reason, detail, payload_size, payload) VALUES (?, ?, ?, ?, ?, ?)",
-            (_iso(reject.received_at), reject.topic[:512], reject.reason, reject.detail[:1000], len(reject.payload),
+            (iso(reject.received_at), reject.topic[:512], reject.reason, reject.detail[:1000], len(reject.payload),
              reject.payload[:REJECT_PAYLOAD_KEEP]),
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -12,12 +13,14 @@ from hypothesis import strategies as st
 from isowatch.contract import (
     ContractError,
     DoorEvent,
+    GatewayAck,
     Heartbeat,
     TemperatureReading,
     Topic,
     TopicKind,
     decode,
     encode,
+    encode_ack,
     json_schema,
     topic,
     topic_for,
@@ -146,3 +149,33 @@ def test_heartbeat_round_trips(seq, uptime, depth):
     beat = Heartbeat(type="heartbeat", id=uuid7(), device="edge-1", seq=seq, device_time=NOW, uptime_s=uptime,
                      outbox_depth=depth)
     assert decode(topic_for("s", "h", beat), encode(beat))[1] == beat
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ranges=st.lists(st.tuples(st.integers(0, 2**62), st.integers(0, 2**62)), max_size=5),
+    snapshots=st.lists(st.text("0123456789abcdef", min_size=64, max_size=64), max_size=3),
+    at=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc)),
+)
+def test_the_gateways_ack_encoding_is_the_models(ranges, snapshots, at):
+    from gateway.registry import iso
+
+    fast = encode_ack("cam-1", ranges, snapshots, iso(at))
+    model = GatewayAck(device="cam-1", ranges=ranges, snapshots=snapshots, gateway_time=at)
+    assert fast == encode(model)
+    assert GatewayAck.model_validate_json(fast) == model
+
+
+def test_event_ids_are_canonical_uuid7_in_lower_case():
+    upper = uuid7().upper()
+    assert door(id=upper).id == upper.lower()
+    for bad in (str(uuid.uuid4()), upper.replace("-", ""), "{" + upper + "}", upper + "\n"):
+        with pytest.raises(ValueError):
+            door(id=bad)
+
+
+def test_identifiers_reject_a_trailing_newline():
+    with pytest.raises(ValueError):
+        door(device="cam-1\n")
+    with pytest.raises(ContractError):
+        Topic.parse("isowatch/v1/s/h\n/cam-1/event")
