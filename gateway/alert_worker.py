@@ -106,6 +106,8 @@ class AlertWorker:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> "AlertWorker":
+        if self.sender is notify.send:
+            notify.warm_up()
         self._thread = threading.Thread(target=self._loop, name="alert-worker", daemon=True)
         self._thread.start()
         return self

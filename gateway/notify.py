@@ -94,6 +94,12 @@ class RateLimiter:
         return bucket.take()
 
 
+def warm_up() -> None:
+    """Load Apprise's plugins now: the first `add()` in a process scans them (0.4 s here), and that must
+    not happen in front of the first alert after a gateway start."""
+    apprise.Apprise().add("json://localhost/")
+
+
 def send(url: str, title: str, body: str, *, timeout_s: float = 10.0) -> DeliveryResult:
     """One attempt through Apprise to one URL. Runs in a pool thread; never raises on delivery failure."""
     started = time.perf_counter()
