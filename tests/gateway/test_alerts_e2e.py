@@ -6,11 +6,15 @@ password and ACL files confine each device to its own topics.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -130,3 +134,44 @@ def test_registered_devices_are_confined_by_the_generated_password_and_acl_files
         assert connect(mosquitto.port, "cam-3502", own) == "Success"
         audit = query(db, "SELECT who, action, object FROM audit_log WHERE action = 'device.register' ORDER BY id")
         assert audit == [("admin", "device.register", "cam-3502"), ("admin", "device.register", "cam-7101")]
+
+
+def test_an_alert_worker_that_dies_is_started_again_and_pages_what_arrived_meanwhile(mosquitto, tmp_path, inbox):
+    db = tmp_path / "gw.db"
+    service = GatewayService(db, mosquitto.url(), http_port=0)
+    registry = seed_registry(db, inbox)
+    password = registry.register_device("cam-3502", "hh-3-502", by="test")
+    service.start()
+    uplink = Uplink(mosquitto.add_user("cam-3502", password), DeviceIdentity("site-a", "hh-3-502", "cam-3502"))
+    try:
+        first_worker = service.alerts._process.pid
+        os.kill(first_worker, signal.SIGKILL)
+        uplink.start()
+        uplink.send(uplink.stamp(DoorEvent, type="door", state="open"))
+        (message,) = wait_until(inbox.received, timeout=30, what="the page from the restarted worker")
+        assert message.recipient == "chen-social"
+        assert service.alerts.restarts == 1 and service.alerts._process.pid != first_worker
+    finally:
+        uplink.stop()
+        service.stop()
+    assert not service.alerts._process.is_alive()
+
+
+def test_the_alert_worker_leaves_when_the_gateway_process_is_killed(mosquitto, tmp_path):
+    gateway = subprocess.Popen([sys.executable, "-m", "isowatch.cli", "gateway", "run", "--broker",
+                                str(mosquitto.url()), "--db", str(tmp_path / "gw.db")],
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert "gateway running" in gateway.stderr.readline()
+        children = Path(f"/proc/{gateway.pid}/task/{gateway.pid}/children").read_text().split()
+        workers = [int(pid) for pid in children
+                   if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")]
+        assert len(workers) == 1
+        gateway.kill()
+        gateway.wait(10)
+        wait_until(lambda: not Path(f"/proc/{workers[0]}").exists()
+                   or "Z" in Path(f"/proc/{workers[0]}/stat").read_text().rsplit(")", 1)[1].split()[0],
+                   timeout=10, what="the orphaned alert worker to exit")
+    finally:
+        if gateway.poll() is None:
+            gateway.kill()
