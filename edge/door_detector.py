@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 
@@ -15,10 +16,9 @@ from edge.camera_config import DetectorSettings
 from edge.door_features import (
     Geometry,
     Levels,
-    brightness_change,
     cell_signature,
-    chroma_change,
     crop_working,
+    light_change,
     plan_geometry,
     structure_change,
 )
@@ -61,15 +61,15 @@ def read_door(changed: np.ndarray, geometry: Geometry, settings: DetectorSetting
     """Judge one frame's changed-cell map; pure so it is tested on hand-made maps."""
     c0, r0, c1, r1 = geometry.roi_cells
     roi = changed[r0:r1, c0:c1]
-    area = float(roi.mean())
+    area = _share(roi)
     # A turning leaf changes whole columns, lintel to floor. A person standing at the door changes
     # most of a column too, but their head stays below the lintel: the top band tells them apart.
     # A narrow gap may straddle two cell columns, half-changing each: judge pairs of neighbours.
     paired = roi.copy()
     paired[:, :-1] |= roi[:, 1:]
     top = paired[: max(1, round(_TOP_BAND * roi.shape[0]))]
-    full = (paired.mean(axis=0) >= settings.column_coverage) & (top.mean(axis=0) >= 0.5)
-    full_columns = int(full.sum())
+    full = (_share(paired, axis=0) >= settings.column_coverage) & (_share(top, axis=0) >= 0.5)
+    full_columns = np.count_nonzero(full)
     need_columns = max(1, round(0.08 * roi.shape[1]))
     # The gap opens at the jamb, so an opening always changes columns at a side of the door; a body
     # standing in the middle leaves both of the leaf's edges in place.
@@ -79,7 +79,7 @@ def read_door(changed: np.ndarray, geometry: Geometry, settings: DetectorSetting
     gap_c = max(1, round(_LEAF_MARGIN * (c1 - c0)))
     gap_r = max(1, round(_LEAF_MARGIN * (r1 - r0)))
     strips = [changed[r0:r1, : max(0, c0 - gap_c)], changed[r0:r1, c1 + gap_c :], changed[r1 + gap_r :, :]]
-    occluder = any(s.size >= 4 and s.mean() > _RING_BUSY for s in strips)
+    occluder = any(s.size >= 4 and _share(s) > _RING_BUSY for s in strips)
     opening = full_columns >= need_columns and at_jamb and area >= settings.min_open_area
     closed = full_columns == 0 and area < settings.min_open_area / 2
     return DoorReading(area, full_columns, occluder, opening, closed, full)
@@ -88,7 +88,14 @@ def read_door(changed: np.ndarray, geometry: Geometry, settings: DetectorSetting
 def roi_still(moving: np.ndarray, geometry: Geometry) -> bool:
     """Does the ROI match itself a moment ago (a leaf at rest, not a body walking)?"""
     c0, r0, c1, r1 = geometry.roi_cells
-    return float(moving[r0:r1, c0:c1].mean()) < _STILL_AREA
+    return _share(moving[r0:r1, c0:c1]) < _STILL_AREA
+
+
+def _share(cells: np.ndarray, axis: int | None = None) -> Any:
+    """Share of True cells (per column with axis=0), without mean()'s conversion to floats."""
+    if axis is None:
+        return np.count_nonzero(cells) / cells.size
+    return cells.sum(axis=axis) / cells.shape[axis]
 
 
 class DoorDetector:
@@ -164,9 +171,12 @@ class DoorDetector:
         return transition
 
     def _differs(self, signature: np.ndarray, other: np.ndarray) -> np.ndarray:
-        return (structure_change(signature, other, _NOISE_FLOOR) > self.settings.structure_threshold) | (
-            brightness_change(signature, other) > self.settings.brightness_threshold
-        ) | (chroma_change(signature, other) > self.settings.colour_threshold)
+        settings = self.settings
+        brightness, chroma = light_change(signature, other)
+        changed = structure_change(signature, other, _NOISE_FLOOR) > settings.structure_threshold
+        changed |= brightness > settings.brightness_threshold
+        changed |= chroma > settings.colour_threshold
+        return changed
 
     def _vote(
         self, evidence: bool, t_s: float, confirm_s: float, target: DoorState, blocked: bool = False

@@ -29,14 +29,17 @@ class Levels:
 
     def colour(self, factor: int) -> np.ndarray:
         if factor not in self._colour:
-            finer = self.colour(factor // 2)
-            h, w = finer.shape[:2]
-            # At exactly 2:1, bilinear sampling lands between pixels and averages each 2x2 block (as
-            # INTER_AREA would, twice as fast), which also halves sensor noise at every level.
-            self._colour[factor] = cv2.resize(
-                finer[: h // 2 * 2, : w // 2 * 2], (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_LINEAR
-            )
+            self._colour[factor] = halve(self.colour(factor // 2))
         return self._colour[factor]
+
+    def region(self, factor: int, box: tuple[int, int, int, int]) -> np.ndarray:
+        """`box` (x0, y0, x1, y1 in pixels of level `factor`) of that level. When the whole level is not
+        made, only the box is halved down to it: frames without a tamper check need no more."""
+        x0, y0, x1, y1 = box
+        if factor in self._colour:
+            return self._colour[factor][y0:y1, x0:x1]
+        # 2:1 blocks start at even pixels, so this equals the box of the whole halved level.
+        return halve(self.region(factor // 2, (2 * x0, 2 * y0, 2 * x1, 2 * y1)))
 
     def grey(self, factor: int) -> np.ndarray:
         if factor not in self._grey:
@@ -49,6 +52,16 @@ class Levels:
         while width // (factor * 2) >= at_least and factor < 16:
             factor *= 2
         return factor
+
+
+def halve(image: np.ndarray) -> np.ndarray:
+    """Each 2x2 block averaged (an odd last row or column dropped): half the sensor noise, half the size.
+
+    At exactly 2:1, bilinear sampling lands between pixels and averages each 2x2 block (as INTER_AREA
+    would, twice as fast).
+    """
+    h, w = image.shape[:2]
+    return cv2.resize(image[: h // 2 * 2, : w // 2 * 2], (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_LINEAR)
 
 
 def levels_of(frame: np.ndarray) -> Levels:
@@ -97,58 +110,63 @@ def to_grey(frame: np.ndarray) -> np.ndarray:
 
 
 def crop_working(levels: Levels, geometry: Geometry) -> tuple[np.ndarray, np.ndarray | None]:
-    """The crop around the door in grey, area-averaged down (which also averages away sensor noise),
-    and its colour averaged per cell (None for a grey camera)."""
-    x0, y0, x1, y1 = geometry.crop
-    grey = levels.grey(geometry.factor)
-    small = cv2.resize(grey[y0:y1, x0:x1], geometry.size, interpolation=cv2.INTER_AREA).astype(np.float32)
-    colour = levels.colour(geometry.factor)
-    if colour.ndim == 2:
+    """The crop around the door in grey (uint8) at the working size, and its colour averaged per cell
+    (float, None for a grey camera).
+
+    The crop comes from the pyramid level at most twice the working size, so one bilinear resize
+    still mixes every source pixel in (averaging away sensor noise as the pyramid did); INTER_AREA
+    at such fractional ratios costs several times more. Grey and per-cell colour then come from
+    the small colour crop, not the larger level.
+    """
+    crop = levels.region(geometry.factor, geometry.crop)
+    small = cv2.resize(crop, geometry.size, interpolation=cv2.INTER_LINEAR)
+    if small.ndim == 2:
         return small, None
-    cells = cv2.resize(colour[y0:y1, x0:x1], geometry.grid, interpolation=cv2.INTER_AREA).astype(np.float32)
-    return small, cells
+    cells = halve(halve(small))  # CELL_PX = 4: two halvings average each cell
+    return to_grey(small), cells.astype(np.float32)
 
 
 def cell_signature(working: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
     """(7, rows, cols): four signed-direction contrast channels, log brightness, two chromaticities.
 
+    `working` is a uint8 grey image (sides multiples of CELL_PX) and its colour per cell, or None.
     Chromaticity (colour with brightness divided out) survives light changes and shadows; it tells a
     lit interior from a leaf of the same brightness but another colour.
     """
     grey, colour = working
-    inverse_mean = 1.0 / (cv2.blur(grey, (5, 5)) + _EPS_GREY)
-    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)
-    gx *= inverse_mean
-    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
-    gy *= inverse_mean
     h, w = grey.shape
-    size = (w // CELL_PX, h // CELL_PX)
-
-    def pool(image: np.ndarray) -> np.ndarray:
-        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
+    rows, cols = h // CELL_PX, w // CELL_PX
+    inverse_mean = cv2.boxFilter(grey, cv2.CV_32F, (5, 5))
+    inverse_mean += _EPS_GREY
+    np.reciprocal(inverse_mean, out=inverse_mean)
+    dx, dy = cv2.spatialGradient(grey)  # both 3x3 Sobels in one pass
     # The positive and negative parts pooled separately keep a light-to-dark edge apart from a
-    # dark-to-light one: relu(g) = (|g| + g) / 2, so pool g and |g| and combine.
-    sx, ax, sy, ay = pool(gx), pool(np.abs(gx)), pool(gy), pool(np.abs(gy))
-    cells = np.zeros((7, size[1], size[0]), np.float32)
-    cells[0], cells[1] = (ax + sx) * 0.5, (ax - sx) * 0.5
-    cells[2], cells[3] = (ay + sy) * 0.5, (ay - sy) * 0.5
-    cells[4] = np.log(pool(grey) + _EPS_GREY)
-    if colour is not None:
-        if colour.shape[:2] != size[::-1]:
-            colour = cv2.resize(colour, size, interpolation=cv2.INTER_AREA)
-        b, g, r = cv2.split(colour)
-        total = b + g + r + 3 * _EPS_GREY
-        cells[5] = (r - g) / total
-        cells[6] = (b - g) / total
+    # dark-to-light one: relu(g) = (|g| + g) / 2, so pool g and |g| and combine. The planes are
+    # stacked so that one resize pools them all (a cell never straddles two planes).
+    planes = np.empty((5, h, w), np.float32)
+    np.multiply(dx, inverse_mean, out=planes[0])
+    np.abs(planes[0], out=planes[1])
+    np.multiply(dy, inverse_mean, out=planes[2])
+    np.abs(planes[2], out=planes[3])
+    planes[4] = grey
+    pooled = cv2.resize(planes.reshape(5 * h, w), (cols, 5 * rows), interpolation=cv2.INTER_AREA)
+    sx, ax, sy, ay, brightness = pooled.reshape(5, rows, cols)
+    cells = np.empty((7, rows, cols), np.float32)
+    np.add(ax, sx, out=cells[0])
+    np.subtract(ax, sx, out=cells[1])
+    np.add(ay, sy, out=cells[2])
+    np.subtract(ay, sy, out=cells[3])
+    cells[:4] *= 0.5
+    brightness += _EPS_GREY
+    np.log(brightness, out=cells[4])
+    if colour is None:
+        cells[5:] = 0.0
+    else:
+        b, g, r = colour[..., 0], colour[..., 1], colour[..., 2]
+        inverse_total = 1.0 / (b + g + r + 3 * _EPS_GREY)
+        np.multiply(r - g, inverse_total, out=cells[5])
+        np.multiply(b - g, inverse_total, out=cells[6])
     return cells
-
-
-def _middle(values: np.ndarray) -> float:
-    """The median without np.median's NaN checks and copies: it runs three times a frame."""
-    flat = values.ravel()
-    k = flat.size // 2
-    return float(np.partition(flat, k)[k])
 
 
 def structure_change(cur: np.ndarray, ref: np.ndarray, noise_floor: float) -> np.ndarray:
@@ -158,19 +176,19 @@ def structure_change(cur: np.ndarray, ref: np.ndarray, noise_floor: float) -> np
     return diff / (total + noise_floor)
 
 
-def brightness_change(cur: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Per-cell log-brightness change after removing the crop's median (global light) change."""
-    delta = cur[4] - ref[4]
-    return np.abs(delta - _middle(delta))
+def light_change(cur: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cell log-brightness and chromaticity changes, each after removing the crop's median change
+    (the lights switching, daylight drift, a lamp of another colour).
 
-
-def chroma_change(cur: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Per-cell chromaticity change after removing the crop's median (a lamp of another colour).
-
-    Zero where either is too dark for colour to mean anything, and on the reference's edges: there
-    a shake of a pixel mixes two colours, and the edge channels already watch those cells.
+    Chromaticity change is zero where either is too dark for colour to mean anything, and on the
+    reference's edges: there a shake of a pixel mixes two colours, and the edge channels already
+    watch those cells. The three channels share one subtraction and one partition for their medians.
     """
-    delta = cur[5:7] - ref[5:7]
-    change = np.abs(delta[0] - _middle(delta[0])) + np.abs(delta[1] - _middle(delta[1]))
-    usable = (np.minimum(cur[4], ref[4]) > _LIT_LOG) & (ref[:4].sum(axis=0) < _FLAT_EDGE)
-    return np.where(usable, change, 0.0)
+    delta = (cur[4:7] - ref[4:7]).reshape(3, -1)
+    k = delta.shape[1] // 2
+    delta -= np.partition(delta, k, axis=1)[:, k : k + 1]
+    np.abs(delta, out=delta)
+    delta = delta.reshape(3, *cur.shape[1:])
+    chroma = delta[1] + delta[2]
+    usable = (cur[4] > _LIT_LOG) & (ref[4] > _LIT_LOG) & (ref[:4].sum(axis=0) < _FLAT_EDGE)
+    return delta[0], np.where(usable, chroma, 0.0)

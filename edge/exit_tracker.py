@@ -36,13 +36,24 @@ class Track:
 
 
 def moving_regions(view: np.ndarray, previous: np.ndarray, min_height: float) -> list[tuple[int, int, int, int]]:
-    """Boxes of regions that changed since the previous view, with a noise-adaptive threshold."""
+    """Boxes of regions that changed since the previous (uint8) view, with a noise-adaptive threshold,
+    top to bottom, left to right."""
     diff = cv2.absdiff(view, previous)
-    noise = float(np.median(diff))
-    mask = (diff > max(8.0, 4.0 * noise + 3.0)).astype(np.uint8)
+    noise = _median(diff)
+    _, mask = cv2.threshold(diff, max(8.0, 4.0 * noise + 3.0), 1, cv2.THRESH_BINARY)
     mask = cv2.dilate(mask, _KERNEL, iterations=2)
-    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    return [tuple(int(v) for v in stats[i, :4]) for i in range(1, count) if stats[i, 3] >= min_height]  # type: ignore[misc]
+    # Outer contours' boxes are the 8-connected regions' boxes, at a tenth of the cost of
+    # connectedComponentsWithStats here; a region inside another's hole is no separate person.
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    boxes = sorted((y, x, w, h) for x, y, w, h in map(cv2.boundingRect, contours) if h >= min_height)
+    return [(x, y, w, h) for y, x, w, h in boxes]
+
+
+def _median(image: np.ndarray) -> float:
+    """The median of a uint8 image (upper middle for an even count) from its histogram: np.median and
+    np.partition crawl on a still view's differences, nearly all 0 or 1."""
+    counts = np.cumsum(cv2.calcHist([image], [0], None, [256], [0, 256]).ravel())
+    return float(np.searchsorted(counts, image.size // 2, side="right"))
 
 
 def is_exit(track: Track, door: tuple[float, float, float, float], view_w: int) -> bool:
