@@ -136,27 +136,23 @@ def cell_signature(working: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
     grey, colour = working
     h, w = grey.shape
     rows, cols = h // CELL_PX, w // CELL_PX
-    inverse_mean = cv2.boxFilter(grey, cv2.CV_32F, (5, 5))
-    inverse_mean += _EPS_GREY
-    np.reciprocal(inverse_mean, out=inverse_mean)
+    half_inverse_mean = cv2.boxFilter(grey, cv2.CV_32F, (5, 5))
+    half_inverse_mean += _EPS_GREY
+    np.divide(0.5, half_inverse_mean, out=half_inverse_mean)
     dx, dy = cv2.spatialGradient(grey)  # both 3x3 Sobels in one pass
     # The positive and negative parts pooled separately keep a light-to-dark edge apart from a
-    # dark-to-light one: relu(g) = (|g| + g) / 2, so pool g and |g| and combine. The planes are
-    # stacked so that one resize pools them all (a cell never straddles two planes).
-    planes = np.empty((5, h, w), np.float32)
-    np.multiply(dx, inverse_mean, out=planes[0])
-    np.abs(planes[0], out=planes[1])
-    np.multiply(dy, inverse_mean, out=planes[2])
-    np.abs(planes[2], out=planes[3])
+    # dark-to-light one: relu(g) = (|g| + g) / 2, so pool g / 2 and |g| / 2 and add or subtract.
+    # The planes are stacked so that one resize pools them all (a cell never straddles two planes).
+    planes = np.empty((5, h, w), np.float32)  # g_x, |g_x|, g_y, |g_y| (halved), grey
+    np.multiply(dx, half_inverse_mean, out=planes[0])
+    np.multiply(dy, half_inverse_mean, out=planes[2])
+    np.abs(planes[0:4:2], out=planes[1:4:2])
     planes[4] = grey
-    pooled = cv2.resize(planes.reshape(5 * h, w), (cols, 5 * rows), interpolation=cv2.INTER_AREA)
-    sx, ax, sy, ay, brightness = pooled.reshape(5, rows, cols)
+    pooled = cv2.resize(planes.reshape(5 * h, w), (cols, 5 * rows), interpolation=cv2.INTER_AREA).reshape(5, rows, cols)
+    signed, magnitude, brightness = pooled[0:4:2], pooled[1:4:2], pooled[4]
     cells = np.empty((7, rows, cols), np.float32)
-    np.add(ax, sx, out=cells[0])
-    np.subtract(ax, sx, out=cells[1])
-    np.add(ay, sy, out=cells[2])
-    np.subtract(ay, sy, out=cells[3])
-    cells[:4] *= 0.5
+    np.add(magnitude, signed, out=cells[0:4:2])
+    np.subtract(magnitude, signed, out=cells[1:4:2])
     brightness += _EPS_GREY
     np.log(brightness, out=cells[4])
     if colour is None:
