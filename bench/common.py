@@ -7,6 +7,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -40,10 +41,20 @@ def start_gateway(broker: BrokerUrl, db: Path, *extra: str) -> subprocess.Popen[
     while time.monotonic() < deadline:
         line = process.stderr.readline().decode()
         if "gateway running" in line:
+            # Keep reading its log: a full pipe would block the gateway's logging, and the figures with it.
+            threading.Thread(target=_echo_problems, args=(process.stderr,), daemon=True).start()
             return process
         if not line and process.poll() is not None:
             break
     raise RuntimeError("gateway did not start")
+
+
+def _echo_problems(stream) -> None:  # noqa: ANN001 - a binary pipe
+    """Pass the gateway's warnings and errors on to our stderr, so a run's figures come with their causes."""
+    for raw in stream:
+        line = raw.decode(errors="replace")
+        if " INFO " not in line and " DEBUG " not in line:
+            sys.stderr.write("  gateway: " + line)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
