@@ -43,14 +43,19 @@ def seed_registry(db_path, inbox: LocalInbox, start_date=None) -> Registry:
     return registry
 
 
+def started_gateway_and_camera(mosquitto, db, inbox: LocalInbox) -> tuple[GatewayService, Uplink]:
+    """The gateway (dashboard on) with the seeded registry, and household hh-3-502's registered camera."""
+    service = GatewayService(db, mosquitto.url(), http_port=0)
+    registry = seed_registry(db, inbox)
+    password = registry.register_device("cam-3502", "hh-3-502", by="test")
+    service.start()
+    return service, Uplink(mosquitto.add_user("cam-3502", password), DeviceIdentity("site-a", "hh-3-502", "cam-3502"))
+
+
 def test_door_event_pages_social_worker_once_and_the_link_acknowledges_once(mosquitto, tmp_path):
     db = tmp_path / "gw.db"
     with LocalInbox() as inbox:
-        service = GatewayService(db, mosquitto.url(), http_port=0)
-        registry = seed_registry(db, inbox)
-        password = registry.register_device("cam-3502", "hh-3-502", by="test")
-        service.start()
-        uplink = Uplink(mosquitto.add_user("cam-3502", password), DeviceIdentity("site-a", "hh-3-502", "cam-3502"))
+        service, uplink = started_gateway_and_camera(mosquitto, db, inbox)
         try:
             uplink.start()
             uplink.send(uplink.stamp(DoorEvent, type="door", state="open", exit_suspected=True))
@@ -137,12 +142,7 @@ def test_registered_devices_are_confined_by_the_generated_password_and_acl_files
 
 
 def test_an_alert_worker_that_dies_is_started_again_and_pages_what_arrived_meanwhile(mosquitto, tmp_path, inbox):
-    db = tmp_path / "gw.db"
-    service = GatewayService(db, mosquitto.url(), http_port=0)
-    registry = seed_registry(db, inbox)
-    password = registry.register_device("cam-3502", "hh-3-502", by="test")
-    service.start()
-    uplink = Uplink(mosquitto.add_user("cam-3502", password), DeviceIdentity("site-a", "hh-3-502", "cam-3502"))
+    service, uplink = started_gateway_and_camera(mosquitto, tmp_path / "gw.db", inbox)
     try:
         first_worker = service.alerts._process.pid
         os.kill(first_worker, signal.SIGKILL)
