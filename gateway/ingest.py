@@ -159,8 +159,9 @@ class _GatewayClient(mqtt.Client):
 
     def write_packets(self, packets: list[bytes]) -> None:
         """Queue ready-made packets (PUBACKs, QoS 0 PUBLISHes) as one write and one wake-up of the loop."""
-        if packets:
-            self._packet_queue(_RAW_WRITE, b"".join(packets), 0, 0)
+        data = b"".join(packets)
+        if data:
+            self._packet_queue(_RAW_WRITE, data, 0, 0)
 
 
 _MALFORMED = object()
@@ -190,8 +191,9 @@ def _frame(data: bytes, pos: int, end: int) -> tuple[int, int, int] | object | N
     return data[pos], i, i + length
 
 
-def puback(mid: int) -> bytes:
-    return _PUBACK.pack(0x40, 2, mid)
+def pubacks(mids: list[int]) -> bytes:
+    """MQTT 3.1.1 PUBACK packets (0x40, length 2, packet id) back to back, packed in one call."""
+    return struct.pack(f"!{len(mids)}I", *[0x4002_0000 | mid for mid in mids])
 
 
 def qos0_publish(topic_text: str, payload: bytes) -> bytes:
@@ -206,8 +208,6 @@ def qos0_publish(topic_text: str, payload: bytes) -> bytes:
             break
     return b"".join((header, len(name).to_bytes(2, "big"), name, payload))
 
-
-_PUBACK = struct.Struct("!BBH")
 
 
 class Ingest:
@@ -367,8 +367,8 @@ class Ingest:
                 rejected.append(result)
         outcome = self.store.write_batch(accepted, rejected, snapshots)
         # PUBACKs to the broker, then a GatewayAck to each device, in one write.
-        self.client.write_packets([puback(mid) for _topic, _payload, mid, qos in batch if qos == 1]
-                                  + self._device_acks(outcome))
+        self.client.write_packets([pubacks([mid for _topic, _payload, mid, qos in batch if qos == 1]),
+                                   *self._device_acks(outcome)])
         self._count(len(batch), outcome)
         for listener in self.listeners:
             try:

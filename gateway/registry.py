@@ -33,7 +33,9 @@ class NotFound(RegistryError):
 
 
 def iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    if value.utcoffset():  # most values are UTC already (the contract converts): skip the copy
+        value = value.astimezone(timezone.utc)
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def parse_iso(text: str) -> datetime:
