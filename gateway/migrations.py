@@ -193,12 +193,49 @@ def _005_devices_by_household(db: Database) -> None:
     db["devices"].create_index(["household"], if_not_exists=True)
 
 
+def _006_set_based_scans(db: Database) -> None:
+    """Issue 8: the silence scans (gateway/rules.py) read a few rows per pass instead of every household.
+
+    `registry_changes` logs, by trigger, each household whose isolation periods or site changed (NULL: a
+    site's timezone changed, so any household may have): between two reading deadlines the missed-reading
+    scan re-checks only those. Triggers, so that writes from every connection count (admin CLI, dashboard,
+    bulk imports); AUTOINCREMENT, so that pruning the log never hands a sequence number out again.
+    `scan_state` keeps where each scan got to. The partial index finds the vulnerable households.
+    """
+    db.execute("CREATE INDEX households_vulnerable ON households (household) WHERE elderly_alone = 1 OR disabled = 1")
+    db.execute("CREATE TABLE registry_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, household TEXT)")
+    db.execute("CREATE TABLE scan_state (scan TEXT PRIMARY KEY, state TEXT NOT NULL)")
+    log = "INSERT INTO registry_changes (household) VALUES"
+    db.execute(f"CREATE TRIGGER households_changed_insert AFTER INSERT ON households BEGIN {log} (NEW.household); END")
+    db.execute(f"CREATE TRIGGER households_changed_delete AFTER DELETE ON households BEGIN {log} (OLD.household); END")
+    db.execute(
+        "CREATE TRIGGER households_changed_update AFTER UPDATE OF household, site ON households "
+        f"WHEN OLD.household IS NOT NEW.household OR OLD.site IS NOT NEW.site BEGIN {log} (OLD.household), "
+        "(NEW.household); END"
+    )
+    db.execute(f"CREATE TRIGGER isolation_changed_insert AFTER INSERT ON isolation_periods BEGIN {log} "
+               "(NEW.household); END")
+    db.execute(f"CREATE TRIGGER isolation_changed_delete AFTER DELETE ON isolation_periods BEGIN {log} "
+               "(OLD.household); END")
+    db.execute(
+        "CREATE TRIGGER isolation_changed_update AFTER UPDATE OF household, start_date, days, ended_at "
+        "ON isolation_periods WHEN OLD.household IS NOT NEW.household OR OLD.start_date IS NOT NEW.start_date "
+        f"OR OLD.days IS NOT NEW.days OR OLD.ended_at IS NOT NEW.ended_at BEGIN {log} (OLD.household), "
+        "(NEW.household); END"
+    )
+    db.execute(f"CREATE TRIGGER sites_changed_insert AFTER INSERT ON sites BEGIN {log} (NULL); END")
+    db.execute(f"CREATE TRIGGER sites_changed_delete AFTER DELETE ON sites BEGIN {log} (NULL); END")
+    db.execute("CREATE TRIGGER sites_changed_update AFTER UPDATE OF site, timezone ON sites "
+               f"WHEN OLD.site IS NOT NEW.site OR OLD.timezone IS NOT NEW.timezone BEGIN {log} (NULL); END")
+
+
 MIGRATIONS: list[Migration] = [
     _001_ingest,
     _002_registry_alerts,
     _003_device_config_error,
     _004_dashboard_users,
     _005_devices_by_household,
+    _006_set_based_scans,
 ]
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from gateway.policy import AlertKind, Policy, Rules
-from gateway.registry import Registry, iso, isolation_active, parse_iso
+from gateway.registry import DEFAULT_TIMEZONE, Isolation, Registry, iso, isolation_active, parse_iso
 
 
 @dataclass(frozen=True)
@@ -153,123 +154,338 @@ def evaluate_reading(conn: sqlite3.Connection, registry: Registry, policy: Polic
 
 
 # -- silences: scanned periodically with the injected clock ----------------------------------------
+#
+# Set-based (issue 8): a scan is a few queries whatever the number of households. Each query starts
+# from the rows that can matter (a silent device, a quiet vulnerable household, a door opening, a
+# household without its reading mark) and the isolation rule then runs, as `Registry.active_isolation`
+# runs it, on those few. Time values are ISO-8601 UTC text, compared as text as the per-household
+# queries did; where a text bound only narrows the rows, the exact comparison follows in Python.
 
 
-def _isolated_households(conn: sqlite3.Connection, registry: Registry, now: datetime, where: str = "1"):
+@dataclass(frozen=True)
+class _Isolated:
+    site: str
+    period: Isolation
+    tz: str
+
+
+def _isolated(conn: sqlite3.Connection, households: Iterable[str], now: datetime) -> dict[str, _Isolated]:
+    """Those of `households` in an active isolation at `now`: the first period by start date that
+    `isolation_active` accepts in the site's timezone. Only households with a period not ended early are
+    scanned at all (a period's natural end leaves `ended_at` empty)."""
+    wanted = sorted(set(households))
+    if not wanted:
+        return {}
     rows = conn.execute(
-        "SELECT DISTINCT h.household, h.site FROM households h JOIN isolation_periods p ON p.household = h.household "
-        f"WHERE p.ended_at IS NULL AND {where}"  # noqa: S608 - fixed fragments
+        "SELECT h.household, h.site, coalesce(s.timezone, ?), p.id, p.start_date, p.days, p.ended_at "
+        "FROM households h LEFT JOIN sites s ON s.site = h.site JOIN isolation_periods p ON p.household = h.household "
+        "WHERE h.household IN (SELECT value FROM json_each(?)) "
+        "AND EXISTS (SELECT 1 FROM isolation_periods o WHERE o.household = h.household AND o.ended_at IS NULL) "
+        "ORDER BY h.household, p.start_date, p.id", (DEFAULT_TIMEZONE, json.dumps(wanted)),
     ).fetchall()
-    for row in rows:
-        active = registry.active_isolation(row["household"], now)
-        if active is not None:
-            yield row["household"], row["site"], active[0], active[1]
+    out: dict[str, _Isolated] = {}
+    for household, site, tz, period_id, start_date, days, ended_at in rows:
+        if household in out:
+            continue
+        period = Isolation(period_id, household, date.fromisoformat(start_date), days,
+                           parse_iso(ended_at) if ended_at else None)
+        if isolation_active(period, now, tz):
+            out[household] = _Isolated(site, period, tz)
+    return out
 
 
-def _mark(conn: sqlite3.Connection, household: str, rule: str) -> str | None:
-    row = conn.execute("SELECT mark FROM rule_marks WHERE household = ? AND rule = ?", (household, rule)).fetchone()
-    return row[0] if row else None
+def _at_most(at: datetime) -> str:
+    """A text bound B such that every stored time up to `at` satisfies `column <= B`, whatever its
+    sub-second digits ('...:05Z' sorts after '...:05.5Z'). It narrows; the exact test is up to the caller."""
+    return iso(at)[:19] + "Z"
+
+
+def _marks(conn: sqlite3.Connection, rule: str, households: Iterable[str]) -> dict[str, str]:
+    return dict(conn.execute(
+        "SELECT household, mark FROM rule_marks WHERE rule = ? AND household IN (SELECT value FROM json_each(?))",
+        (rule, json.dumps(sorted(set(households))))).fetchall())
+
+
+def _registry_seq(conn: sqlite3.Connection) -> int:
+    """How far `registry_changes` (households whose isolation or site changed, by trigger) has got."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'registry_changes'").fetchone()
+    return row[0] if row else 0  # the high-water mark survives the pruning of the log
+
+
+def _changed_since(conn: sqlite3.Connection, seq: int) -> set[str | None]:
+    """Households the registry changed after `seq`; None among them: a site's timezone changed."""
+    return {household for (household,) in conn.execute(
+        "SELECT DISTINCT household FROM registry_changes WHERE seq > ?", (seq,))}
+
+
+def _save_state(conn: sqlite3.Connection, scan: str, state: dict) -> None:
+    """Record where a scan got to, and drop the registry changes every scan has read."""
+    conn.execute("INSERT OR REPLACE INTO scan_state (scan, state) VALUES (?, ?)", (scan, json.dumps(state)))
+    read = min(json.loads(s)["seq"] for (s,) in conn.execute("SELECT state FROM scan_state"))
+    if (conn.execute("SELECT min(seq) FROM registry_changes").fetchone()[0] or read + 1) <= read:
+        conn.execute("DELETE FROM registry_changes WHERE seq <= ?", (read,))
 
 
 def scan_offline(conn: sqlite3.Connection, registry: Registry, policy: Policy, now: datetime) -> list[Finding]:
     """A registered device silent for `offline_after_s` (by the gateway's receive clock) while isolated."""
-    out = []
     limit = now - timedelta(seconds=policy.rules.offline_after_s)
-    isolated = {household: (site, period) for household, site, period, _tz in _isolated_households(conn, registry, now)}
-    # One pass over the devices table, not one query per household: at 50,000 households the per-household
-    # queries took most of the gateway's CPU (issue 8's steady-load profile).
+    # One pass over devices, already marked silences left out in SQL. No index on last_seen: ingest rewrites
+    # it with every heartbeat, and keeping an index up to date there costs more than this scan.
     rows = conn.execute(
-        "SELECT device, household, coalesce(last_seen, registered_at) FROM devices WHERE registered_at IS NOT NULL"
+        "SELECT d.device, d.household, coalesce(d.last_seen, d.registered_at) FROM devices d "
+        "LEFT JOIN rule_marks m ON m.household = d.household AND m.rule = 'offline:' || d.device "
+        "WHERE d.registered_at IS NOT NULL AND coalesce(d.last_seen, d.registered_at) <= ? "
+        "AND m.mark IS NOT coalesce(d.last_seen, d.registered_at) ORDER BY d.rowid", (_at_most(limit),),
     ).fetchall()
-    for device, household, last in rows:
-        if household not in isolated or parse_iso(last) > limit:
-            continue
-        if _mark(conn, household, f"offline:{device}") == last:
-            continue
-        site, period = isolated[household]
-        out.append(Finding(AlertKind.DEVICE_OFFLINE, site, household, now, f"offline:{device}:{last}", period.id,
-                           detail=f"{device} silent since {last}", mark=(f"offline:{device}", last)))
+    silent = [(device, household, last) for device, household, last in rows if parse_iso(last) <= limit]
+    isolated = _isolated(conn, (household for _, household, _ in silent), now)
+    out = []
+    for device, household, last in silent:
+        if household in isolated:
+            home = isolated[household]
+            out.append(Finding(AlertKind.DEVICE_OFFLINE, home.site, household, now, f"offline:{device}:{last}",
+                               home.period.id, detail=f"{device} silent since {last}", mark=(f"offline:{device}", last)))
     return out
+
+
+def _zones(conn: sqlite3.Connection) -> dict[str, list[str]]:
+    """Site timezones and their sites; households of a site without a row are in the default timezone."""
+    zones: dict[str, list[str]] = {DEFAULT_TIMEZONE: []}
+    for site, tz in conn.execute("SELECT site, coalesce(timezone, ?) FROM sites ORDER BY site", (DEFAULT_TIMEZONE,)):
+        zones.setdefault(tz, []).append(site)
+    return zones
+
+
+def _in_zone(zones: dict[str, list[str]], tz: str) -> tuple[str, str]:
+    """SQL condition on households `h` whose site is in `tz`, and its `:sites` parameter."""
+    if len(zones) == 1:
+        return "1", "[]"
+    if tz == DEFAULT_TIMEZONE:
+        others = [site for zone, sites in zones.items() if zone != tz for site in sites]
+        return "(h.site IS NULL OR h.site NOT IN (SELECT value FROM json_each(:sites)))", json.dumps(others)
+    return "h.site IN (SELECT value FROM json_each(:sites))", json.dumps(zones[tz])
+
+
+_CHUNK = 2000  # households a pass checks after a deadline (~20 ms); the next pass, 5 s later, goes on
 
 
 def scan_missed_readings(conn: sqlite3.Connection, registry: Registry, policy: Policy, now: datetime) -> list[Finding]:
-    out = []
+    """An isolated household without a body temperature by the latest passed deadline (in its site's time).
+
+    Every household checked for a deadline gets a mark (its reading's, or its finding's), and what else
+    decides (isolation periods, sites, timezones) changes only through the registry. So once a deadline
+    (or a new local day) has come, the households of its timezone are checked `_CHUNK` at a time, pass by
+    pass; after that only those `registry_changes` names, and a pass when nothing changed reads two rows.
+    """
     rules = policy.rules
-    for household, site, period, tz in _isolated_households(conn, registry, now):
+    out: list[Finding] = []
+    seq = _registry_seq(conn)
+    states = {scan: json.loads(state) for scan, state in conn.execute(
+        "SELECT scan, state FROM scan_state WHERE scan LIKE 'missed_reading:%'")}
+    zones = _zones(conn)
+    for gone in set(states) - {f"missed_reading:{tz}" for tz in zones}:
+        conn.execute("DELETE FROM scan_state WHERE scan = ?", (gone,))  # a timezone no site uses any more
+    for tz in sorted(zones):
         slot = reading_deadline(now, rules.readings_expected_at, rules.reading_grace_minutes, tz)
-        if slot is None:
-            continue
-        window_start, expected, deadline = slot
-        if not isolation_active(period, expected, tz) or (_mark(conn, household, "missed_reading") or "") >= iso(deadline):
-            continue
-        seen = conn.execute(
-            "SELECT 1 FROM readings WHERE household = ? AND type = 'temperature' AND subject = 'body' "
-            "AND device_time > ? AND device_time <= ? LIMIT 1", (household, iso(window_start), iso(deadline)),
-        ).fetchone()
-        mark = ("missed_reading", iso(deadline))
-        if seen:
-            conn.execute("INSERT OR REPLACE INTO rule_marks (household, rule, mark) VALUES (?, ?, ?)",
-                         (household, *mark))
-            continue
-        local = expected.astimezone(ZoneInfo(tz))
-        out.append(Finding(AlertKind.MISSED_READING, site, household, deadline, f"missed:{household}:{iso(deadline)}",
-                           period.id, detail=f"expected by {local:%H:%M}", mark=mark))
+        name = f"missed_reading:{tz}"
+        key = None if slot is None else " ".join(
+            [*(iso(t) for t in slot), now.astimezone(ZoneInfo(tz)).date().isoformat()])
+        state = states.get(name, {"key": None, "seq": 0, "after": None})
+        after = state["after"] if slot is not None else None  # None: every household checked
+        if slot is not None and state["key"] != key:
+            after = ""
+        elif slot is not None and state["seq"] < seq:
+            changed = _changed_since(conn, state["seq"])
+            if None in changed or len(changed) > _CHUNK:  # a site's timezone, or a bulk import: all again
+                after = ""
+            else:
+                out += _missed_in_zone(conn, zones, tz, slot, now, only=sorted(changed))[0]
+        if slot is not None and after is not None:
+            found, after = _missed_in_zone(conn, zones, tz, slot, now, after=after)
+            out += found
+        if {"key": key, "seq": seq, "after": after} != state:
+            _save_state(conn, name, {"key": key, "seq": seq, "after": after})
     return out
+
+
+def _missed_in_zone(conn: sqlite3.Connection, zones: dict[str, list[str]], tz: str,
+                    slot: tuple[datetime, datetime, datetime], now: datetime, *, only: list[str] | None = None,
+                    after: str | None = None) -> tuple[list[Finding], str | None]:
+    """Households of one timezone without a mark for this deadline, those in `only` or the `_CHUNK` next
+    after `after`: a mark where a reading came in the window, a finding where none did. Returns the
+    findings and the household to go on after (None: done)."""
+    window_start, expected, deadline = slot
+    zone = ZoneInfo(tz)
+    in_zone, sites = _in_zone(zones, tz)
+    params = {"sites": sites, "only": json.dumps(only), "after": after, "start": iso(window_start),
+              "deadline": iso(deadline), "expected_day": expected.astimezone(zone).date().isoformat(),
+              "today": now.astimezone(zone).date().isoformat()}
+    resume = None
+    if only is not None:
+        pick = "h.household IN (SELECT value FROM json_each(:only))"
+    else:
+        params["last"], count = conn.execute(
+            f"SELECT max(household), count(*) FROM (SELECT h.household FROM households h "  # noqa: S608
+            f"WHERE h.household > :after AND {in_zone} ORDER BY h.household LIMIT {_CHUNK})", params).fetchone()
+        if not count:
+            return [], None
+        pick = "h.household > :after AND h.household <= :last"
+        resume = params["last"] if count == _CHUNK else None
+    # Isolated at `now` and at `expected`, loosely: a period covering both days. The exact rule runs below on
+    # the households without a reading; a mark for one that turns out not to be isolated changes nothing
+    # (were it isolated later for this deadline, that reading would earn it the same mark).
+    rows = conn.execute(
+        f"SELECT h.household, EXISTS (SELECT 1 FROM readings r WHERE r.household = h.household "  # noqa: S608
+        "AND r.type = 'temperature' AND r.subject = 'body' AND r.device_time > :start AND r.device_time <= :deadline) "
+        f"FROM households h WHERE {pick} AND {in_zone} AND NOT EXISTS (SELECT 1 FROM rule_marks m "
+        "WHERE m.household = h.household AND m.rule = 'missed_reading' AND m.mark >= :deadline) "
+        "AND EXISTS (SELECT 1 FROM isolation_periods o WHERE o.household = h.household AND o.ended_at IS NULL) "
+        "AND EXISTS (SELECT 1 FROM isolation_periods p WHERE p.household = h.household "
+        "AND p.start_date <= :expected_day AND :today < date(p.start_date, '+' || p.days || ' days')) "
+        "ORDER BY h.household", params,
+    ).fetchall()
+    mark = ("missed_reading", iso(deadline))
+    conn.execute("INSERT OR REPLACE INTO rule_marks (household, rule, mark) SELECT value, ?, ? FROM json_each(?)",
+                 (*mark, json.dumps([household for household, seen in rows if seen])))
+    missing = [household for household, seen in rows if not seen]
+    local = expected.astimezone(zone)
+    out = []
+    for household, home in sorted(_isolated(conn, missing, now).items()):
+        if isolation_active(home.period, expected, home.tz):
+            out.append(Finding(AlertKind.MISSED_READING, home.site, household, deadline,
+                               f"missed:{household}:{iso(deadline)}", home.period.id,
+                               detail=f"expected by {local:%H:%M}", mark=mark))
+    return out, resume
 
 
 def scan_welfare(conn: sqlite3.Connection, registry: Registry, policy: Policy, now: datetime) -> list[Finding]:
     """A vulnerable resident's household with no door, contact or reading activity for too long."""
-    out = []
     quiet = timedelta(hours=policy.rules.welfare_quiet_hours)
-    for household, site, period, tz in _isolated_households(
-        conn, registry, now, "(h.elderly_alone = 1 OR h.disabled = 1)"
-    ):
-        last = conn.execute(
-            "SELECT max(t) FROM (SELECT max(device_time) AS t FROM events WHERE household = ? "
-            "UNION ALL SELECT max(device_time) FROM readings WHERE household = ?)", (household, household),
-        ).fetchone()[0]
-        start = datetime.combine(period.start_date, time(0), tzinfo=ZoneInfo(tz)).astimezone(timezone.utc)
-        since = max(parse_iso(last), start) if last else start
-        if now - since < quiet or _mark(conn, household, "welfare") == iso(since):
+    # Only households with no event and no reading after the quiet limit can be due (readings first: most
+    # households have one, and the first row found ends the search).
+    rows = conn.execute(
+        "WITH still AS MATERIALIZED (SELECT h.household FROM households h WHERE (h.elderly_alone = 1 OR h.disabled = 1) "
+        "AND NOT EXISTS (SELECT 1 FROM readings r WHERE r.household = h.household AND r.device_time > ?1) "
+        "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.household = h.household AND e.device_time > ?1)) "
+        "SELECT household, (SELECT max(device_time) FROM events e WHERE e.household = still.household), "
+        "(SELECT max(device_time) FROM readings r WHERE r.household = still.household) FROM still",
+        (_at_most(now - quiet),),
+    ).fetchall()
+    isolated = _isolated(conn, (household for household, _, _ in rows), now)
+    marks = _marks(conn, "welfare", isolated)
+    out = []
+    for household, last_event, last_reading in rows:
+        if household not in isolated:
             continue
-        out.append(Finding(AlertKind.WELFARE_CHECK, site, household, now, f"welfare:{household}:{iso(since)}",
-                           period.id, detail=f"no activity since {iso(since)}", mark=("welfare", iso(since))))
+        home = isolated[household]
+        seen = [t for t in (last_event, last_reading) if t is not None]
+        last = max(seen) if seen else None  # as SQL's max() over both: text order
+        start = datetime.combine(home.period.start_date, time(0), tzinfo=ZoneInfo(home.tz)).astimezone(timezone.utc)
+        since = max(parse_iso(last), start) if last else start
+        if now - since < quiet or marks.get(household) == iso(since):
+            continue
+        out.append(Finding(AlertKind.WELFARE_CHECK, home.site, household, now, f"welfare:{household}:{iso(since)}",
+                           home.period.id, detail=f"no activity since {iso(since)}", mark=("welfare", iso(since))))
     return out
 
 
 def scan_disagreements(conn: sqlite3.Connection, registry: Registry, policy: Policy, now: datetime) -> list[Finding]:
-    """Camera and door contact must both see an opening; checked once both had `disagree_window_s` to report."""
+    """Camera and door contact must both see an opening; checked once both had `disagree_window_s` to report.
+
+    A household is checked from where the last pass stopped (`scan_state`: that pass's `until`) if it was
+    isolated then, else from its own mark or the last hour: what a mark per household and pass gave.
+    Only households with an opening since then, or whose isolation has just begun and who have a mark,
+    are looked at and get a mark; for the others there is nothing to disagree with. One difference from a
+    mark per household and pass: a household isolated again resumes from the last pass that saw it open
+    its door while isolated (or the last hour), not from the last pass of its previous isolation.
+    """
+    window = timedelta(seconds=policy.rules.disagree_window_s)
+    until = now - window
+    hour_ago = now - timedelta(hours=1)
+    seq = _registry_seq(conn)
+    row = conn.execute("SELECT state FROM scan_state WHERE scan = 'disagree'").fetchone()
+    last = json.loads(row[0]) if row else None  # now, until and registry seq of the last pass that moved on
+    last_until = parse_iso(last["until"]) if last else None
+    lookback = min(hour_ago, last_until) if last_until else hour_ago
+    changed = _changed_since(conn, last["seq"]) if last else {None}
+    openings = _openings(conn, iso(lookback - window), iso(now))
+    if last_until is None or until > last_until:
+        _save_state(conn, "disagree", {"now": iso(now), "until": iso(until), "seq": seq})
+    # A household the registry changed since the last pass (one that has just become isolated, say) resumes
+    # from its own mark, as it would have: looked at even without a recent opening if it has one.
+    resuming = set(_marks(conn, "disagree", changed - {None})) | _starting_today(conn, last, now)
+    isolated = _isolated(conn, {household for household, _, _ in openings} | resuming, now)
+    if not isolated:
+        return []
+    steady = [household for household in isolated if None not in changed and household not in changed]
+    before = _isolated(conn, steady, parse_iso(last["now"])) if last else {}
+    marks = {household: parse_iso(mark) for household, mark in _marks(conn, "disagree", isolated).items()}
+    since: dict[str, datetime] = {}
+    for household in sorted(isolated):
+        mark = marks.get(household)
+        if household in before and last_until is not None:
+            since[household] = max(last_until, mark) if mark else last_until
+        else:
+            since[household] = mark or hour_ago
+    earlier = [household for household, at in since.items() if at < lookback]
+    if earlier:  # a mark from before the lookback: that household's openings since it
+        openings += _openings(conn, iso(min(since[h] for h in earlier) - window), iso(lookback - window), earlier)
+    with_contact = {household for (household,) in conn.execute(
+        "SELECT DISTINCT household FROM readings WHERE household IN (SELECT value FROM json_each(?)) "
+        "AND type = 'contact' AND device_time > ?", (json.dumps(sorted(isolated)), iso(now - timedelta(days=1))))}
+    by_household: dict[str, list[tuple[str, str]]] = {}
+    for household, source, at in openings:
+        by_household.setdefault(household, []).append((source, at))
     out = []
-    window = policy.rules.disagree_window_s
-    for household, site, period, _tz in _isolated_households(conn, registry, now):
-        until = now - timedelta(seconds=window)
-        since_text = _mark(conn, household, "disagree") or iso(now - timedelta(hours=1))
-        since = parse_iso(since_text)
-        if until <= since:
+    looked = []
+    hi = iso(now)
+    for household, home in sorted(isolated.items()):
+        if until <= since[household]:
             continue
-        lo, hi = iso(since - timedelta(seconds=window)), iso(now)
-        camera = [parse_iso(t) for (t,) in conn.execute(
-            "SELECT device_time FROM events WHERE household = ? AND type = 'door' AND state = 'open' "
-            "AND json_extract(payload, '$.source') = 'camera' AND device_time > ? AND device_time <= ?",
-            (household, lo, hi))]
-        contact = [parse_iso(t) for (t,) in conn.execute(
-            "SELECT device_time FROM readings WHERE household = ? AND type = 'contact' AND open = 1 "
-            "AND device_time > ? AND device_time <= ? UNION ALL SELECT device_time FROM events WHERE household = ? "
-            "AND type = 'door' AND state = 'open' AND json_extract(payload, '$.source') = 'contact' "
-            "AND device_time > ? AND device_time <= ?", (household, lo, hi, household, lo, hi))]
-        has_contact = conn.execute(
-            "SELECT 1 FROM readings WHERE household = ? AND type = 'contact' AND device_time > ? LIMIT 1",
-            (household, iso(now - timedelta(days=1)))).fetchone()
-        conn.execute("INSERT OR REPLACE INTO rule_marks (household, rule, mark) VALUES (?, 'disagree', ?)",
-                     (household, iso(until)))
-        if not has_contact:
+        looked.append((household, iso(until)))
+        if household not in with_contact:
             continue  # no contact sensor reporting: nothing to disagree with
-        for source, at in disagreements(camera, contact, window):
-            if since < at <= until:
-                out.append(Finding(AlertKind.SENSOR_DISAGREE, site, household, at,
-                                   f"disagree:{household}:{source}:{iso(at)}", period.id,
+        lo = iso(since[household] - window)
+        seen: dict[str, list[datetime]] = {"camera": [], "contact": []}
+        for source, at in by_household.get(household, []):
+            if lo < at <= hi:
+                seen[source].append(parse_iso(at))
+        for source, at in disagreements(seen["camera"], seen["contact"], window.total_seconds()):
+            if since[household] < at <= until:
+                out.append(Finding(AlertKind.SENSOR_DISAGREE, home.site, household, at,
+                                   f"disagree:{household}:{source}:{iso(at)}", home.period.id,
                                    detail=f"only the {source} saw the door open"))
+    conn.executemany("INSERT OR REPLACE INTO rule_marks (household, rule, mark) VALUES (?, 'disagree', ?)", looked)
     return out
+
+
+def _starting_today(conn: sqlite3.Connection, last: dict | None, now: datetime) -> set[str]:
+    """Households with a disagreement mark and an isolation that began with a local day since the last pass."""
+    if last is None:
+        return set()
+    then = parse_iso(last["now"])
+    days = [(then.astimezone(ZoneInfo(tz)).date(), now.astimezone(ZoneInfo(tz)).date()) for tz in _zones(conn)]
+    days = [(before, today) for before, today in days if before != today]
+    if not days:
+        return set()
+    return {household for (household,) in conn.execute(
+        "SELECT DISTINCT p.household FROM isolation_periods p JOIN rule_marks m ON m.household = p.household "
+        "AND m.rule = 'disagree' WHERE p.start_date > ? AND p.start_date <= ?",
+        (min(before for before, _ in days).isoformat(), max(today for _, today in days).isoformat()))}
+
+
+def _openings(conn: sqlite3.Connection, lo: str, hi: str, households: list[str] | None = None
+              ) -> list[tuple[str, str, str]]:
+    """(household, camera or contact, device time) of door openings in (lo, hi], of `households` if given."""
+    only = "" if households is None else "household IN (SELECT value FROM json_each(?3)) AND "
+    return conn.execute(
+        f"SELECT household, json_extract(payload, '$.source'), device_time FROM events WHERE {only}"  # noqa: S608
+        "type = 'door' AND device_time > ?1 AND device_time <= ?2 AND state = 'open' "
+        "AND json_extract(payload, '$.source') IN ('camera', 'contact') "
+        f"UNION ALL SELECT household, 'contact', device_time FROM readings WHERE {only}type = 'contact' "
+        "AND device_time > ?1 AND device_time <= ?2 AND open = 1",
+        (lo, hi) if households is None else (lo, hi, json.dumps(households)),
+    ).fetchall()
 
 
 SCANS = (scan_offline, scan_missed_readings, scan_welfare, scan_disagreements)
