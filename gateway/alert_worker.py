@@ -27,7 +27,7 @@ from gateway.escalation import Page, first_page, next_page
 from gateway.messages import AlertFacts, render
 from gateway.policy import Policy
 from gateway.registry import Registry, iso, isolation_day, parse_iso
-from gateway.rules import SCANS, Finding, Verdict, evaluate_event, evaluate_reading
+from gateway.rules import SCANS, Finding, Verdict, evaluate_event, evaluate_reading, screen
 from gateway.store import BatchOutcome
 from isowatch.clock import Clock
 from isowatch.contract import DoorEvent, TamperEvent, TemperatureReading
@@ -225,7 +225,9 @@ class AlertWorker:
         if len(rows) == batch:
             high = rows[-1]["rowid"]
             self._wake.set()  # more to do: come straight back after escalating and dispatching
-        verdicts = [(row, v) for row in rows if (v := evaluate(self.conn, self.registry, self.policy, row))]
+        screened = screen(self.conn, rows)
+        verdicts = [(row, v) for row in rows
+                    if (v := screened.get(row["rowid"]) or evaluate(self.conn, self.registry, self.policy, row))]
         self._positions[table] = high
         mono = self.clock.monotonic()
         if not verdicts and mono - self._cursor_saved.get(table, float("-inf")) < self.CURSOR_SAVE_S:
@@ -234,13 +236,12 @@ class AlertWorker:
             return
         self._cursor_saved[table] = mono
         with self.conn:
-            for row, verdict in verdicts:
-                self.conn.execute(
-                    "INSERT OR IGNORE INTO rule_log (ref, household, outcome, kind, detail, at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (row["id"], row["household"], verdict.outcome,
-                     ",".join(f.kind.value for f in verdict.findings), verdict.detail, iso(now)),
-                )
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO rule_log (ref, household, outcome, kind, detail, at) VALUES (?, ?, ?, ?, ?, ?)",
+                [(row["id"], row["household"], verdict.outcome, ",".join(f.kind.value for f in verdict.findings),
+                  verdict.detail, iso(now)) for row, verdict in verdicts],
+            )
+            for _row, verdict in verdicts:
                 for finding in verdict.findings:
                     self._raise(finding, now)
             self.conn.execute("UPDATE worker_cursors SET position = ? WHERE name = ?", (high, table))

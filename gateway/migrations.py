@@ -229,6 +229,15 @@ def _006_set_based_scans(db: Database) -> None:
                f"WHEN OLD.site IS NOT NEW.site OR OLD.timezone IS NOT NEW.timezone BEGIN {log} (NULL); END")
 
 
+def _007_drop_covered_indexes(db: Database) -> None:
+    """Issue 8: every index is one more b-tree each stored message updates. These four on events and
+    one on readings are prefixes of the keyset-paging indexes of migration 004, which serve the same
+    lookups (the id at their end costs nothing to a query that does not use it)."""
+    for name in ("idx_events_household_device_time", "idx_events_site_device_time", "idx_events_type_device_time",
+                 "idx_events_device_time", "idx_readings_household_device_time"):
+        db.execute(f"DROP INDEX IF EXISTS {name}")
+
+
 MIGRATIONS: list[Migration] = [
     _001_ingest,
     _002_registry_alerts,
@@ -236,6 +245,7 @@ MIGRATIONS: list[Migration] = [
     _004_dashboard_users,
     _005_devices_by_household,
     _006_set_based_scans,
+    _007_drop_covered_indexes,
 ]
 
 

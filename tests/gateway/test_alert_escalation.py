@@ -9,8 +9,9 @@ import pytest
 from gateway.ack_links import BadLink, LinkExpired, LinkUsed
 from gateway.escalation import first_page
 from gateway.policy import AlertKind, load_policy
-from gateway.registry import VisitIn
-from gateway.rules import Finding
+from gateway.registry import HouseholdIn, VisitIn
+from gateway.rules import Finding, evaluate_event, evaluate_reading, screen
+from isowatch.contract import DoorEvent
 from tests.fixtures.world import START, World
 
 POLICY = load_policy()
@@ -159,7 +160,7 @@ def test_events_outside_the_isolation_and_from_unregistered_devices_alert_nobody
     before = world.door(at=START - timedelta(days=5))  # 28 Feb: before the period started
     world.door(at=START + timedelta(days=10))  # 15 Mar: the day after the 14th day
     world.worker.settle()
-    stranger = world._stamp(__import__("isowatch.contract", fromlist=["DoorEvent"]).DoorEvent, "hh-3-502", None,
+    stranger = world._stamp(DoorEvent, "hh-3-502", None,
                             type="door", state="open")
     stranger = stranger.model_copy(update={"device": "cam-stranger"})
     world.publish(stranger, "hh-3-502")
@@ -230,3 +231,32 @@ def test_resolving_records_the_verdict_and_a_new_violation_opens_a_new_alert(wor
     world.door()
     world.worker.settle()
     assert world.rows("SELECT count(*) FROM alerts WHERE kind = 'door_opened'")[0][0] == 2
+
+
+def test_the_batch_screen_reaches_the_verdicts_the_rules_reach_row_by_row(world):
+    world.registry.upsert_household(HouseholdIn(household="hh-9-909", site="site-a", team="team-1"))  # never isolated
+    world.registry.register_device("cam-9909", "hh-9-909", by="test")
+    world.registry.conn.execute("UPDATE isolation_periods SET ended_at = ? WHERE household = 'hh-7-101'",
+                                ("2026-03-05T02:00:00Z",))  # ended early, at START
+    world.registry.conn.commit()
+    for at in (START - timedelta(days=5), START, START + timedelta(days=10)):
+        world.door(at=at)
+    for at in (START - timedelta(hours=1), START, START + timedelta(hours=1)):
+        world.door("hh-7-101", at=at)
+        world.temperature(38.5, "hh-7-101", at=at)
+    world.publish(world._stamp(DoorEvent, "hh-9-909", None, type="door", state="open").model_copy(
+        update={"device": "cam-9909"}), "hh-9-909")
+    world.publish(world._stamp(DoorEvent, "hh-3-502", None, type="door", state="open").model_copy(
+        update={"device": "cam-stranger"}), "hh-3-502")  # stored, but registered nowhere
+    conn = world.worker.conn
+    for table, evaluate in (("events", evaluate_event), ("readings", evaluate_reading)):
+        rows = conn.execute(f"SELECT {world.worker._COLUMNS[table]} FROM {table}").fetchall()  # noqa: S608
+        screened = screen(conn, rows)
+        for row in rows:
+            if row["rowid"] in screened:
+                assert screened[row["rowid"]] == evaluate(conn, world.registry, world.policy, row), dict(row)
+        decided = sorted(v.outcome for v in screened.values())
+        if table == "events":  # 28 Feb (before the start) and 15 Mar are left to the row-by-row rules
+            assert decided == ["outside_isolation"] * 3 + ["unregistered"]
+        else:
+            assert decided == ["outside_isolation"] * 2
