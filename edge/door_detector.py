@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import cv2
 import numpy as np
 
 from edge.camera_config import DetectorSettings
@@ -18,9 +19,11 @@ from edge.door_features import (
     Levels,
     cell_signature,
     crop_working,
+    door_crop,
     light_change,
     plan_geometry,
     structure_change,
+    thumbnail,
 )
 
 _NOISE_FLOOR = 0.4  # contrast units; a flat cell's sensor noise stays well below this
@@ -31,6 +34,12 @@ _LEAF_MARGIN = 0.1  # of the ROI's size: where an opened leaf overhangs the door
 _STILL_WINDOW_S = 0.2  # a door at rest matches itself this long ago; a walking person does not
 _STILL_AREA = 0.04  # share of ROI cells allowed to change over the still window
 _PERSIST_S = 1.2  # a column changed this long is no body walking past
+# Thumbnail changes that call for a fresh analysis, in grey levels of any channel: a block's, or the
+# mean over a column of blocks beyond the median column's (a thin gap at the jamb, too faint per
+# block, is a column's height long).
+_GATE_BLOCK = 10.0
+_GATE_COLUMN = 1.5
+_GATE_REFRESH_S = 0.5  # a full analysis at least this often, whatever the gate says
 
 
 class DoorState(StrEnum):
@@ -98,6 +107,36 @@ def _share(cells: np.ndarray, axis: int | None = None) -> Any:
     return cells.sum(axis=axis) / cells.shape[axis]
 
 
+class ChangeGate:
+    """Tells when the door's crop still looks as it did at the last full analysis, so that analysis
+    (most of the door detector's cost) can be skipped and its reading reused.
+
+    It compares with the last *analysed* thumbnail, not the previous frame's, so slow drift adds up
+    until it calls for analysis; and it forces one every `_GATE_REFRESH_S` so nothing too faint for
+    the thumbnail can go unseen for long.
+    """
+
+    def __init__(self) -> None:
+        self._thumbnail: np.ndarray | None = None
+        self._analysed_s = -np.inf
+
+    def unchanged(self, thumb: np.ndarray, t_s: float) -> bool:
+        # The epsilon keeps frame times like 0.6 - 0.1 on the half-second cadence, not one frame after it.
+        if self._thumbnail is None or not 0.0 <= t_s - self._analysed_s < _GATE_REFRESH_S - 1e-6:
+            return False
+        if cv2.norm(thumb, self._thumbnail, cv2.NORM_INF) > _GATE_BLOCK:
+            return False
+        # Less the median column's change: a gain flicker or compression's frame-wide jitter moves
+        # every column alike, and the detector removes the median brightness change too.
+        diff = cv2.subtract(thumb, self._thumbnail, dtype=cv2.CV_16S)
+        columns = cv2.reduce(diff, 0, cv2.REDUCE_AVG, dtype=cv2.CV_32F)  # (1, cols[, channels])
+        columns -= np.sort(columns, axis=1)[:, columns.shape[1] // 2]
+        return bool(cv2.norm(columns, cv2.NORM_INF) <= _GATE_COLUMN)
+
+    def analysed(self, thumb: np.ndarray, t_s: float) -> None:
+        self._thumbnail, self._analysed_s = thumb, t_s
+
+
 class DoorDetector:
     """Feed frames of a fixed camera; `update` returns a transition when the door state changes."""
 
@@ -107,7 +146,10 @@ class DoorDetector:
         roi: tuple[int, int, int, int],
         settings: DetectorSettings | None = None,
         reference: Levels | None = None,
+        *,
+        change_gate: bool = True,
     ) -> None:
+        """`change_gate=False` analyses every frame (the worst case's cost: a view that never settles)."""
         self.settings = settings or DetectorSettings()
         self.geometry = plan_geometry(frame_size[0], frame_size[1], roi)
         self._reference: np.ndarray | None = None
@@ -119,12 +161,16 @@ class DoorDetector:
         c0, _, c1, _ = self.geometry.roi_cells
         self._full_since = np.full(c1 - c0, np.inf)  # per ROI column: since when it has been fully changed
         self.last_reading: DoorReading | None = None
+        self._gate = ChangeGate() if change_gate else None
+        self._last_analysis: tuple[np.ndarray, np.ndarray, DoorReading] | None = None  # signature, changed, reading
+        self.analysed_frames = 0  # frames given a full analysis rather than the gate's reuse
         if reference is not None:
             self.set_reference(reference)
 
     def set_reference(self, levels: Levels) -> None:
         """The closed door's signature; the caller vouches that the door is closed in this frame."""
-        self._reference = cell_signature(crop_working(levels, self.geometry))
+        self._reference = cell_signature(crop_working(door_crop(levels, self.geometry), self.geometry))
+        self._last_analysis = None  # judged against the old reference
         self.state = DoorState.CLOSED
         self._run_start = None
 
@@ -142,12 +188,10 @@ class DoorDetector:
             self.set_reference(levels)
             return DoorTransition(DoorState.CLOSED, t_s)
         settings = self.settings
-        signature = cell_signature(crop_working(levels, self.geometry))
-        changed = self._differs(signature, self._reference)
+        signature, changed, reading = self._observe(levels, t_s)
         self._recent = [(t, sig) for t, sig in self._recent if t >= t_s - 2 * _STILL_WINDOW_S]
         older = [sig for t, sig in self._recent if t <= t_s - _STILL_WINDOW_S]
         self._recent.append((t_s, signature))
-        reading = read_door(changed, self.geometry, settings)
         self.last_reading = reading
         if reading.occluder:
             self._occluded_until = t_s + settings.occluder_hold_s
@@ -169,6 +213,23 @@ class DoorDetector:
         if transition is None and reading.closed and not reading.occluder and reading.changed_area < _REFERENCE_QUIET:
             self._follow_drift(signature, changed, dt)
         return transition
+
+    def _observe(self, levels: Levels, t_s: float) -> tuple[np.ndarray, np.ndarray, DoorReading]:
+        """This frame's signature, changed-cell map and reading; the last analysis's when the gate
+        finds the crop unchanged since, so that voting, durations and drift carry on as if the
+        same frame had come again."""
+        crop = door_crop(levels, self.geometry)
+        if self._gate is not None:
+            thumb = thumbnail(crop)
+            if self._last_analysis is not None and self._gate.unchanged(thumb, t_s):
+                return self._last_analysis
+            self._gate.analysed(thumb, t_s)
+        assert self._reference is not None
+        signature = cell_signature(crop_working(crop, self.geometry))
+        changed = self._differs(signature, self._reference)
+        self._last_analysis = (signature, changed, read_door(changed, self.geometry, self.settings))
+        self.analysed_frames += 1
+        return self._last_analysis
 
     def _differs(self, signature: np.ndarray, other: np.ndarray) -> np.ndarray:
         settings = self.settings
@@ -196,6 +257,7 @@ class DoorDetector:
         # Only unchanged cells learn, slowly, so a bag left at the door is not painted into 'closed'
         # faster than daylight moves; the door itself never learns while open.
         alpha = min(1.0, dt / self.settings.reference_tau_s)
-        keep = ~changed[None]
         assert self._reference is not None
-        self._reference += np.where(keep, alpha * (signature - self._reference), 0.0).astype(np.float32)
+        step = signature - self._reference
+        step *= np.where(changed, np.float32(0.0), np.float32(alpha))  # in place: this runs on most frames
+        self._reference += step

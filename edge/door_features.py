@@ -109,21 +109,37 @@ def to_grey(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
 
 
-def crop_working(levels: Levels, geometry: Geometry) -> tuple[np.ndarray, np.ndarray | None]:
-    """The crop around the door in grey (uint8) at the working size, and its colour averaged per cell
-    (float, None for a grey camera).
+def door_crop(levels: Levels, geometry: Geometry) -> np.ndarray:
+    """The ROI and its ring at the geometry's pyramid level: what both the working image and the
+    change gate's thumbnail are made from."""
+    return levels.region(geometry.factor, geometry.crop)
+
+
+def crop_working(crop: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, np.ndarray | None]:
+    """`door_crop` in grey (uint8) at the working size, and its colour averaged per cell (float, None
+    for a grey camera).
 
     The crop comes from the pyramid level at most twice the working size, so one bilinear resize
     still mixes every source pixel in (averaging away sensor noise as the pyramid did); INTER_AREA
     at such fractional ratios costs several times more. Grey and per-cell colour then come from
     the small colour crop, not the larger level.
     """
-    crop = levels.region(geometry.factor, geometry.crop)
     small = cv2.resize(crop, geometry.size, interpolation=cv2.INTER_LINEAR)
     if small.ndim == 2:
         return small, None
     cells = halve(halve(small))  # CELL_PX = 4: two halvings average each cell
     return to_grey(small), cells.astype(np.float32)
+
+
+def thumbnail(crop: np.ndarray) -> np.ndarray:
+    """`door_crop` as 8x8-pixel block means (the ROI 8-16 blocks wide, a block one or two cells),
+    in colour when the camera has it.
+
+    Block means average sensor noise down eightfold, so a few grey levels of change already mean
+    something moved; halvings cost a fraction of the working resize (INTER_AREA to a fixed size,
+    at these fractional ratios, costs as much as the analysis it would save).
+    """
+    return halve(halve(halve(crop)))
 
 
 def cell_signature(working: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
@@ -134,25 +150,8 @@ def cell_signature(working: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
     lit interior from a leaf of the same brightness but another colour.
     """
     grey, colour = working
-    h, w = grey.shape
-    rows, cols = h // CELL_PX, w // CELL_PX
-    half_inverse_mean = cv2.boxFilter(grey, cv2.CV_32F, (5, 5))
-    half_inverse_mean += _EPS_GREY
-    np.divide(0.5, half_inverse_mean, out=half_inverse_mean)
-    dx, dy = cv2.spatialGradient(grey)  # both 3x3 Sobels in one pass
-    # The positive and negative parts pooled separately keep a light-to-dark edge apart from a
-    # dark-to-light one: relu(g) = (|g| + g) / 2, so pool g / 2 and |g| / 2 and add or subtract.
-    # The planes are stacked so that one resize pools them all (a cell never straddles two planes).
-    planes = np.empty((5, h, w), np.float32)  # g_x, |g_x|, g_y, |g_y| (halved), grey
-    np.multiply(dx, half_inverse_mean, out=planes[0])
-    np.multiply(dy, half_inverse_mean, out=planes[2])
-    np.abs(planes[0:4:2], out=planes[1:4:2])
-    planes[4] = grey
-    pooled = cv2.resize(planes.reshape(5 * h, w), (cols, 5 * rows), interpolation=cv2.INTER_AREA).reshape(5, rows, cols)
-    signed, magnitude, brightness = pooled[0:4:2], pooled[1:4:2], pooled[4]
-    cells = np.empty((7, rows, cols), np.float32)
-    np.add(magnitude, signed, out=cells[0:4:2])
-    np.subtract(magnitude, signed, out=cells[1:4:2])
+    cells = np.empty((7, grey.shape[0] // CELL_PX, grey.shape[1] // CELL_PX), np.float32)
+    brightness = _pool_edges(grey, cells[:4], with_grey=True)[0]
     brightness += _EPS_GREY
     np.log(brightness, out=cells[4])
     if colour is None:
@@ -163,6 +162,40 @@ def cell_signature(working: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
         np.multiply(r - g, inverse_total, out=cells[5])
         np.multiply(b - g, inverse_total, out=cells[6])
     return cells
+
+
+def edge_structure(grey: np.ndarray) -> np.ndarray:
+    """(4, rows, cols): `cell_signature`'s contrast channels alone, for views whose checks use no
+    brightness or colour per cell (the tamper view)."""
+    cells = np.empty((4, grey.shape[0] // CELL_PX, grey.shape[1] // CELL_PX), np.float32)
+    _pool_edges(grey, cells, with_grey=False)
+    return cells
+
+
+def _pool_edges(grey: np.ndarray, out: np.ndarray, *, with_grey: bool) -> np.ndarray:
+    """Writes the four contrast channels of each cell into `out`; returns the planes pooled after them:
+    the cells' mean grey (1, rows, cols) when `with_grey`, else none (0, rows, cols)."""
+    h, w = grey.shape
+    rows, cols = out.shape[1:]
+    half_inverse_mean = cv2.boxFilter(grey, cv2.CV_32F, (5, 5))
+    half_inverse_mean += _EPS_GREY
+    np.divide(0.5, half_inverse_mean, out=half_inverse_mean)
+    dx, dy = cv2.spatialGradient(grey)  # both 3x3 Sobels in one pass
+    # The positive and negative parts pooled separately keep a light-to-dark edge apart from a
+    # dark-to-light one: relu(g) = (|g| + g) / 2, so pool g / 2 and |g| / 2 and add or subtract.
+    # The planes are stacked so that one resize pools them all (a cell never straddles two planes).
+    count = 5 if with_grey else 4
+    planes = np.empty((count, h, w), np.float32)  # g_x, |g_x|, g_y, |g_y| (halved), grey if asked
+    np.multiply(dx, half_inverse_mean, out=planes[0])
+    np.multiply(dy, half_inverse_mean, out=planes[2])
+    np.abs(planes[0:4:2], out=planes[1:4:2])
+    if with_grey:
+        planes[4] = grey
+    pooled = cv2.resize(planes.reshape(count * h, w), (cols, count * rows), interpolation=cv2.INTER_AREA).reshape(count, rows, cols)
+    signed, magnitude = pooled[0:4:2], pooled[1:4:2]
+    np.add(magnitude, signed, out=out[0:4:2])
+    np.subtract(magnitude, signed, out=out[1:4:2])
+    return pooled[4:]
 
 
 def structure_change(cur: np.ndarray, ref: np.ndarray, noise_floor: float) -> np.ndarray:

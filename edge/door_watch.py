@@ -67,7 +67,10 @@ class DoorWatcher:
         roi: tuple[int, int, int, int],
         settings: DetectorSettings | None = None,
         reference: np.ndarray | None = None,
+        *,
+        change_gate: bool = True,
     ) -> None:
+        """`change_gate=False` gives every frame the door detector's full analysis (see `ChangeGate`)."""
         self.roi = roi
         self.settings = settings or DetectorSettings()
         self._reference = reference  # a calibrated closed-door frame; else the first frame is taken as closed
@@ -79,6 +82,7 @@ class DoorWatcher:
         self._opened_s: float | None = None
         self._tamper_since: dict[TamperReason, float] = {}
         self._last_frame_s: float | None = None
+        self._change_gate = change_gate
 
     @property
     def state(self) -> DoorState:
@@ -127,6 +131,11 @@ class DoorWatcher:
         return dict(self._tamper_since)
 
     @property
+    def analysed_frames(self) -> int:
+        """Frames the door detector analysed in full; the change gate reused the reading on the others."""
+        return 0 if self._door is None else self._door.analysed_frames
+
+    @property
     def exit_suspected(self) -> bool:
         return self._exit is not None and self._exit.suspected
 
@@ -173,7 +182,7 @@ class DoorWatcher:
         if x + w > size[0] or y + h > size[1]:
             raise FrameError(f"roi {self.roi} lies outside the {size[0]}x{size[1]} frame")
         self._frame_size = size
-        self._door = DoorDetector(size, self.roi, self.settings)
+        self._door = DoorDetector(size, self.roi, self.settings, change_gate=self._change_gate)
         self._tamper = TamperDetector(size, self.roi, self.settings)
         if self._reference is not None:
             if (self._reference.shape[1], self._reference.shape[0]) != size:

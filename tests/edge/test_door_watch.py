@@ -101,6 +101,24 @@ def test_door_left_open_stays_open_however_long_it_is_still() -> None:
     assert watcher.state is DoorState.OPEN
 
 
+def test_change_gate_skips_a_calm_door_yet_sees_a_slow_narrow_opening_as_soon_as_full_analysis() -> None:
+    # The gate reuses the last analysis while the door's thumbnail stays within noise; a leaf that
+    # turns slowly must start analysis on the frames it shows, not at the next forced one.
+    gaps = [0.0] * 50 + list(np.linspace(0.02, 0.3, 15)) + [0.3] * 20
+    frames = [corridor(gap=float(g), seed=i) for i, g in enumerate(gaps)]
+    gated, gated_events = run(frames)
+    ungated, ungated_events = run(frames, DoorWatcher(ROI, change_gate=False))
+    assert len(openings(gated_events)) == 1
+    assert [e.t_s for e in openings(gated_events)] == [e.t_s for e in openings(ungated_events)]
+    assert gated.analysed_frames < 0.6 * len(frames)
+    assert ungated.analysed_frames == len(frames) - 1  # the first frame is the closed reference
+
+
+def test_change_gate_still_analyses_an_unchanging_view_twice_a_second() -> None:
+    watcher, _ = run([corridor(seed=0)] * 51)
+    assert watcher.analysed_frames == 10  # at 0.1 s, 0.6 s, ..., 4.6 s
+
+
 def test_lights_switching_with_flicker_and_back_is_not_an_opening() -> None:
     gains = [1.0] * 15 + [0.35, 1.0, 0.4, 0.9, 0.35, 1.0, 0.5] + [0.35] * 40 + [1.0, 0.4, 1.0] + [1.0] * 20
     watcher, events = run([corridor(gain=g, seed=i) for i, g in enumerate(gains)])
