@@ -40,6 +40,7 @@ SUITE = (
     Benchmark("ingest", ("--events", "100000", "--runs", "3"), ("--events", "10000", "--runs", "1"), True),
     Benchmark("steady_load", ("--households", "50000", "--seconds", "40", "--runs", "3"),
               ("--households", "5000", "--seconds", "6", "--runs", "1"), True, timeout_s=420),
+    Benchmark("scans", ("--households", "50000", "--runs", "3"), ("--households", "2000", "--runs", "1"), False),
     Benchmark("outbox", ("--events", "100000", "--runs", "3"), ("--events", "3000", "--runs", "1"), True),
     Benchmark("notify_latency", ("--samples", "200"), ("--samples", "10", "--interval", "0.1"), False),
     Benchmark("detect", (), ("--repeats", "1", "--seconds", "4"), False),
