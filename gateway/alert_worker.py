@@ -52,7 +52,7 @@ def may_page_now(outcome: BatchOutcome, policy: Policy) -> bool:
     next regular pass, a fraction of a second away; waking it for every batch at 1,000 messages a second
     would cost more than it saves.
     """
-    fever_floor = min([policy.rules.fever_celsius, *policy.rules.fever_by_method.values()])
+    fever_floor = policy.rules.lowest_fever
     for item in outcome.stored:
         msg = item.message
         if isinstance(msg, (DoorEvent, TamperEvent)) and msg.state in ("open", "start"):
@@ -207,9 +207,8 @@ class AlertWorker:
         if table == "events":
             # Unary + keeps the planner on the rowid range rather than an index on type.
             return "((+type = 'door' AND +state = 'open') OR (+type = 'tamper' AND +state = 'start'))", ()
-        rules = self.policy.rules
-        floor = min([rules.fever_celsius, *rules.fever_by_method.values()])
-        return "+type = 'temperature' AND +subject = 'body' AND (+plausible = 0 OR +celsius >= ?)", (floor,)
+        return ("+type = 'temperature' AND +subject = 'body' AND (+plausible = 0 OR +celsius >= ?)",
+                (self.policy.rules.lowest_fever,))
 
     def _process_new(self, now: datetime, table: str, evaluate: Callable, batch: int = 1000) -> None:
         """Rules over rows stored since the cursor. Rows committed later have higher rowids (one writer)."""
@@ -413,9 +412,3 @@ class AlertWorker:
                 self.conn.execute("UPDATE notifications SET state = 'pending', url_index = ?, next_attempt_at = ?, "
                                   "last_error = ? WHERE id = ?",
                                   (nxt.url_index, iso(nxt.at), result.error, done.notification_id))
-
-    def summary(self) -> dict[str, int]:
-        with self._lock:
-            alerts_n = self.conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
-            sent = self.conn.execute("SELECT count(*) FROM notifications WHERE state = 'sent'").fetchone()[0]
-        return {"alerts": alerts_n, "notifications_sent": sent}

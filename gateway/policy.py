@@ -88,6 +88,11 @@ class Rules(_Model):
     def fever_threshold(self, method: str | None) -> float:
         return self.fever_by_method.get(method or "unknown", self.fever_celsius)
 
+    @property
+    def lowest_fever(self) -> float:
+        """The lowest threshold of any method: below it, no body temperature is a fever."""
+        return min([self.fever_celsius, *self.fever_by_method.values()])
+
 
 class Policy(_Model):
     timezone: str = Field("Asia/Shanghai", description="Sites' default timezone (isolation days, expected times)")

@@ -93,6 +93,10 @@ def reading_deadline(now: datetime, expected: list[time], grace_minutes: float, 
 # -- events and readings -------------------------------------------------------------------------
 
 
+def _unregistered(device: str) -> Verdict:
+    return Verdict("unregistered", detail=f"device {device} is not registered to this household")
+
+
 def _chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:
     for start in range(0, len(values), size):
         yield values[start:start + size]
@@ -125,8 +129,7 @@ def screen(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> dict[int, Verdi
     for row in rows:
         household = row["household"]
         if (row["device"], household) not in registered:
-            decided[row["rowid"]] = Verdict("unregistered",
-                                            detail=f"device {row['device']} is not registered to this household")
+            decided[row["rowid"]] = _unregistered(row["device"])
         elif household not in latest_end:
             decided[row["rowid"]] = Verdict("outside_isolation")
         elif (end := latest_end[household]) is not None and parse_iso(row["device_time"]) >= end:
@@ -147,7 +150,7 @@ def evaluate_event(conn: sqlite3.Connection, registry: Registry, policy: Policy,
     if row["type"] == "tamper" and row["state"] != "start":
         return None
     if not _registered(conn, row["device"], row["household"]):
-        return Verdict("unregistered", detail=f"device {row['device']} is not registered to this household")
+        return _unregistered(row["device"])
     at = parse_iso(row["device_time"])
     active = registry.active_isolation(row["household"], at)
     if active is None:
@@ -184,7 +187,7 @@ def evaluate_reading(conn: sqlite3.Connection, registry: Registry, policy: Polic
     if row["plausible"] and not is_fever(policy.rules, row["celsius"], method):
         return None  # the common case decides without a database lookup: most readings are normal
     if not _registered(conn, row["device"], row["household"]):
-        return Verdict("unregistered", detail=f"device {row['device']} is not registered to this household")
+        return _unregistered(row["device"])
     at = parse_iso(row["device_time"])
     active = registry.active_isolation(row["household"], at)
     if active is None:
