@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.ack_links import AckLinks
-from gateway.alert_worker import AlertWorker, may_page_now
+from gateway.alert_worker import AlertWorker
 from gateway.policy import Policy
-from gateway.store import BatchOutcome
+from gateway.store_process import BatchSummary
 from isowatch.clock import SystemClock
 
 log = logging.getLogger(__name__)
@@ -105,9 +105,9 @@ class AlertProcess:
                 log.warning("alert worker unreachable for %r; the watcher restarts it", command)
         return None
 
-    def on_batch(self, outcome: BatchOutcome) -> None:
-        """Ingest listener: wake the worker for what may page now (see `may_page_now`)."""
-        if may_page_now(outcome, self.policy):
+    def on_batch(self, summary: BatchSummary) -> None:
+        """Ingest listener: wake the worker for what may page now (the store process applied `may_page_now`)."""
+        if summary.urgent:
             self._command(_WAKE)
 
     def settle(self, timeout: float = 60.0) -> None:

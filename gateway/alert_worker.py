@@ -234,11 +234,12 @@ class AlertWorker:
             # crash is harmless (every write they make is keyed by the row's id).
             return
         self._cursor_saved[table] = mono
+        at = iso(now)
         with self.conn:
             self.conn.executemany(
                 "INSERT OR IGNORE INTO rule_log (ref, household, outcome, kind, detail, at) VALUES (?, ?, ?, ?, ?, ?)",
                 [(row["id"], row["household"], verdict.outcome, ",".join(f.kind.value for f in verdict.findings),
-                  verdict.detail, iso(now)) for row, verdict in verdicts],
+                  verdict.detail, at) for row, verdict in verdicts],
             )
             for _row, verdict in verdicts:
                 for finding in verdict.findings:

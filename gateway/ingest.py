@@ -13,69 +13,22 @@ import queue
 import struct
 import threading
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from gateway.registry import iso
-from gateway.store import JPEG_MAGIC, Accepted, BatchOutcome, Rejected, SnapshotUpload, Store
+from gateway.store import Store
+from gateway.store_process import BatchSummary, Inbound, StoreError, StoreProcess, UrgentCheck
 from isowatch.broker import BrokerUrl
 from isowatch.clock import Clock, SystemClock
-from isowatch.contract import (
-    DEVICE_PUBLISHES,
-    MAX_SNAPSHOT_BYTES,
-    ContractError,
-    Topic,
-    TopicKind,
-    decode,
-    encode_ack,
-    subscription,
-    topic,
-)
+from isowatch.contract import DEVICE_PUBLISHES, subscription
 
 log = logging.getLogger(__name__)
 
-BatchListener = Callable[[BatchOutcome], None]
-
-
-# One inbound PUBLISH as the network thread slices it out: (topic bytes, payload, packet id, QoS).
-Inbound = tuple[bytes, bytes, int, int]
-
-
-def seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
-    """[1, 2, 3, 7, 9, 10] -> [(1, 3), (7, 7), (9, 10)]"""
-    if len(seqs) == 1:  # the usual case under load: one message per device per batch
-        return [(seqs[0], seqs[0])]
-    ranges: list[tuple[int, int]] = []
-    for seq in sorted(set(seqs)):
-        if ranges and seq == ranges[-1][1] + 1:
-            ranges[-1] = (ranges[-1][0], seq)
-        else:
-            ranges.append((seq, seq))
-    return ranges
-
-
-def classify(raw_topic: bytes, payload: bytes, received_at: Any) -> Accepted | Rejected | SnapshotUpload:
-    """Decide what one MQTT message is, without touching the database. Never raises on input."""
-    try:
-        topic_text = raw_topic.decode("utf-8")
-    except UnicodeDecodeError:
-        return Rejected(raw_topic.decode("utf-8", "replace"), "topic", "topic is not UTF-8", payload, received_at)
-    try:
-        parsed = Topic.parse(topic_text)
-        if parsed.kind is TopicKind.SNAPSHOT:
-            if len(payload) > MAX_SNAPSHOT_BYTES:
-                raise ContractError("too_large", f"snapshot of {len(payload)} bytes > {MAX_SNAPSHOT_BYTES}")
-            if not payload.startswith(JPEG_MAGIC):
-                raise ContractError("snapshot", "not a JPEG")
-            return SnapshotUpload(parsed, payload, received_at)
-        parsed, message = decode(parsed, payload)
-    except ContractError as exc:
-        return Rejected(topic_text, exc.reason, exc.detail, payload, received_at)
-    return Accepted(parsed, message, received_at)
+BatchListener = Callable[[BatchSummary], None]
 
 
 class _GatewayClient(mqtt.Client):
@@ -196,22 +149,9 @@ def pubacks(mids: list[int]) -> bytes:
     return struct.pack(f"!{len(mids)}I", *[0x4002_0000 | mid for mid in mids])
 
 
-def qos0_publish(topic_text: str, payload: bytes) -> bytes:
-    """An MQTT 3.1.1 PUBLISH packet, QoS 0, not retained."""
-    name = topic_text.encode()
-    body_length = 2 + len(name) + len(payload)
-    header = bytearray([0x30])
-    while True:
-        byte, body_length = body_length & 0x7F, body_length >> 7
-        header.append(byte | (0x80 if body_length else 0))
-        if not body_length:
-            break
-    return b"".join((header, len(name).to_bytes(2, "big"), name, payload))
-
-
-
 class Ingest:
-    """One gateway's MQTT consumer: a paho network thread feeds a queue, a writer thread stores batches."""
+    """One gateway's MQTT consumer: a paho network thread feeds a queue; a writer thread hands batches to
+    the store process and, once each is committed, sends the PUBACKs and the devices' GatewayAcks."""
 
     def __init__(
         self,
@@ -223,8 +163,9 @@ class Ingest:
         clock: Clock | None = None,
         batch_max: int = 2000,
         batch_wait_s: float = 0.01,
+        urgent: UrgentCheck | None = None,
     ) -> None:
-        self.store = store
+        self.store_process = StoreProcess(store.path, store.snapshot_dir, urgent)
         self.broker = BrokerUrl.parse(broker) if isinstance(broker, str) else broker
         self.sites = tuple(sites)
         self.clock = clock or SystemClock()
@@ -274,6 +215,7 @@ class Ingest:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self, wait: float = 10.0) -> "Ingest":
+        self.store_process.start()  # it opens the database while we connect
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._writer.start()
         self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
@@ -281,6 +223,12 @@ class Ingest:
         if wait and not self._connected.wait(wait):
             self.stop()
             raise ConnectionError(f"gateway could not connect to {self.broker.redacted()} within {wait:.0f} s")
+        if wait:
+            try:
+                self.store_process.wait_ready()
+            except Exception:
+                self.stop()
+                raise
         return self
 
     def stop(self) -> None:
@@ -297,6 +245,7 @@ class Ingest:
         while self._connected.is_set() and time.monotonic() < deadline:
             time.sleep(0.01)
         self.client.loop_stop()
+        self.store_process.stop()
 
     def idle(self) -> bool:
         return self._queue.empty() and self.counters["in_batch"] == 0
@@ -317,24 +266,53 @@ class Ingest:
 
     # -- the writer thread ------------------------------------------------------------------------
 
+    PIPELINE_DEPTH = 2  # batches handed to the store process at once: it stores one while we send the next
+
     def _write_loop(self) -> None:
-        while not (self._stop.is_set() and self._queue.empty()):
-            try:
-                batch = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            deadline = time.monotonic() + self.batch_wait_s
-            while len(batch) < self.batch_max:
+        in_flight: deque[list[Inbound]] = deque()
+        failed: list[list[Inbound]] = []
+        while not (self._stop.is_set() and self._queue.empty() and not in_flight):
+            if len(in_flight) < self.PIPELINE_DEPTH and not failed:
+                batch = self._next_batch(timeout=0.0 if in_flight else 0.2)
+                if batch:
+                    self.counters["in_batch"] += len(batch)
+                    try:
+                        self.store_process.submit(batch, self.clock.now(), caught_up=self._queue.empty())
+                        in_flight.append(batch)
+                        continue
+                    except StoreError:
+                        failed.append(batch)
+            if in_flight:
+                batch = in_flight.popleft()
                 try:
-                    batch += self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-            self.counters["in_batch"] = len(batch)
-            self._handle_with_retry(batch)
-            self.counters["in_batch"] = 0
+                    self._finish(batch, self.store_process.result())
+                except StoreError:
+                    failed.append(batch)
+                else:
+                    self.counters["in_batch"] -= len(batch)
+            if failed and not in_flight:  # what is in flight is resolved; retry the rest one at a time
+                for batch in failed:
+                    self._handle_with_retry(batch)
+                    self.counters["in_batch"] -= len(batch)
+                failed = []
+
+    def _next_batch(self, timeout: float) -> list[Inbound]:
+        """What has arrived, up to `batch_max`, waiting up to `timeout` for the first and `batch_wait_s` for more."""
+        try:
+            batch = self._queue.get(timeout=timeout) if timeout else self._queue.get_nowait()
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + self.batch_wait_s
+        while len(batch) < self.batch_max:
+            try:
+                batch += self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+        return batch
 
     def _handle_with_retry(self, batch: list[Inbound]) -> None:
-        """Input never raises (classify); a failing database (locked, disk full) is retried with backoff.
+        """Input never raises (classify); a failing database (locked, disk full) or a store process that died
+        is retried with backoff.
 
         On shutdown we give up after a few tries and leave the batch unacknowledged: the broker
         redelivers it to the next gateway start.
@@ -353,62 +331,29 @@ class Ingest:
                 time.sleep(min(5.0, 0.1 * 2**attempt))
 
     def _handle_batch(self, batch: list[Inbound]) -> None:
-        now = self.clock.now()
-        accepted: list[Accepted] = []
-        rejected: list[Rejected] = []
-        snapshots: list[SnapshotUpload] = []
-        for raw_topic, payload, _mid, _qos in batch:
-            result = classify(raw_topic, payload, now)
-            if isinstance(result, Accepted):
-                accepted.append(result)
-            elif isinstance(result, SnapshotUpload):
-                snapshots.append(result)
-            else:
-                rejected.append(result)
-        outcome = self.store.write_batch(accepted, rejected, snapshots)
-        # PUBACKs to the broker, then a GatewayAck to each device, in one write.
+        self._finish(batch, self.store_process.write(batch, self.clock.now()))
+
+    def _finish(self, batch: list[Inbound], summary: BatchSummary) -> None:
+        """The batch is committed: PUBACKs to the broker, then a GatewayAck to each device, in one write."""
         self.client.write_packets([pubacks([mid for _topic, _payload, mid, qos in batch if qos == 1]),
-                                   *self._device_acks(outcome)])
-        self._count(len(batch), outcome)
+                                   summary.ack_packets])
+        self._count(summary)
         for listener in self.listeners:
             try:
-                listener(outcome)
+                listener(summary)
             except Exception:
                 log.exception("batch listener %r failed", listener)
 
-    def _count(self, received: int, outcome: BatchOutcome) -> None:
-        self.counters["received"] += received
-        self.counters["stored"] += len(outcome.stored)
-        self.counters["duplicates"] += len(outcome.duplicates)
-        self.counters["updates"] += len(outcome.updates)
-        self.counters["snapshots"] += outcome.new_snapshots
-        self.counters["rejected"] += len(outcome.rejected)
-        for reject in outcome.rejected:
-            self.reject_reasons[reject.reason] += 1
-            log.warning(
-                "rejected reason=%s topic=%s size=%d detail=%s",
-                reject.reason, reject.topic[:200], len(reject.payload), reject.detail[:200],
-            )
-
-    def _device_acks(self, outcome: BatchOutcome) -> list[bytes]:
-        """Tell each device which sequence numbers are stored, so its outbox can let them go.
-
-        QoS 0: a lost ack costs one resend from the device's outbox, which the gateway stores once and acks
-        again; at QoS 1 the broker would queue acks for every offline device and paho would track each.
-        """
-        seqs: dict[tuple[str, str, str], list[int]] = defaultdict(list)
-        hashes: dict[tuple[str, str, str], list[str]] = defaultdict(list)
-        for item in outcome.handled():
-            seqs[(item.topic.site, item.topic.household, item.topic.device)].append(item.message.seq)
-        for snapshot_topic, digest in outcome.snapshots:
-            hashes[(snapshot_topic.site, snapshot_topic.household, snapshot_topic.device)].append(digest)
-        now = iso(self.clock.now())
-        packets = []
-        for site, household, device in seqs.keys() | hashes.keys():
-            key = (site, household, device)
-            payload = encode_ack(device, seq_ranges(seqs.get(key, ())), hashes.get(key, []), now)
-            packets.append(qos0_publish(topic(site, household, device, TopicKind.ACK), payload))
-        return packets
+    def _count(self, summary: BatchSummary) -> None:
+        self.counters["received"] += summary.received
+        self.counters["stored"] += summary.stored
+        self.counters["duplicates"] += summary.duplicates
+        self.counters["updates"] += summary.updates
+        self.counters["snapshots"] += summary.new_snapshots
+        self.counters["rejected"] += len(summary.rejected)
+        for reason, topic_text, size, detail in summary.rejected:
+            self.reject_reasons[reason] += 1
+            log.warning("rejected reason=%s topic=%s size=%d detail=%s", reason, topic_text, size, detail)
 
     def stats(self) -> dict[str, Any]:
         return {**{k: v for k, v in self.counters.items() if k != "in_batch"}, "reject_reasons": dict(self.reject_reasons)}

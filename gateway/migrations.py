@@ -238,6 +238,13 @@ def _007_drop_covered_indexes(db: Database) -> None:
         db.execute(f"DROP INDEX IF EXISTS {name}")
 
 
+def _008_drop_unread_seq_indexes(db: Database) -> None:
+    """Issue 8: no query looks events or readings up by (device, seq) (dedupe is by id), and each index is
+    one more b-tree every stored message updates."""
+    for name in ("idx_events_device_seq", "idx_readings_device_seq"):
+        db.execute(f"DROP INDEX IF EXISTS {name}")
+
+
 MIGRATIONS: list[Migration] = [
     _001_ingest,
     _002_registry_alerts,
@@ -246,6 +253,7 @@ MIGRATIONS: list[Migration] = [
     _005_devices_by_household,
     _006_set_based_scans,
     _007_drop_covered_indexes,
+    _008_drop_unread_seq_indexes,
 ]
 
 

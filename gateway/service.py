@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from pathlib import Path
 
 from gateway.ack_links import AckDesk, AckLinks, load_or_create_secret
 from gateway.alert_process import AlertProcess
+from gateway.alert_worker import may_page_now
 from gateway.ingest import Ingest
 from gateway.policy import Policy, load_policy
 from gateway.store import Store
@@ -40,12 +42,14 @@ class GatewayService:
         self.clock = clock or SystemClock()
         self.store = Store(self.db_path)
         self.broker = broker  # issue 7: the dashboard pushes device configs through it
-        self.ingest = Ingest(self.store, broker, sites=sites, client_id=client_id, clock=self.clock)
         self.http_host = http_host
         self.http_port = (http_port or free_port()) if http_port is not None else None
         # Issue 6: rules, escalation and notifications run in their own worker; ingest only wakes it.
         # Issue 8: in a process of its own, so it neither slows ingest nor waits for it.
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
+        # The store process decides whether a batch may page at once, so ingest wakes the worker only then.
+        self.ingest = Ingest(self.store, broker, sites=sites, client_id=client_id, clock=self.clock,
+                             urgent=functools.partial(may_page_now, policy=self.policy) if alerts else None)
         self.public_url = (public_url or f"http://{http_host}:{self.http_port or 80}").rstrip("/")
         secret = secret or load_or_create_secret(self.db_path.with_name(self.db_path.name + ".secret"))
         self.ack_links = AckLinks(secret, self.clock, ttl_hours=self.policy.ack_link_ttl_hours)

@@ -42,7 +42,7 @@ class TopicKind(StrEnum):
     HEARTBEAT = "heartbeat"  # device -> gateway, QoS 1, every 30 s
     SNAPSHOT = "snapshot"  # device -> gateway, QoS 1: JPEG bytes on snapshot/{event_id}
     CONFIG = "config"  # gateway -> device, retained
-    ACK = "ack"  # gateway -> device, QoS 1: which sequence numbers are stored
+    ACK = "ack"  # gateway -> device, QoS 0: which sequence numbers are stored
 
 
 DEVICE_PUBLISHES = frozenset(

@@ -13,6 +13,7 @@ import pytest
 from edge.agent import EdgeAgent
 from edge.config import EdgeConfigError, load_edge_config
 from edge.outbox import Outbox
+from edge.uplink import STATUS_SEQ
 from gateway.device_config import push_device_config
 from gateway.service import GatewayService
 from isowatch.contract import DeviceConfig, TopicKind, encode, topic
@@ -99,9 +100,9 @@ def test_edge_sigkilled_while_publishing_loses_nothing_and_duplicates_nothing(mo
     clip, labels = cycles_clip
     db = tmp_path / "gw.db"
     gateway = GatewayService(db, mosquitto.url()).start()
-    handled: list[int] = []
-    gateway.ingest.listeners.append(
-        lambda outcome: handled.extend(a.message.seq for a in outcome.handled() if a.message.type != "status"))
+    handled: list[int] = []  # the numbered messages the gateway told cam-1 it may forget
+    gateway.ingest.listeners.append(lambda summary: handled.extend(
+        seq for lo, hi in summary.acked.get("cam-1", ()) for seq in range(lo, hi + 1) if seq != STATUS_SEQ))
     config_path = write_edge_config(tmp_path / "edge.toml", mosquitto.add_user("cam-1"), clip, labels["roi"],
                                     loop=True, heartbeat_s=1, resend_after_s=2)
     command = [sys.executable, "-m", "isowatch.cli", "edge", "run", "--config", str(config_path)]

@@ -157,21 +157,40 @@ def test_an_alert_worker_that_dies_is_started_again_and_pages_what_arrived_meanw
     assert not service.alerts._process.is_alive()
 
 
-def test_the_alert_worker_leaves_when_the_gateway_process_is_killed(mosquitto, tmp_path):
+def test_a_store_process_that_dies_is_started_again_and_stores_what_arrived_meanwhile(mosquitto, tmp_path, inbox):
+    db = tmp_path / "gw.db"
+    service, uplink = started_gateway_and_camera(mosquitto, db, inbox)
+    try:
+        store_process = service.ingest.store_process
+        first = store_process._process.pid
+        os.kill(first, signal.SIGKILL)
+        uplink.start()
+        door = uplink.stamp(DoorEvent, type="door", state="open")
+        uplink.send(door)
+        (message,) = wait_until(inbox.received, timeout=30, what="the page for the door stored by the new process")
+        assert message.recipient == "chen-social"
+        assert store_process.restarts == 1 and store_process._process.pid != first
+        assert query(db, "SELECT id FROM events") == [(door.id,)]
+    finally:
+        uplink.stop()
+        service.stop()
+
+
+def test_the_gateways_child_processes_leave_when_the_gateway_process_is_killed(mosquitto, tmp_path):
     gateway = subprocess.Popen([sys.executable, "-m", "isowatch.cli", "gateway", "run", "--broker",
                                 str(mosquitto.url()), "--db", str(tmp_path / "gw.db")],
                                stderr=subprocess.PIPE, text=True)
     try:
         assert "gateway running" in gateway.stderr.readline()
         children = Path(f"/proc/{gateway.pid}/task/{gateway.pid}/children").read_text().split()
-        workers = [int(pid) for pid in children
+        spawned = [int(pid) for pid in children
                    if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")]
-        assert len(workers) == 1
+        assert len(spawned) == 2, "the alert worker and the store process"
         gateway.kill()
         gateway.wait(10)
-        wait_until(lambda: not Path(f"/proc/{workers[0]}").exists()
-                   or "Z" in Path(f"/proc/{workers[0]}/stat").read_text().rsplit(")", 1)[1].split()[0],
-                   timeout=10, what="the orphaned alert worker to exit")
+        gone = lambda pid: (not Path(f"/proc/{pid}").exists()  # noqa: E731 - gone, or a zombie nobody reaps
+                            or "Z" in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0])
+        wait_until(lambda: all(gone(pid) for pid in spawned), timeout=10, what="the orphaned children to exit")
     finally:
         if gateway.poll() is None:
             gateway.kill()

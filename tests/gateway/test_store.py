@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from gateway.ingest import classify, seq_ranges
+from gateway.store_process import classify, seq_ranges
 from gateway.migrations import MIGRATIONS, migrate
 from gateway.store import Accepted, Rejected, SnapshotUpload, Store
 from isowatch.contract import DoorEvent, Heartbeat, Status, TemperatureReading, Topic, encode, topic_for

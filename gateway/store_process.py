@@ -1,0 +1,314 @@
+"""The ingest's validation and SQLite writes in a process of their own.
+
+In one process, the gateway's MQTT side and its store shared one GIL: at full load the network thread and
+the writer took turns and the gateway topped out near one core, 9,000-10,000 messages a second, with the
+second core partly idle (issue 8, docs/benchmarks.md). Here the MQTT process slices frames, acknowledges
+and counts; this child validates each batch against the contract, stores it in one transaction and
+encodes the GatewayAcks, and hands back a small `BatchSummary`.
+
+The child is spawned (the parent runs threads) and answers one batch at a time over a pipe. When the
+parent dies the pipe reaches end-of-file and the child leaves at once. A child that dies is started again
+by the next write; the batch it held is retried, and dedupe by id makes a batch stored twice harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from gateway.registry import iso
+from gateway.store import JPEG_MAGIC, Accepted, BatchOutcome, Rejected, SnapshotUpload, Store
+from isowatch.contract import MAX_SNAPSHOT_BYTES, ContractError, Topic, TopicKind, decode, encode_ack, topic
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 60.0
+_STOP = "stop"
+
+# One inbound PUBLISH as the MQTT process slices it out: (topic bytes, payload, packet id, QoS).
+Inbound = tuple[bytes, bytes, int, int]
+
+# Whether a stored batch holds something to act on at once (the alert process's wake-up rule).
+UrgentCheck = Callable[[BatchOutcome], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSummary:
+    """What the store made of one batch: counts, why rejects were rejected, the GatewayAck packets to send."""
+
+    received: int
+    stored: int
+    duplicates: int
+    updates: int
+    new_snapshots: int
+    rejected: list[tuple[str, str, int, str]]  # (reason, topic, payload size, detail)
+    acked: dict[str, list[tuple[int, int]]]  # device -> seq ranges the device may now forget
+    ack_packets: bytes
+    urgent: bool
+
+
+class StoreError(RuntimeError):
+    """The store process could not store a batch (database locked, disk full, the child died); retry it."""
+
+
+def classify(raw_topic: bytes, payload: bytes, received_at: Any) -> Accepted | Rejected | SnapshotUpload:
+    """Decide what one MQTT message is, without touching the database. Never raises on input."""
+    try:
+        topic_text = raw_topic.decode("utf-8")
+    except UnicodeDecodeError:
+        return Rejected(raw_topic.decode("utf-8", "replace"), "topic", "topic is not UTF-8", payload, received_at)
+    try:
+        parsed = Topic.parse(topic_text)
+        if parsed.kind is TopicKind.SNAPSHOT:
+            if len(payload) > MAX_SNAPSHOT_BYTES:
+                raise ContractError("too_large", f"snapshot of {len(payload)} bytes > {MAX_SNAPSHOT_BYTES}")
+            if not payload.startswith(JPEG_MAGIC):
+                raise ContractError("snapshot", "not a JPEG")
+            return SnapshotUpload(parsed, payload, received_at)
+        parsed, message = decode(parsed, payload)
+    except ContractError as exc:
+        return Rejected(topic_text, exc.reason, exc.detail, payload, received_at)
+    return Accepted(parsed, message, received_at)
+
+
+def seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
+    """[1, 2, 3, 7, 9, 10] -> [(1, 3), (7, 7), (9, 10)]"""
+    if len(seqs) == 1:  # the usual case under load: one message per device per batch
+        return [(seqs[0], seqs[0])]
+    ranges: list[tuple[int, int]] = []
+    for seq in sorted(set(seqs)):
+        if ranges and seq == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], seq)
+        else:
+            ranges.append((seq, seq))
+    return ranges
+
+
+def qos0_publish(topic_text: str, payload: bytes) -> bytes:
+    """An MQTT 3.1.1 PUBLISH packet, QoS 0, not retained."""
+    name = topic_text.encode()
+    body_length = 2 + len(name) + len(payload)
+    header = bytearray([0x30])
+    while True:
+        byte, body_length = body_length & 0x7F, body_length >> 7
+        header.append(byte | (0x80 if body_length else 0))
+        if not body_length:
+            break
+    return b"".join((header, len(name).to_bytes(2, "big"), name, payload))
+
+
+def store_batch(store: Store, batch: list[Inbound], now: datetime, acks: "AckBook",
+                urgent: UrgentCheck | None = None, *, caught_up: bool = True) -> BatchSummary:
+    """Validate and store one batch in one transaction; summarise it for the MQTT side. `caught_up`: nothing
+    else is waiting at the gateway, so the devices' acks go out now rather than gathering (see `AckBook`)."""
+    accepted: list[Accepted] = []
+    rejected: list[Rejected] = []
+    snapshots: list[SnapshotUpload] = []
+    for raw_topic, payload, _mid, _qos in batch:
+        result = classify(raw_topic, payload, now)
+        if isinstance(result, Accepted):
+            accepted.append(result)
+        elif isinstance(result, SnapshotUpload):
+            snapshots.append(result)
+        else:
+            rejected.append(result)
+    outcome = store.write_batch(accepted, rejected, snapshots)
+    acks.add(outcome)
+    acked, packets = acks.take(now) if caught_up or acks.waited_s() >= acks.gather_s else ({}, b"")
+    return BatchSummary(
+        received=len(batch), stored=len(outcome.stored), duplicates=len(outcome.duplicates),
+        updates=len(outcome.updates), new_snapshots=outcome.new_snapshots,
+        rejected=[(r.reason, r.topic[:200], len(r.payload), r.detail[:200]) for r in outcome.rejected],
+        acked=acked, ack_packets=packets, urgent=bool(urgent and urgent(outcome)),
+    )
+
+
+class AckBook:
+    """The GatewayAcks owed to devices: which sequence numbers and snapshots of each are stored.
+
+    While the gateway works through a backlog, a device's acks gather over batches for up to `gather_s`
+    and go out as one: a draining outbox sends several messages per batch to the same gateway, and one
+    ack per device per batch was a third of the MQTT traffic and a tenth of the store's work. Once the
+    gateway has caught up they go out with every batch. A device resends only after its own timeout
+    (20 s by default), so a second's wait costs nothing; a store process that dies owes nothing the
+    devices will not resend, and dedupe by id stores each once.
+
+    QoS 0: a lost ack costs one resend from the device's outbox, which the gateway stores once and acks
+    again; at QoS 1 the broker would queue acks for every offline device and paho would track each.
+    """
+
+    def __init__(self, gather_s: float = 1.0) -> None:
+        self.gather_s = gather_s
+        self._seqs: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+        self._hashes: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+        self._since: float | None = None
+
+    def add(self, outcome: BatchOutcome) -> None:
+        for item in outcome.handled():
+            self._seqs[(item.topic.site, item.topic.household, item.topic.device)].append(item.message.seq)
+        for snapshot_topic, digest in outcome.snapshots:
+            self._hashes[(snapshot_topic.site, snapshot_topic.household, snapshot_topic.device)].append(digest)
+        if self._since is None and (self._seqs or self._hashes):
+            self._since = time.monotonic()
+
+    def waited_s(self) -> float:
+        return 0.0 if self._since is None else time.monotonic() - self._since
+
+    def take(self, now: datetime) -> tuple[dict[str, list[tuple[int, int]]], bytes]:
+        """Everything owed, as (device -> seq ranges, the MQTT packets); the book is empty afterwards."""
+        at = iso(now)
+        acked: dict[str, list[tuple[int, int]]] = {}
+        packets = []
+        for site, household, device in self._seqs.keys() | self._hashes.keys():
+            key = (site, household, device)
+            ranges = acked[device] = seq_ranges(self._seqs.get(key, ()))
+            payload = encode_ack(device, ranges, self._hashes.get(key, []), at)
+            packets.append(qos0_publish(topic(site, household, device, TopicKind.ACK), payload))
+        self._seqs.clear()
+        self._hashes.clear()
+        self._since = None
+        return acked, b"".join(packets)
+
+
+class StoreProcess:
+    """The parent's handle on the store child: `write` sends one batch and waits for its summary."""
+
+    def __init__(self, db_path: Path, snapshot_dir: Path, urgent: UrgentCheck | None = None) -> None:
+        self._args = (str(db_path), str(snapshot_dir), urgent, logging.getLogger().level)
+        self._lock = threading.Lock()  # one batch (and its reply) at a time on the pipe
+        self._conn: Connection | None = None
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._ready = False
+        self._in_flight = 0
+        self.restarts = 0
+
+    def start(self) -> "StoreProcess":
+        """Spawn the child and return at once; the first write (or `wait_ready`) waits for it to be up."""
+        with self._lock:
+            self._spawn()
+        return self
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
+        with self._lock:
+            self._await_ready(timeout)
+
+    def write(self, batch: list[Inbound], now: datetime, *, caught_up: bool = True) -> BatchSummary:
+        """Store one batch and wait for it (nothing else may be in flight)."""
+        self.submit(batch, now, caught_up=caught_up)
+        return self.result()
+
+    def submit(self, batch: list[Inbound], now: datetime, *, caught_up: bool = True) -> None:
+        """Hand a batch over without waiting; `result` returns the summaries in submission order. With one
+        batch in flight while the next is sent, the child never waits for the MQTT side between batches."""
+        with self._lock:
+            if self._conn is None:
+                self._spawn()
+            try:
+                self._await_ready(START_TIMEOUT_S)
+                self._conn.send((batch, now, caught_up))
+            except (EOFError, OSError) as exc:
+                self._respawn()
+                raise StoreError(f"the store process died with {self._in_flight + 1} batches in hand") from exc
+            self._in_flight += 1
+
+    def result(self) -> BatchSummary:
+        with self._lock:
+            if not self._in_flight:
+                raise StoreError("no batch in flight")
+            self._in_flight -= 1
+            if self._conn is None:  # the child died with this batch in hand
+                raise StoreError("the store process died with the batch in hand")
+            try:
+                reply = self._conn.recv()
+            except (EOFError, OSError) as exc:
+                self._respawn()
+                raise StoreError("the store process died with the batch in hand") from exc
+        if isinstance(reply, str):
+            raise StoreError(reply)
+        return reply
+
+    def stop(self, timeout: float = 30.0) -> None:
+        with self._lock:
+            conn, process = self._conn, self._process
+            self._conn = self._process = None
+        if conn is None or process is None:
+            return
+        try:
+            conn.send(_STOP)
+            conn.poll(timeout)
+        except (EOFError, OSError):
+            pass
+        process.join(5)
+        if process.is_alive():
+            log.error("store process did not stop; killing it")
+            process.kill()
+            process.join(5)
+        conn.close()
+
+    def _spawn(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        mine, theirs = context.Pipe()
+        process = context.Process(target=_serve, args=(theirs, *self._args), name="isowatch-store", daemon=True)
+        process.start()
+        theirs.close()
+        self._conn, self._process, self._ready = mine, process, False
+
+    def _respawn(self) -> None:
+        self.restarts += 1
+        if self._process is not None:
+            self._process.join(1)
+            log.error("store process exited (code %s); starting it again", self._process.exitcode)
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None  # the next write spawns a new one
+
+    def _await_ready(self, timeout: float) -> None:
+        if self._ready or self._conn is None:
+            return
+        if not self._conn.poll(timeout):
+            raise StoreError(f"the store process did not start within {timeout:.0f} s")
+        ready = self._conn.recv()
+        if ready != "ready":
+            raise StoreError(f"the store process could not start: {ready}")
+        self._ready = True
+
+
+def _serve(conn: Connection, db_path: str, snapshot_dir: str, urgent: UrgentCheck | None, log_level: int) -> None:
+    # The parent decides when we stop (a Ctrl-C or systemd's SIGTERM reaches the whole process group).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        store = Store(db_path, snapshot_dir)
+    except Exception as exc:
+        conn.send(f"{type(exc).__name__}: {exc}")
+        return
+    conn.send("ready")
+    acks = AckBook()
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            os._exit(1)  # the gateway died: leave now, as if killed with it
+        if request == _STOP:
+            store.close()
+            conn.send("stopped")
+            return
+        batch, now, caught_up = request
+        try:
+            summary: BatchSummary | str = store_batch(store, batch, now, acks, urgent, caught_up=caught_up)
+        except Exception:  # a failing database: the parent logs it and retries the batch with backoff
+            summary = traceback.format_exc()
+        conn.send(summary)
