@@ -266,14 +266,17 @@ class Ingest:
 
     # -- the writer thread ------------------------------------------------------------------------
 
-    PIPELINE_DEPTH = 2  # batches handed to the store process at once: it stores one while we send the next
+    PIPELINE_DEPTH = 2  # batches handed to the store process at once: it stores one while the next waits
+    POLL_S = 0.002  # with a batch in flight, how long to wait for more messages before checking on it
 
     def _write_loop(self) -> None:
+        # Waiting only for the batch in flight would idle the store process: the broker sends the next
+        # messages when our PUBACKs free its in-flight window, i.e. while the store works on the next batch.
         in_flight: deque[list[Inbound]] = deque()
         failed: list[list[Inbound]] = []
         while not (self._stop.is_set() and self._queue.empty() and not in_flight):
             if len(in_flight) < self.PIPELINE_DEPTH and not failed:
-                batch = self._next_batch(timeout=0.0 if in_flight else 0.2)
+                batch = self._next_batch(timeout=self.POLL_S if in_flight else 0.2)
                 if batch:
                     self.counters["in_batch"] += len(batch)
                     try:
@@ -282,6 +285,8 @@ class Ingest:
                         continue
                     except StoreError:
                         failed.append(batch)
+                elif in_flight and not self.store_process.has_result():
+                    continue
             if in_flight:
                 batch = in_flight.popleft()
                 try:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from gateway.store_process import classify, seq_ranges
 from gateway.migrations import MIGRATIONS, migrate
 from gateway.store import Accepted, Rejected, SnapshotUpload, Store
+from gateway.store_process import WalCheckpointer, classify, seq_ranges
 from isowatch.contract import DoorEvent, Heartbeat, Status, TemperatureReading, Topic, encode, topic_for
 from isowatch.ids import uuid7
+from tests.support import wait_until
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 100
@@ -30,6 +31,22 @@ def test_database_is_wal_and_migrations_are_idempotent(tmp_path):
     assert [v for (v,) in versions] == list(range(1, len(MIGRATIONS) + 1))
     store.close()
     Store(tmp_path / "gw.db").close()  # reopening applies nothing twice
+
+
+def test_the_checkpointer_copies_the_log_into_the_database_the_writer_never_checkpoints(tmp_path):
+    db = tmp_path / "gw.db"
+    store = Store(db)
+    store.db.execute("PRAGMA wal_autocheckpoint=0")  # as in the store process
+    for batch in range(20):
+        store.write_batch([accepted(door(batch * 200 + n)) for n in range(200)])
+    written = db.stat().st_size
+    assert store.db.execute("SELECT count(*) FROM events").fetchone()[0] == 4000
+    checkpointer = WalCheckpointer(str(db), every_s=0.05).start()
+    try:
+        wait_until(lambda: db.stat().st_size > written, timeout=10, what="the log copied into the database")
+    finally:
+        checkpointer.stop()
+        store.close()
 
 
 def test_same_id_twice_is_stored_once_and_reported_as_duplicate(tmp_path):
