@@ -191,11 +191,20 @@ class WalCheckpointer:
     batch behind it waited (issue 8). Here the writer's connection never checkpoints; this thread runs a
     PASSIVE checkpoint (it never blocks the writer or readers) every `every_s` on its own connection,
     and SQLite copies pages with the GIL released, so the writer goes on validating and inserting.
+
+    Under steady writes a passive checkpoint never quite catches up, and SQLite only starts the log
+    over once everything in it is copied and no reader still needs it: the log grew by 10-16 MB a
+    second. So once it holds `catch_up_pages`, the writer waits (`writer_turn`) while a RESTART
+    checkpoint copies the last frames and waits (up to `reader_wait_s`) for readers to move on; the
+    writer's next transaction starts the log again from the top.
     """
 
-    def __init__(self, db_path: str, every_s: float = 0.5) -> None:
+    def __init__(self, db_path: str, every_s: float = 0.5, catch_up_pages: int = 8192,
+                 reader_wait_s: float = 2.0) -> None:
         self.every_s = every_s
-        self._conn = sqlite3.connect(db_path, check_same_thread=False, timeout=30)
+        self.catch_up_pages = catch_up_pages
+        self.writer_turn = threading.Lock()  # held by the writer around each batch
+        self._conn = sqlite3.connect(db_path, check_same_thread=False, timeout=reader_wait_s)
         self._conn.execute("PRAGMA synchronous=FULL")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
@@ -212,13 +221,18 @@ class WalCheckpointer:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
-            self._checkpoint()
+            if self._checkpoint() >= self.catch_up_pages:
+                with self.writer_turn:
+                    self._checkpoint("RESTART")
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, mode: str = "PASSIVE") -> int:
+        """One checkpoint; returns the log's length in pages (0 on failure)."""
         try:
-            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            _busy, log_pages, _copied = self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         except sqlite3.Error:
             log.exception("WAL checkpoint failed; the next one retries")
+            return 0
+        return log_pages
 
 
 class StoreProcess:
@@ -342,6 +356,7 @@ def _serve(conn: Connection, db_path: str, snapshot_dir: str, urgent: UrgentChec
     try:
         store = Store(db_path, snapshot_dir)
         store.db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job, off the writer's path
+        store.db.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")  # a log started over shrinks
         checkpointer = WalCheckpointer(db_path).start()
     except Exception as exc:
         conn.send(f"{type(exc).__name__}: {exc}")
@@ -360,7 +375,8 @@ def _serve(conn: Connection, db_path: str, snapshot_dir: str, urgent: UrgentChec
             return
         batch, now, caught_up = request
         try:
-            summary: BatchSummary | str = store_batch(store, batch, now, acks, urgent, caught_up=caught_up)
+            with checkpointer.writer_turn:
+                summary: BatchSummary | str = store_batch(store, batch, now, acks, urgent, caught_up=caught_up)
         except Exception:  # a failing database: the parent logs it and retries the batch with backoff
             summary = traceback.format_exc()
         conn.send(summary)
