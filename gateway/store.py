@@ -25,7 +25,6 @@ from isowatch.contract import (
     TamperEvent,
     TemperatureReading,
     Topic,
-    encode,
 )
 
 log = logging.getLogger(__name__)
@@ -37,11 +36,13 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """A message that passed the contract check; `stored` is set by the store."""
+    """A message that passed the contract check, with the JSON it came as: stored as the device sent it
+    (it validated, so it reads back as the same message), not serialised again (issue 8)."""
 
     topic: Topic
     message: DeviceMessage
     received_at: datetime
+    payload: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,7 @@ def _reading_row(item: Accepted) -> tuple[Any, ...]:
             msg.method if is_temp else None,
             int(msg.plausible) if is_temp else None,
             None if is_temp else int(msg.open),
-            msg.model_dump_json())
+            item.payload.decode())
 
 
 def open_database(path: Path | str) -> Database:
@@ -137,7 +138,7 @@ class Store:
                 binding_error = self._check_binding(item.topic, new_bindings)
                 if binding_error:
                     outcome.rejected.append(
-                        Rejected(str(item.topic), "spoofed_household", binding_error, encode(item.message),
+                        Rejected(str(item.topic), "spoofed_household", binding_error, item.payload,
                                  item.received_at)
                     )
                 else:
@@ -213,7 +214,7 @@ class Store:
             "INSERT OR IGNORE INTO events (id, site, household, device, seq, type, device_time, received_at, "
             "state, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(m.id, t.site, t.household, t.device, m.seq, m.type, iso(m.device_time), _received_iso(i.received_at),
-              m.state, m.model_dump_json())
+              m.state, i.payload.decode())
              for i in stored_events for m, t in ((i.message, i.topic),)],
         )
         stored_readings = [item for item in readings if item.message.id in new_ids]
@@ -231,7 +232,7 @@ class Store:
                                  msg.config_error, msg.camera, device))
                 outcome.updates.append(item)
             elif isinstance(msg, Heartbeat):
-                heartbeats.append((iso(msg.device_time), msg.model_dump_json(), device))
+                heartbeats.append((iso(msg.device_time), item.payload.decode(), device))
                 outcome.updates.append(item)
             else:
                 (outcome.stored if msg.id in new_ids else outcome.duplicates).append(item)

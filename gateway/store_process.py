@@ -81,7 +81,7 @@ def classify(raw_topic: bytes, payload: bytes, received_at: Any) -> Accepted | R
         parsed, message = decode(parsed, payload)
     except ContractError as exc:
         return Rejected(topic_text, exc.reason, exc.detail, payload, received_at)
-    return Accepted(parsed, message, received_at)
+    return Accepted(parsed, message, received_at, payload)
 
 
 def seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:

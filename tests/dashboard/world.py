@@ -15,7 +15,7 @@ from gateway import alerts
 from gateway.registry import Registry
 from gateway.registry_import import apply, parse_yaml
 from gateway.store import Accepted, SnapshotUpload, Store
-from isowatch.contract import DoorEvent, Heartbeat, Status, TemperatureReading, Topic, topic_for
+from isowatch.contract import DoorEvent, Heartbeat, Status, TemperatureReading, Topic, encode, topic_for
 from isowatch.ids import uuid7
 
 HERE = Path(__file__).parent
@@ -87,7 +87,7 @@ def seed(root: Path, *, inbox_url: str = "json://127.0.0.1:9/inbox", now: dateti
                                       celsius=36.4 + (hours % 5) / 10, subject="body", method="axillary",
                                       plausible=True)
             for msg in (door, temp):
-                batch.append(Accepted(Topic.parse(topic_for("site-a", household, msg)), msg, at))
+                batch.append(Accepted(Topic.parse(topic_for("site-a", household, msg)), msg, at, encode(msg)))
             firsts.setdefault(household, door.id)
         seq += 1
         beat = Heartbeat(id=uuid7(), device=device, seq=seq, device_time=now, type="heartbeat", uptime_s=100,
@@ -96,7 +96,7 @@ def seed(root: Path, *, inbox_url: str = "json://127.0.0.1:9/inbox", now: dateti
         status = Status(id=uuid7(), device=device, seq=seq, device_time=now, type="status", state="online",
                         firmware="1.0", config_version="v1", camera="ok")
         for msg in (beat, status):
-            batch.append(Accepted(Topic.parse(topic_for("site-a", household, msg)), msg, now))
+            batch.append(Accepted(Topic.parse(topic_for("site-a", household, msg)), msg, now, encode(msg)))
         store.write_batch(batch)
     event_own = firsts["hh-3-502"]
     store.write_batch([], [], [SnapshotUpload(Topic.parse(f"isowatch/v1/site-a/hh-3-502/cam-3502/snapshot/{event_own}"),

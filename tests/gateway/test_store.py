@@ -16,7 +16,7 @@ JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 100
 
 
 def accepted(message, site="s", household="h") -> Accepted:
-    return Accepted(Topic.parse(topic_for(site, household, message)), message, NOW)
+    return Accepted(Topic.parse(topic_for(site, household, message)), message, NOW, encode(message))
 
 
 def door(seq: int, device: str = "cam-1") -> DoorEvent:
@@ -57,6 +57,17 @@ def test_same_id_twice_is_stored_once_and_reported_as_duplicate(tmp_path):
     assert len(first.stored) == 1 and not first.duplicates
     assert not again.stored and len(again.duplicates) == 2
     assert store.counts()["events"] == 1
+
+
+def test_the_payload_is_stored_as_the_device_sent_it_and_the_columns_are_normalised(tmp_path):
+    store = Store(tmp_path / "gw.db")
+    event = door(1)
+    sent = encode(event).replace(b'"2026-03-01T12:00:00Z"', b'"2026-03-01T20:00:00+08:00"')
+    assert sent != encode(event)
+    store.write_batch([classify(topic_for("s", "h", event).encode(), sent, NOW)])
+    payload, device_time = store.db.execute("SELECT payload, device_time FROM events").fetchone()
+    assert payload.encode() == sent
+    assert device_time == "2026-03-01T12:00:00Z"
 
 
 def test_readings_keep_their_values_in_columns(tmp_path):
