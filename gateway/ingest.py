@@ -21,7 +21,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from gateway.store import Store
-from gateway.store_process import BatchSummary, Inbound, StoreError, StoreProcess, UrgentCheck
+from gateway.store_process import BatchSummary, Inbound, StoreError, StorePool, UrgentCheck
 from isowatch.broker import BrokerUrl
 from isowatch.clock import Clock, SystemClock
 from isowatch.contract import DEVICE_PUBLISHES, subscription
@@ -164,8 +164,9 @@ class Ingest:
         batch_max: int = 2000,
         batch_wait_s: float = 0.01,
         urgent: UrgentCheck | None = None,
+        store_processes: int = 2,
     ) -> None:
-        self.store_process = StoreProcess(store.path, store.snapshot_dir, urgent)
+        self.store_pool = StorePool(store.path, store.snapshot_dir, urgent, processes=store_processes)
         self.broker = BrokerUrl.parse(broker) if isinstance(broker, str) else broker
         self.sites = tuple(sites)
         self.clock = clock or SystemClock()
@@ -215,7 +216,7 @@ class Ingest:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self, wait: float = 10.0) -> "Ingest":
-        self.store_process.start()  # it opens the database while we connect
+        self.store_pool.start()  # they open the database while we connect
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._writer.start()
         self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
@@ -225,7 +226,7 @@ class Ingest:
             raise ConnectionError(f"gateway could not connect to {self.broker.redacted()} within {wait:.0f} s")
         if wait:
             try:
-                self.store_process.wait_ready()
+                self.store_pool.wait_ready()
             except Exception:
                 self.stop()
                 raise
@@ -245,7 +246,7 @@ class Ingest:
         while self._connected.is_set() and time.monotonic() < deadline:
             time.sleep(0.01)
         self.client.loop_stop()
-        self.store_process.stop()
+        self.store_pool.stop()
 
     def idle(self) -> bool:
         return self._queue.empty() and self.counters["in_batch"] == 0
@@ -266,7 +267,7 @@ class Ingest:
 
     # -- the writer thread ------------------------------------------------------------------------
 
-    PIPELINE_DEPTH = 2  # batches handed to the store process at once: it stores one while the next waits
+    PIPELINE_DEPTH = 4  # batches handed to the store processes at once: each has one in hand, one waiting
     POLL_S = 0.002  # with a batch in flight, how long to wait for more messages before checking on it
 
     def _write_loop(self) -> None:
@@ -280,17 +281,17 @@ class Ingest:
                 if batch:
                     self.counters["in_batch"] += len(batch)
                     try:
-                        self.store_process.submit(batch, self.clock.now(), caught_up=self._queue.empty())
+                        self.store_pool.submit(batch, self.clock.now(), caught_up=self._queue.empty())
                         in_flight.append(batch)
                         continue
                     except StoreError:
                         failed.append(batch)
-                elif in_flight and not self.store_process.has_result():
+                elif in_flight and not self.store_pool.has_result():
                     continue
             if in_flight:
                 batch = in_flight.popleft()
                 try:
-                    self._finish(batch, self.store_process.result())
+                    self._finish(batch, self.store_pool.result())
                 except StoreError:
                     failed.append(batch)
                 else:
@@ -336,7 +337,7 @@ class Ingest:
                 time.sleep(min(5.0, 0.1 * 2**attempt))
 
     def _handle_batch(self, batch: list[Inbound]) -> None:
-        self._finish(batch, self.store_process.write(batch, self.clock.now()))
+        self._finish(batch, self.store_pool.write(batch, self.clock.now()))
 
     def _finish(self, batch: list[Inbound], summary: BatchSummary) -> None:
         """The batch is committed: PUBACKs to the broker, then a GatewayAck to each device, in one write."""

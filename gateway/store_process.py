@@ -1,28 +1,31 @@
-"""The ingest's validation and SQLite writes in a process of their own.
+"""The ingest's validation and SQLite writes in processes of their own.
 
 In one process, the gateway's MQTT side and its store shared one GIL: at full load the network thread and
 the writer took turns and the gateway topped out near one core, 9,000-10,000 messages a second, with the
 second core partly idle (issue 8, docs/benchmarks.md). Here the MQTT process slices frames, acknowledges
-and counts; this child validates each batch against the contract, stores it in one transaction and
-encodes the GatewayAcks, and hands back a small `BatchSummary`.
+and counts; store processes validate batches against the contract, store each in one transaction,
+encode the GatewayAcks, and hand back a small `BatchSummary`.
 
-The child is spawned (the parent runs threads) and answers one batch at a time over a pipe. When the
+Each child is spawned (the parent runs threads) and answers its batches in order over a pipe. When the
 parent dies the pipe reaches end-of-file and the child leaves at once. A child that dies is started again
-by the next write; the batch it held is retried, and dedupe by id makes a batch stored twice harmless.
+by the next batch; the batches it held are retried, and dedupe by id makes a batch stored twice harmless.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import sqlite3
 import threading
 import time
 import traceback
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection
@@ -111,9 +114,11 @@ def qos0_publish(topic_text: str, payload: bytes) -> bytes:
 
 
 def store_batch(store: Store, batch: list[Inbound], now: datetime, acks: "AckBook",
-                urgent: UrgentCheck | None = None, *, caught_up: bool = True) -> BatchSummary:
+                urgent: UrgentCheck | None = None, *, caught_up: bool = True,
+                write_turn: AbstractContextManager = nullcontext()) -> BatchSummary:
     """Validate and store one batch in one transaction; summarise it for the MQTT side. `caught_up`: nothing
-    else is waiting at the gateway, so the devices' acks go out now rather than gathering (see `AckBook`)."""
+    else is waiting at the gateway, so the devices' acks go out now rather than gathering (see `AckBook`).
+    Validation needs no database: only the transaction waits for `write_turn`."""
     accepted: list[Accepted] = []
     rejected: list[Rejected] = []
     snapshots: list[SnapshotUpload] = []
@@ -125,7 +130,8 @@ def store_batch(store: Store, batch: list[Inbound], now: datetime, acks: "AckBoo
             snapshots.append(result)
         else:
             rejected.append(result)
-    outcome = store.write_batch(accepted, rejected, snapshots)
+    with write_turn:
+        outcome = store.write_batch(accepted, rejected, snapshots)
     acks.add(outcome)
     acked, packets = acks.take(now) if caught_up or acks.waited_s() >= acks.gather_s else ({}, b"")
     return BatchSummary(
@@ -183,6 +189,30 @@ class AckBook:
         return acked, b"".join(packets)
 
 
+class WriteTurn:
+    """Whose turn it is to write the database, among the store processes and their checkpointer.
+
+    SQLite lets one transaction write at a time anyway; waiting here instead of in SQLite's busy handler
+    (which sleeps in steps of up to 100 ms) hands the turn over the moment it is free. An flock on a file
+    beside the database: the kernel releases it when its holder dies, so a killed store process cannot
+    leave the others waiting. Each holder opens the file itself (flock belongs to an open file, not a
+    thread).
+    """
+
+    def __init__(self, db_path: str) -> None:
+        self._fd = os.open(f"{db_path}.write-turn", os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __enter__(self) -> "WriteTurn":
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
 class WalCheckpointer:
     """Copies the write-ahead log into the database file from a thread of its own.
 
@@ -194,16 +224,16 @@ class WalCheckpointer:
 
     Under steady writes a passive checkpoint never quite catches up, and SQLite only starts the log
     over once everything in it is copied and no reader still needs it: the log grew by 10-16 MB a
-    second. So once it holds `catch_up_pages`, the writer waits (`writer_turn`) while a RESTART
+    second. So once it holds `catch_up_pages`, the writers wait (`WriteTurn`) while a RESTART
     checkpoint copies the last frames and waits (up to `reader_wait_s`) for readers to move on; the
-    writer's next transaction starts the log again from the top.
+    next transaction starts the log again from the top.
     """
 
     def __init__(self, db_path: str, every_s: float = 0.5, catch_up_pages: int = 8192,
                  reader_wait_s: float = 2.0) -> None:
         self.every_s = every_s
         self.catch_up_pages = catch_up_pages
-        self.writer_turn = threading.Lock()  # held by the writer around each batch
+        self._writer_turn = WriteTurn(db_path)
         self._conn = sqlite3.connect(db_path, check_same_thread=False, timeout=reader_wait_s)
         self._conn.execute("PRAGMA synchronous=FULL")
         self._stop = threading.Event()
@@ -218,11 +248,12 @@ class WalCheckpointer:
         self._thread.join(30)
         self._checkpoint()  # leave the log short for whoever opens the database next
         self._conn.close()
+        self._writer_turn.close()
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
             if self._checkpoint() >= self.catch_up_pages:
-                with self.writer_turn:
+                with self._writer_turn:
                     self._checkpoint("RESTART")
 
     def _checkpoint(self, mode: str = "PASSIVE") -> int:
@@ -235,129 +266,212 @@ class WalCheckpointer:
         return log_pages
 
 
-class StoreProcess:
-    """The parent's handle on the store child: `write` sends one batch and waits for its summary."""
+class StorePool:
+    """The store processes: batches go to the one with least in hand, summaries come back in order.
 
-    def __init__(self, db_path: Path, snapshot_dir: Path, urgent: UrgentCheck | None = None) -> None:
-        self._args = (str(db_path), str(snapshot_dir), urgent, logging.getLogger().level)
-        self._lock = threading.Lock()  # one batch (and its reply) at a time on the pipe
-        self._conn: Connection | None = None
-        self._process: multiprocessing.process.BaseProcess | None = None
-        self._ready = False
-        self._in_flight = 0
-        self.restarts = 0
+    Each validates its batch on its own core and then waits its turn to write (`WriteTurn`), so one's
+    validation overlaps another's transaction; SQLite commits them one at a time, so a row committed
+    later still has a higher rowid (the alert worker's cursors rely on it). The first process also runs
+    the WAL checkpointer.
+    """
 
-    def start(self) -> "StoreProcess":
-        """Spawn the child and return at once; the first write (or `wait_ready`) waits for it to be up."""
-        with self._lock:
-            self._spawn()
+    def __init__(self, db_path: Path, snapshot_dir: Path, urgent: UrgentCheck | None = None, *,
+                 processes: int = 2) -> None:
+        if processes < 1:
+            raise ValueError("a store pool needs at least one process")
+        self.processes = [StoreProcess(db_path, snapshot_dir, urgent, checkpoints=n == 0) for n in range(processes)]
+        self._order: deque[StoreProcess] = deque()  # who holds each batch in flight, oldest first
+
+    @property
+    def restarts(self) -> int:
+        return sum(p.restarts for p in self.processes)
+
+    def start(self) -> "StorePool":
+        for process in self.processes:
+            process.start()
         return self
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
-        with self._lock:
-            self._await_ready(timeout)
+        for process in self.processes:
+            process.wait_ready(timeout)
+
+    def in_flight(self) -> int:
+        return len(self._order)
+
+    def submit(self, batch: list[Inbound], now: datetime, *, caught_up: bool = True) -> None:
+        process = min(self.processes, key=lambda p: p.in_flight)
+        process.submit(batch, now, caught_up=caught_up)
+        self._order.append(process)
+
+    def has_result(self, timeout: float = 0.0) -> bool:
+        return bool(self._order) and self._order[0].has_result(timeout)
+
+    def result(self) -> BatchSummary:
+        if not self._order:
+            raise StoreError("no batch in flight")
+        return self._order.popleft().result()
 
     def write(self, batch: list[Inbound], now: datetime, *, caught_up: bool = True) -> BatchSummary:
         """Store one batch and wait for it (nothing else may be in flight)."""
         self.submit(batch, now, caught_up=caught_up)
         return self.result()
 
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+        self._order.clear()
+
+
+class StoreProcess:
+    """The parent's handle on one store child: `submit` sends a batch, `result` returns its summary.
+
+    A reader thread takes the child's replies off the pipe as they come: a child blocked writing a large
+    reply (a batch's acks can exceed the pipe's buffer) while we block writing the next batch to it would
+    otherwise wait for each other for ever.
+    """
+
+    def __init__(self, db_path: Path, snapshot_dir: Path, urgent: UrgentCheck | None = None, *,
+                 checkpoints: bool = True) -> None:
+        self._args = (str(db_path), str(snapshot_dir), urgent, checkpoints, logging.getLogger().level)
+        self._child: _Child | None = None
+        self._in_flight: deque[_Child] = deque()  # which child holds each batch, oldest first
+        self.restarts = 0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def start(self) -> "StoreProcess":
+        """Spawn the child and return at once; the first batch (or `wait_ready`) waits for it to be up."""
+        self._child = _Child(self._args)
+        return self
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
+        self._live().wait_ready(timeout)
+
     def submit(self, batch: list[Inbound], now: datetime, *, caught_up: bool = True) -> None:
-        """Hand a batch over without waiting; `result` returns the summaries in submission order. With one
-        batch in flight while the next is sent, the child never waits for the MQTT side between batches."""
-        with self._lock:
-            if self._conn is None:
-                self._spawn()
-            try:
-                self._await_ready(START_TIMEOUT_S)
-                self._conn.send((batch, now, caught_up))
-            except (EOFError, OSError) as exc:
-                self._respawn()
-                raise StoreError(f"the store process died with {self._in_flight + 1} batches in hand") from exc
-            self._in_flight += 1
+        """Hand a batch over without waiting; `result` returns the summaries in submission order."""
+        child = self._live()
+        try:
+            child.wait_ready(START_TIMEOUT_S)
+            child.conn.send((batch, now, caught_up))
+        except (EOFError, OSError) as exc:
+            self._lost(child)
+            raise StoreError("the store process died before it took the batch") from exc
+        self._in_flight.append(child)
 
     def has_result(self, timeout: float = 0.0) -> bool:
         """Whether the oldest batch in flight is done (or its child gone), waiting up to `timeout`."""
-        with self._lock:
-            if self._conn is None:
-                return True
-            try:
-                return self._conn.poll(timeout)
-            except (EOFError, OSError):
-                return True
+        return bool(self._in_flight) and self._in_flight[0].has_reply(timeout)
 
     def result(self) -> BatchSummary:
-        with self._lock:
-            if not self._in_flight:
-                raise StoreError("no batch in flight")
-            self._in_flight -= 1
-            if self._conn is None:  # the child died with this batch in hand
-                raise StoreError("the store process died with the batch in hand")
-            try:
-                reply = self._conn.recv()
-            except (EOFError, OSError) as exc:
-                self._respawn()
-                raise StoreError("the store process died with the batch in hand") from exc
+        if not self._in_flight:
+            raise StoreError("no batch in flight")
+        child = self._in_flight.popleft()
+        reply = child.reply()
+        if reply is _DIED:
+            self._lost(child)
+            raise StoreError("the store process died with the batch in hand")
         if isinstance(reply, str):
             raise StoreError(reply)
         return reply
 
     def stop(self, timeout: float = 30.0) -> None:
-        with self._lock:
-            conn, process = self._conn, self._process
-            self._conn = self._process = None
-        if conn is None or process is None:
+        child, self._child = self._child, None
+        if child is not None:
+            child.stop(timeout)
+
+    def _live(self) -> "_Child":
+        if self._child is None or self._child.dead:
+            self._child = _Child(self._args)
+        return self._child
+
+    def _lost(self, child: "_Child") -> None:
+        if child.dead:
             return
+        child.dead = True
+        self.restarts += 1
+        child.process.join(1)
+        log.error("store process exited (code %s); the next batch starts another", child.process.exitcode)
+        child.conn.close()
+
+
+_DIED = object()
+
+
+class _Child:
+    """One spawned store process, its pipe, and the thread that reads its replies."""
+
+    def __init__(self, args: tuple) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, theirs = context.Pipe()
+        self.process = context.Process(target=_serve, args=(theirs, *args), name="isowatch-store", daemon=True)
+        self.process.start()
+        theirs.close()
+        self.dead = False
+        self._ready = threading.Event()
+        self._start_error: str | None = None
+        self._replies: queue.Queue[object] = queue.Queue()
+        self._peeked: object = None
+        threading.Thread(target=self._read, name="store-replies", daemon=True).start()
+
+    def _read(self) -> None:
         try:
-            conn.send(_STOP)
-            conn.poll(timeout)
+            ready = self.conn.recv()
+            if ready != "ready":
+                self._start_error = str(ready)
+            self._ready.set()
+            while True:
+                self._replies.put(self.conn.recv())
+        except (EOFError, OSError):
+            self._ready.set()
+            self._replies.put(_DIED)
+
+    def wait_ready(self, timeout: float) -> None:
+        if not self._ready.wait(timeout):
+            raise StoreError(f"the store process did not start within {timeout:.0f} s")
+        if self._start_error is not None:
+            raise StoreError(f"the store process could not start: {self._start_error}")
+
+    def has_reply(self, timeout: float) -> bool:
+        if self._peeked is None:
+            try:
+                self._peeked = self._replies.get(timeout=timeout) if timeout else self._replies.get_nowait()
+            except queue.Empty:
+                return False
+        return True
+
+    def reply(self) -> object:
+        if self._peeked is not None:
+            reply, self._peeked = self._peeked, None
+            return reply
+        return self._replies.get()
+
+    def stop(self, timeout: float) -> None:
+        try:
+            self.conn.send(_STOP)
         except (EOFError, OSError):
             pass
-        process.join(5)
-        if process.is_alive():
+        self.process.join(timeout)
+        if self.process.is_alive():
             log.error("store process did not stop; killing it")
-            process.kill()
-            process.join(5)
-        conn.close()
-
-    def _spawn(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        mine, theirs = context.Pipe()
-        process = context.Process(target=_serve, args=(theirs, *self._args), name="isowatch-store", daemon=True)
-        process.start()
-        theirs.close()
-        self._conn, self._process, self._ready = mine, process, False
-
-    def _respawn(self) -> None:
-        self.restarts += 1
-        if self._process is not None:
-            self._process.join(1)
-            log.error("store process exited (code %s); starting it again", self._process.exitcode)
-        if self._conn is not None:
-            self._conn.close()
-        self._conn = None  # the next write spawns a new one
-
-    def _await_ready(self, timeout: float) -> None:
-        if self._ready or self._conn is None:
-            return
-        if not self._conn.poll(timeout):
-            raise StoreError(f"the store process did not start within {timeout:.0f} s")
-        ready = self._conn.recv()
-        if ready != "ready":
-            raise StoreError(f"the store process could not start: {ready}")
-        self._ready = True
+            self.process.kill()
+            self.process.join(5)
+        self.conn.close()
 
 
-def _serve(conn: Connection, db_path: str, snapshot_dir: str, urgent: UrgentCheck | None, log_level: int) -> None:
+def _serve(conn: Connection, db_path: str, snapshot_dir: str, urgent: UrgentCheck | None, checkpoints: bool,
+           log_level: int) -> None:
     # The parent decides when we stop (a Ctrl-C or systemd's SIGTERM reaches the whole process group).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         store = Store(db_path, snapshot_dir)
-        store.db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job, off the writer's path
+        store.db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job, off the writers' path
         store.db.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")  # a log started over shrinks
-        checkpointer = WalCheckpointer(db_path).start()
+        write_turn = WriteTurn(db_path)
+        checkpointer = WalCheckpointer(db_path).start() if checkpoints else None
     except Exception as exc:
         conn.send(f"{type(exc).__name__}: {exc}")
         return
@@ -369,14 +483,16 @@ def _serve(conn: Connection, db_path: str, snapshot_dir: str, urgent: UrgentChec
         except (EOFError, OSError):
             os._exit(1)  # the gateway died: leave now, as if killed with it
         if request == _STOP:
-            checkpointer.stop()
+            if checkpointer is not None:
+                checkpointer.stop()
+            write_turn.close()
             store.close()
             conn.send("stopped")
             return
         batch, now, caught_up = request
         try:
-            with checkpointer.writer_turn:
-                summary: BatchSummary | str = store_batch(store, batch, now, acks, urgent, caught_up=caught_up)
+            summary: BatchSummary | str = store_batch(store, batch, now, acks, urgent, caught_up=caught_up,
+                                                      write_turn=write_turn)
         except Exception:  # a failing database: the parent logs it and retries the batch with backoff
             summary = traceback.format_exc()
         conn.send(summary)

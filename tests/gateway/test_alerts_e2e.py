@@ -161,15 +161,15 @@ def test_a_store_process_that_dies_is_started_again_and_stores_what_arrived_mean
     db = tmp_path / "gw.db"
     service, uplink = started_gateway_and_camera(mosquitto, db, inbox)
     try:
-        store_process = service.ingest.store_process
-        first = store_process._process.pid
+        store_process = service.ingest.store_pool.processes[0]  # the first to get the next batch
+        first = store_process._child.process.pid
         os.kill(first, signal.SIGKILL)
         uplink.start()
         door = uplink.stamp(DoorEvent, type="door", state="open")
         uplink.send(door)
         (message,) = wait_until(inbox.received, timeout=30, what="the page for the door stored by the new process")
         assert message.recipient == "chen-social"
-        assert store_process.restarts == 1 and store_process._process.pid != first
+        assert store_process.restarts == 1 and store_process._child.process.pid != first
         assert query(db, "SELECT id FROM events") == [(door.id,)]
     finally:
         uplink.stop()
@@ -185,7 +185,7 @@ def test_the_gateways_child_processes_leave_when_the_gateway_process_is_killed(m
         children = Path(f"/proc/{gateway.pid}/task/{gateway.pid}/children").read_text().split()
         spawned = [int(pid) for pid in children
                    if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")]
-        assert len(spawned) == 2, "the alert worker and the store process"
+        assert len(spawned) == 3, "the alert worker and two store processes"
         gateway.kill()
         gateway.wait(10)
         gone = lambda pid: (not Path(f"/proc/{pid}").exists()  # noqa: E731 - gone, or a zombie nobody reaps
