@@ -20,6 +20,7 @@ from fastapi.templating import Jinja2Templates
 from dashboard import accounts
 from dashboard.accounts import Session, User
 from dashboard.i18n import translator
+from gateway.store import connect
 from isowatch.clock import Clock, SystemClock
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -63,7 +64,7 @@ def read_connection(path: Annotated[Path, Depends(DatabasePath)]) -> Iterator[sq
 
 def write_connection(path: Annotated[Path, Depends(DatabasePath)]) -> Iterator[sqlite3.Connection]:
     """A writable connection for the few requests that change something (acknowledge, log in, push config)."""
-    conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+    conn = connect(path, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     try:
         yield conn

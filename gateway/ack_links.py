@@ -18,6 +18,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from gateway import alerts
 from gateway.registry import iso, parse_iso
+from gateway.store import connect
 from isowatch.clock import Clock
 
 
@@ -122,7 +123,7 @@ class AckDesk:
         self._lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.db_path, timeout=30)
+        conn = connect(self.db_path)
         conn.row_factory = sqlite3.Row
         return conn
 
@@ -144,9 +145,9 @@ class AckDesk:
             ).fetchone()
             if snap is None:
                 return None
-            alerts.audit(conn, row["staff"], "snapshot.view", f"alert:{row['alert_id']}", "via ack link",
-                         self.links.clock.now())
-            conn.commit()
+            with conn:
+                alerts.audit(conn, row["staff"], "snapshot.view", f"alert:{row['alert_id']}", "via ack link",
+                             self.links.clock.now())
             return self.snapshot_dir / snap["path"]
         finally:
             conn.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sqlite3
 from datetime import datetime
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from gateway import alerts
 from gateway.policy import PolicyError, load_policy
 from gateway.registry import IsolationIn, Registry, RegistryError, VisitIn
 from gateway.registry_import import ImportProblem, apply, parse_file
-from gateway.store import open_database
+from gateway.store import connect, open_database
 from isowatch.clock import SystemClock
 
 db_option = click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default="isowatch.db",
@@ -23,7 +22,7 @@ by_option = click.option("--by", default="admin-cli", show_default=True, help="W
 
 def _registry(db_path: Path) -> Registry:
     open_database(db_path).close()  # create and migrate when missing
-    return Registry(sqlite3.connect(db_path, timeout=30), SystemClock())
+    return Registry(connect(db_path), SystemClock())
 
 
 @click.group()

@@ -27,8 +27,8 @@ from gateway.escalation import Page, first_page, next_page
 from gateway.messages import AlertFacts, render
 from gateway.policy import Policy
 from gateway.registry import Registry, iso, isolation_day, parse_iso
-from gateway.rules import SCANS, Finding, Verdict, evaluate_event, evaluate_reading, screen
-from gateway.store import BatchOutcome
+from gateway.rules import SCANS, Finding, evaluate_event, evaluate_reading, screen
+from gateway.store import BatchOutcome, connect
 from isowatch.clock import Clock
 from isowatch.contract import DoorEvent, TamperEvent, TemperatureReading
 
@@ -77,7 +77,7 @@ class AlertWorker:
         self.purge_every_s = purge_every_s
         self.sender: Sender = sender or notify.send
         self.limiter = notify.RateLimiter(clock, rate_limits)
-        self.conn = sqlite3.connect(self.db_path, timeout=30, check_same_thread=False)
+        self.conn = connect(self.db_path, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.registry = Registry(self.conn, clock)

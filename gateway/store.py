@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import logging
@@ -90,6 +91,64 @@ def _reading_row(item: Accepted) -> tuple[Any, ...]:
             int(msg.plausible) if is_temp else None,
             None if is_temp else int(msg.open),
             item.payload.decode())
+
+
+class WriteTurn:
+    """Whose turn it is to write the database: the store processes, their checkpointer, everyone else.
+
+    SQLite lets one transaction write at a time anyway; waiting here instead of in SQLite's busy handler
+    (which sleeps in steps of up to 100 ms) hands the turn over the moment it is free. Under full load the
+    store processes pass it between them without a gap, so every other writer must queue here too
+    (`TurnTakingConnection`) or SQLite's handler would find the database busy until the load ends. An
+    flock on a file beside the database: the kernel releases it when its holder dies, so a killed process
+    cannot leave the others waiting. Each holder opens the file itself (flock belongs to an open file).
+    """
+
+    def __init__(self, db_path: str) -> None:
+        self._fd = os.open(f"{db_path}.write-turn", os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __enter__(self) -> "WriteTurn":
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+class TurnTakingConnection(sqlite3.Connection):
+    """A connection whose `with conn:` transactions wait for the database's `WriteTurn` first."""
+
+    def __init__(self, database: str | Path, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        self._turn = WriteTurn(str(database))
+        self._depth = 0  # `with conn:` nests (a helper's transaction inside the caller's)
+
+    def __enter__(self) -> "TurnTakingConnection":
+        if self._depth == 0:
+            self._turn.__enter__()
+        self._depth += 1
+        return super().__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        try:
+            return super().__exit__(*exc)
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self._turn.__exit__()
+
+    def close(self) -> None:
+        super().close()
+        self._turn.close()
+
+
+def connect(path: Path | str, **kwargs: Any) -> TurnTakingConnection:
+    """A connection for code that writes the gateway database outside the store (rules, alerts, the
+    dashboard, the registry): its `with conn:` transactions queue for the `WriteTurn`."""
+    return sqlite3.connect(str(path), factory=TurnTakingConnection, **{"timeout": 30, **kwargs})
 
 
 def open_database(path: Path | str) -> Database:

@@ -13,7 +13,6 @@ by the next batch; the batches it held are retried, and dedupe by id makes a bat
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import multiprocessing
 import os
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.registry import iso
-from gateway.store import JPEG_MAGIC, Accepted, BatchOutcome, Rejected, SnapshotUpload, Store
+from gateway.store import JPEG_MAGIC, Accepted, BatchOutcome, Rejected, SnapshotUpload, Store, WriteTurn
 from isowatch.contract import MAX_SNAPSHOT_BYTES, ContractError, Topic, TopicKind, decode, encode_ack, topic
 
 log = logging.getLogger(__name__)
@@ -187,30 +186,6 @@ class AckBook:
         self._hashes.clear()
         self._since = None
         return acked, b"".join(packets)
-
-
-class WriteTurn:
-    """Whose turn it is to write the database, among the store processes and their checkpointer.
-
-    SQLite lets one transaction write at a time anyway; waiting here instead of in SQLite's busy handler
-    (which sleeps in steps of up to 100 ms) hands the turn over the moment it is free. An flock on a file
-    beside the database: the kernel releases it when its holder dies, so a killed store process cannot
-    leave the others waiting. Each holder opens the file itself (flock belongs to an open file, not a
-    thread).
-    """
-
-    def __init__(self, db_path: str) -> None:
-        self._fd = os.open(f"{db_path}.write-turn", os.O_RDWR | os.O_CREAT, 0o600)
-
-    def __enter__(self) -> "WriteTurn":
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    def close(self) -> None:
-        os.close(self._fd)
 
 
 class WalCheckpointer:

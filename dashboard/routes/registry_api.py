@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Path as PathParam, Request
 from pydantic import BaseModel, ConfigDict
 
 from dashboard.accounts import Session
@@ -33,6 +33,7 @@ from gateway.registry import (
     VisitIn,
 )
 from gateway.registry_import import ImportProblem, apply, parse_csv, parse_yaml
+from gateway.store import connect
 from isowatch.clock import Clock
 
 @dataclass
@@ -44,7 +45,7 @@ class RegistryDesk:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.db_path, timeout=30)
+        return connect(self.db_path)
 
 
 def registry_desk() -> RegistryDesk:
@@ -79,7 +80,7 @@ def _registry(desk: Annotated[RegistryDesk, Depends(_admin)]) -> Iterator[Regist
 
 
 Reg = Annotated[Registry, Depends(_registry)]
-RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]  # SQLite's INTEGER range
+RowId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]  # SQLite's INTEGER range
 Admin = Annotated[RegistryDesk, Depends(_admin)]
 router = APIRouter(prefix="/api/v1/registry", tags=["registry"])
 ADMIN = "admin-api"

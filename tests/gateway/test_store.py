@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from datetime import datetime, timezone
 
 from gateway.migrations import MIGRATIONS, migrate
-from gateway.store import Accepted, Rejected, SnapshotUpload, Store
+from gateway.store import Accepted, Rejected, SnapshotUpload, Store, WriteTurn, connect
 from gateway.store_process import WalCheckpointer, classify, seq_ranges
 from isowatch.contract import DoorEvent, Heartbeat, Status, TemperatureReading, Topic, encode, topic_for
 from isowatch.ids import uuid7
@@ -47,6 +50,36 @@ def test_the_checkpointer_copies_the_log_into_the_database_the_writer_never_chec
     finally:
         checkpointer.stop()
         store.close()
+
+
+def test_a_writer_waits_for_the_write_turn_and_gives_it_back_after_nested_transactions(tmp_path):
+    db = tmp_path / "gw.db"
+    Store(db).close()
+    store_process = WriteTurn(str(db))
+    conn = connect(db, check_same_thread=False)
+    wrote = threading.Event()
+
+    def write() -> None:
+        with conn:
+            with conn:  # a helper's transaction inside the caller's
+                conn.execute("INSERT INTO rule_log (ref, household, outcome) VALUES ('r1', 'h', 'logged')")
+            conn.execute("INSERT INTO rule_log (ref, household, outcome) VALUES ('r2', 'h', 'logged')")
+        wrote.set()
+
+    with store_process:
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert not wrote.wait(0.3), "the writer must wait while the store holds the turn"
+    assert wrote.wait(10)
+    writer.join()
+    probe = os.open(f"{db}.write-turn", os.O_RDWR)
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if the writer still held the turn
+    finally:
+        os.close(probe)
+    assert conn.execute("SELECT count(*) FROM rule_log").fetchone()[0] == 2
+    conn.close()
+    store_process.close()
 
 
 def test_same_id_twice_is_stored_once_and_reported_as_duplicate(tmp_path):
