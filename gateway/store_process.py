@@ -129,8 +129,7 @@ def store_batch(store: Store, batch: list[Inbound], now: datetime, acks: "AckBoo
             snapshots.append(result)
         else:
             rejected.append(result)
-    with write_turn:
-        outcome = store.write_batch(accepted, rejected, snapshots)
+    outcome = store.write_batch(accepted, rejected, snapshots, turn=write_turn)
     acks.add(outcome)
     acked, packets = acks.take(now) if caught_up or acks.waited_s() >= acks.gather_s else ({}, b"")
     return BatchSummary(
