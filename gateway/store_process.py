@@ -129,7 +129,8 @@ def store_batch(store: Store, batch: list[Inbound], now: datetime, acks: "AckBoo
             snapshots.append(result)
         else:
             rejected.append(result)
-    outcome = store.write_batch(accepted, rejected, snapshots, turn=write_turn)
+    with write_turn:
+        outcome = store.write_batch(accepted, rejected, snapshots)
     acks.add(outcome)
     acked, packets = acks.take(now) if caught_up or acks.waited_s() >= acks.gather_s else ({}, b"")
     return BatchSummary(
