@@ -16,6 +16,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -225,8 +226,10 @@ class AlertWorker:
             high = rows[-1]["rowid"]
             self._wake.set()  # more to do: come straight back after escalating and dispatching
         screened = screen(self.conn, rows)
-        verdicts = [(row, v) for row in rows
-                    if (v := screened.get(row["rowid"]) or evaluate(self.conn, self.registry, self.policy, row))]
+        unscreened = [row for row in rows if row["rowid"] not in screened]
+        with self.conn if unscreened else nullcontext():  # the rules record door violations as they go
+            evaluated = {row["rowid"]: evaluate(self.conn, self.registry, self.policy, row) for row in unscreened}
+        verdicts = [(row, v) for row in rows if (v := screened.get(row["rowid"]) or evaluated.get(row["rowid"]))]
         self._positions[table] = high
         mono = self.clock.monotonic()
         if not verdicts and mono - self._cursor_saved.get(table, float("-inf")) < self.CURSOR_SAVE_S:
