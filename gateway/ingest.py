@@ -362,4 +362,5 @@ class Ingest:
             log.warning("rejected reason=%s topic=%s size=%d detail=%s", reason, topic_text, size, detail)
 
     def stats(self) -> dict[str, Any]:
-        return {**{k: v for k, v in self.counters.items() if k != "in_batch"}, "reject_reasons": dict(self.reject_reasons)}
+        return {**{k: v for k, v in self.counters.items() if k != "in_batch"}, "reject_reasons": dict(self.reject_reasons),
+                "store_restarts": self.store_pool.restarts}

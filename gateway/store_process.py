@@ -295,9 +295,6 @@ class StorePool:
         for process in self.processes:
             process.wait_ready(timeout)
 
-    def in_flight(self) -> int:
-        return len(self._order)
-
     def submit(self, batch: list[Inbound], now: datetime, *, caught_up: bool = True) -> None:
         process = min(self.processes, key=lambda p: p.in_flight)
         process.submit(batch, now, caught_up=caught_up)
