@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import sqlite3
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -80,17 +81,29 @@ class BatchOutcome:
 _received_iso = functools.lru_cache(maxsize=4)(iso)
 
 
-def _reading_row(item: Accepted) -> tuple[Any, ...]:
+def _row(item: Accepted) -> tuple[Any, ...]:
+    """What one message writes, as the parameters of its table's statement in `Store._apply_all`. Built
+    before the write transaction: it needs no database, and other writers wait while a transaction runs."""
     msg, topic = item.message, item.topic
-    is_temp = isinstance(msg, TemperatureReading)
-    return (msg.id, topic.site, topic.household, topic.device, msg.seq, msg.type, iso(msg.device_time),
-            _received_iso(item.received_at),
-            msg.celsius if is_temp else None,
-            msg.subject if is_temp else None,
-            msg.method if is_temp else None,
-            int(msg.plausible) if is_temp else None,
-            None if is_temp else int(msg.open),
-            item.payload.decode())
+    if isinstance(msg, (DoorEvent, TamperEvent)):
+        return (msg.id, topic.site, topic.household, topic.device, msg.seq, msg.type, iso(msg.device_time),
+                _received_iso(item.received_at), msg.state, item.payload.decode())
+    if isinstance(msg, (TemperatureReading, ContactReading)):
+        is_temp = isinstance(msg, TemperatureReading)
+        return (msg.id, topic.site, topic.household, topic.device, msg.seq, msg.type, iso(msg.device_time),
+                _received_iso(item.received_at),
+                msg.celsius if is_temp else None,
+                msg.subject if is_temp else None,
+                msg.method if is_temp else None,
+                int(msg.plausible) if is_temp else None,
+                None if is_temp else int(msg.open),
+                item.payload.decode())
+    if isinstance(msg, Status):
+        return (msg.state, iso(msg.device_time), msg.firmware, msg.config_version, msg.config_error, msg.camera,
+                topic.device)
+    if isinstance(msg, Heartbeat):
+        return (iso(msg.device_time), item.payload.decode(), topic.device)
+    raise TypeError(f"unhandled message type {type(msg).__name__}")  # pragma: no cover - the union is closed
 
 
 class WriteTurn:
@@ -186,36 +199,41 @@ class Store:
         accepted: list[Accepted],
         rejected: list[Rejected] = (),  # type: ignore[assignment]
         snapshots: list[SnapshotUpload] = (),  # type: ignore[assignment]
+        *,
+        turn: AbstractContextManager = nullcontext(),
     ) -> BatchOutcome:
+        """Store a batch in one transaction, begun once `turn` is ours (the store processes' `WriteTurn`)."""
         outcome = BatchOutcome(rejected=list(rejected))
+        rows = [_row(item) for item in accepted]
         conn = self.db.conn
         new_bindings: dict[str, tuple[str, str]] = {}
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            valid = []
-            for item in accepted:
-                binding_error = self._check_binding(item.topic, new_bindings)
-                if binding_error:
-                    outcome.rejected.append(
-                        Rejected(str(item.topic), "spoofed_household", binding_error, item.payload,
-                                 item.received_at)
-                    )
-                else:
-                    valid.append(item)
-            self._apply_all(conn, valid, outcome)
-            for upload in snapshots:
-                digest, is_new = self._save_snapshot(conn, upload)
-                outcome.snapshots.append((upload.topic, digest))
-                outcome.new_snapshots += is_new
-            for reject in outcome.rejected:
-                self._insert_reject(conn, reject)
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
-        self._bindings.update(new_bindings)
-        if outcome.rejected:
-            self._maybe_prune_rejects(len(outcome.rejected))
+        with turn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                valid = []
+                for item, row in zip(accepted, rows):
+                    binding_error = self._check_binding(item.topic, new_bindings)
+                    if binding_error:
+                        outcome.rejected.append(
+                            Rejected(str(item.topic), "spoofed_household", binding_error, item.payload,
+                                     item.received_at)
+                        )
+                    else:
+                        valid.append((item, row))
+                self._apply_all(conn, valid, outcome)
+                for upload in snapshots:
+                    digest, is_new = self._save_snapshot(conn, upload)
+                    outcome.snapshots.append((upload.topic, digest))
+                    outcome.new_snapshots += is_new
+                for reject in outcome.rejected:
+                    self._insert_reject(conn, reject)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+            self._bindings.update(new_bindings)
+            if outcome.rejected:
+                self._maybe_prune_rejects(len(outcome.rejected))
         return outcome
 
     def _check_binding(self, topic: Topic, new: dict[str, tuple[str, str]]) -> str | None:
@@ -238,7 +256,8 @@ class Store:
             return f"device {topic.device} belongs to {known[0]}/{known[1]}, not {where[0]}/{where[1]}"
         return None
 
-    def _apply_all(self, conn: sqlite3.Connection, items: list[Accepted], outcome: BatchOutcome) -> None:
+    def _apply_all(self, conn: sqlite3.Connection, items: list[tuple[Accepted, tuple[Any, ...]]],
+                   outcome: BatchOutcome) -> None:
         """Store a batch with one statement per table (executemany) instead of one per message: at full
         load the per-message statements were the store's main cost (issue 8, docs/benchmarks.md).
 
@@ -246,20 +265,23 @@ class Store:
         the INSERTs store; a second copy of an id within the batch is a duplicate, like one stored before.
         """
         devices: dict[str, tuple[str, str, str, str, int]] = {}
-        events: list[Accepted] = []
-        readings: list[Accepted] = []
-        for item in items:
+        events: list[tuple[Accepted, tuple[Any, ...]]] = []
+        readings: list[tuple[Accepted, tuple[Any, ...]]] = []
+        statuses: list[tuple[Any, ...]] = []
+        heartbeats: list[tuple[Any, ...]] = []
+        for item, row in items:
             msg, topic = item.message, item.topic
             seen = devices.get(topic.device)
             seq = msg.seq if seen is None else max(seen[4], msg.seq)
-            received = _received_iso(item.received_at)
-            devices[topic.device] = (topic.device, topic.site, topic.household, received, seq)
+            devices[topic.device] = (topic.device, topic.site, topic.household, _received_iso(item.received_at), seq)
             if isinstance(msg, (DoorEvent, TamperEvent)):
-                events.append(item)
+                events.append((item, row))
             elif isinstance(msg, (TemperatureReading, ContactReading)):
-                readings.append(item)
-            elif not isinstance(msg, (Status, Heartbeat)):  # pragma: no cover - the contract's union is closed
-                raise TypeError(f"unhandled message type {type(msg).__name__}")
+                readings.append((item, row))
+            elif isinstance(msg, Status):
+                statuses.append(row)
+            else:
+                heartbeats.append(row)
         # One row per device per batch: first_seen only when new, last_seen and max_seq move forward.
         conn.executemany(
             "INSERT INTO devices (device, site, household, first_seen, last_seen, max_seq) VALUES (?, ?, ?, ?4, ?4, ?5) "
@@ -268,34 +290,22 @@ class Store:
             devices.values(),
         )
         new_ids = self._absent_ids(conn, "events", events) | self._absent_ids(conn, "readings", readings)
-        stored_events = [item for item in events if item.message.id in new_ids]
         conn.executemany(
             "INSERT OR IGNORE INTO events (id, site, household, device, seq, type, device_time, received_at, "
             "state, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(m.id, t.site, t.household, t.device, m.seq, m.type, iso(m.device_time), _received_iso(i.received_at),
-              m.state, i.payload.decode())
-             for i in stored_events for m, t in ((i.message, i.topic),)],
+            [row for item, row in events if item.message.id in new_ids],
         )
-        stored_readings = [item for item in readings if item.message.id in new_ids]
         conn.executemany(
             "INSERT OR IGNORE INTO readings (id, site, household, device, seq, type, device_time, received_at, "
             "celsius, subject, method, plausible, open, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [_reading_row(item) for item in stored_readings],
+            [row for item, row in readings if item.message.id in new_ids],
         )
-        statuses: list[tuple[Any, ...]] = []
-        heartbeats: list[tuple[Any, ...]] = []
-        for item in items:
-            msg, device = item.message, item.topic.device
-            if isinstance(msg, Status):
-                statuses.append((msg.state, iso(msg.device_time), msg.firmware, msg.config_version,
-                                 msg.config_error, msg.camera, device))
-                outcome.updates.append(item)
-            elif isinstance(msg, Heartbeat):
-                heartbeats.append((iso(msg.device_time), item.payload.decode(), device))
+        for item, _ in items:
+            if isinstance(item.message, (Status, Heartbeat)):
                 outcome.updates.append(item)
             else:
-                (outcome.stored if msg.id in new_ids else outcome.duplicates).append(item)
-                new_ids.discard(msg.id)  # a second copy in this batch is a duplicate
+                (outcome.stored if item.message.id in new_ids else outcome.duplicates).append(item)
+                new_ids.discard(item.message.id)  # a second copy in this batch is a duplicate
         # In arrival order; the time guards keep the newest when a device's messages arrive out of order.
         conn.executemany(
             "UPDATE devices SET status = ?1, status_time = ?2, firmware = ?3, config_version = ?4, config_error = ?5, "
@@ -305,8 +315,8 @@ class Store:
             "WHERE device = ?3 AND (last_heartbeat IS NULL OR last_heartbeat <= ?1)", heartbeats)
 
     @staticmethod
-    def _absent_ids(conn: sqlite3.Connection, table: str, items: list[Accepted]) -> set[str]:
-        wanted = {item.message.id for item in items}
+    def _absent_ids(conn: sqlite3.Connection, table: str, items: list[tuple[Accepted, Any]]) -> set[str]:
+        wanted = {item.message.id for item, _row in items}
         present: set[str] = set()
         ids = list(wanted)
         for start in range(0, len(ids), 500):

@@ -147,7 +147,7 @@ LOCKED_GIVE_UP_S = 30.0
 
 def _write_in_turn(store: Store, accepted: list[Accepted], rejected: list[Rejected], snapshots: list[SnapshotUpload],
                    write_turn: AbstractContextManager) -> BatchOutcome:
-    """`write_batch` while the write turn is ours. A connection can hold SQLite's write lock without the
+    """`write_batch`, its transaction in our write turn. A connection can hold SQLite's write lock without the
     turn (an implicit transaction left open, the sqlite3 shell) and then queue for the turn: holding the
     turn while SQLite's busy handler waits for that lock would stall both for the whole busy timeout
     (seen: door pages 31 s late under the steady load). So SQLite waits briefly (busy_timeout in
@@ -155,8 +155,7 @@ def _write_in_turn(store: Store, accepted: list[Accepted], rejected: list[Reject
     waited = 0.0
     while True:
         try:
-            with write_turn:
-                return store.write_batch(accepted, rejected, snapshots)
+            return store.write_batch(accepted, rejected, snapshots, turn=write_turn)
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or waited >= LOCKED_GIVE_UP_S:
                 raise
