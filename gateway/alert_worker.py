@@ -27,10 +27,9 @@ from gateway.escalation import Page, first_page, next_page
 from gateway.messages import AlertFacts, render
 from gateway.policy import Policy
 from gateway.registry import Registry, iso, isolation_day, parse_iso
-from gateway.rules import SCANS, Finding, evaluate_event, evaluate_reading, screen
+from gateway.rules import SCANS, Finding, evaluate_event, evaluate_reading, may_page_now, screen
 from gateway.store import BatchOutcome, connect
 from isowatch.clock import Clock
-from isowatch.contract import DoorEvent, TamperEvent, TemperatureReading
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +43,6 @@ class _Done:
     attempt: int
     started: datetime
     result: notify.DeliveryResult
-
-
-def may_page_now(outcome: BatchOutcome, policy: Policy) -> bool:
-    """Whether a stored batch holds something that may page at once: a door opening, a tamper start, a
-    fever or an implausible reading. Everything else (normal readings, closings) waits for the worker's
-    next regular pass, a fraction of a second away; waking it for every batch at 1,000 messages a second
-    would cost more than it saves.
-    """
-    fever_floor = policy.rules.lowest_fever
-    for item in outcome.stored:
-        msg = item.message
-        if isinstance(msg, (DoorEvent, TamperEvent)) and msg.state in ("open", "start"):
-            return True
-        if isinstance(msg, TemperatureReading) and (not msg.plausible or msg.celsius >= fever_floor):
-            return True
-    return False
 
 
 class AlertWorker:
@@ -227,20 +210,19 @@ class AlertWorker:
         if len(rows) == batch:
             high = rows[-1]["rowid"]
             self._wake.set()  # more to do: come straight back after escalating and dispatching
-        screened = screen(self.conn, rows)
-        unscreened = [row for row in rows if row["rowid"] not in screened]
         self._positions[table] = high
         mono = self.clock.monotonic()
-        if not unscreened and not screened and mono - self._cursor_saved.get(table, float("-inf")) < self.CURSOR_SAVE_S:
-            # Nothing to record: spare the writers a commit. Re-running these rules after a crash is
+        if not rows and mono - self._cursor_saved.get(table, float("-inf")) < self.CURSOR_SAVE_S:
+            # No candidate rows: spare the writers a commit. Re-running these rules after a crash is
             # harmless (every write they make is keyed by the row's id).
             return
         self._cursor_saved[table] = mono
+        screened = screen(self.conn, rows)
         at = iso(now)
         # One transaction, one wait for the write turn: the rules record door violations as they go.
         with self.conn:
-            verdicts = [(row, v) for row in rows if (v := screened.get(row["rowid"]) or (
-                None if row["rowid"] in screened else evaluate(self.conn, self.registry, self.policy, row)))]
+            verdicts = [(row, v) for row in rows
+                        if (v := screened.get(row["rowid"]) or evaluate(self.conn, self.registry, self.policy, row))]
             self.conn.executemany(
                 "INSERT OR IGNORE INTO rule_log (ref, household, outcome, kind, detail, at) VALUES (?, ?, ?, ?, ?, ?)",
                 [(row["id"], row["household"], verdict.outcome, ",".join(f.kind.value for f in verdict.findings),

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from gateway.ack_links import AckDesk, AckLinks, load_or_create_secret
 from gateway.alert_process import AlertProcess
-from gateway.alert_worker import may_page_now
 from gateway.ingest import Ingest
 from gateway.policy import Policy, load_policy
+from gateway.rules import may_page_now
 from gateway.store import Store
 from isowatch.broker import BrokerUrl, free_port, wait_for_port
 from isowatch.clock import Clock, SystemClock
