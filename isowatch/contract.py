@@ -24,6 +24,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
 )
+from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION = 1
 TOPIC_ROOT = "isowatch/v1"
@@ -60,7 +61,12 @@ class ContractError(ValueError):
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc) if value.utcoffset() else value  # most devices send UTC already
+    if not value.utcoffset():  # most devices send UTC already
+        return value
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is a valid ISO 8601 text past datetime's last day in UTC
+        raise PydanticCustomError("time_out_of_range", "time is outside what UTC dates can hold") from None
 
 
 # Checked inside pydantic-core: Python validators here cost the gateway ~14 us per message (issue 8).
@@ -125,8 +131,14 @@ def subscription(site: str, kind: TopicKind) -> str:
     return f"{TOPIC_ROOT}/{site}/+/+/{kind.value}{suffix}"
 
 
+# Integers the store may hand to SQLite (a signed 64-bit column) without overflowing it.
+MAX_INT = 2**63 - 1
+
+
 class _Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Finite floats only, in every model (a JSON `Infinity`, `NaN` or `1e400` is refused); `decode` also
+    # validates strictly (no "39.5" for a number, no 1 for a boolean).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Envelope(_Payload):
@@ -204,8 +216,8 @@ class Status(Envelope):
 class Heartbeat(Envelope):
     type: Literal["heartbeat"]
     uptime_s: float = Field(ge=0)
-    outbox_depth: int = Field(0, ge=0)
-    outbox_dropped: int = Field(0, ge=0, description="Messages dropped from a full outbox since start")
+    outbox_depth: int = Field(0, ge=0, le=MAX_INT)
+    outbox_dropped: int = Field(0, ge=0, le=MAX_INT, description="Messages dropped from a full outbox since start")
     config_version: str | None = Field(None, max_length=64)
     fps: float | None = Field(None, ge=0)
     cpu_temp_c: float | None = None
@@ -283,8 +295,13 @@ def encode_ack(device: str, ranges: list[tuple[int, int]], snapshots: list[str],
             f'"snapshots":[{snapshots_text}],"gateway_time":"{gateway_time}"}}').encode()
 
 
+# Reject reasons for pydantic error types that deserve their own count; every other error is "schema".
+_REASON_OF_ERROR = {"json_invalid": "json", "time_out_of_range": "time_out_of_range", "finite_number": "not_finite"}
+
+
 def decode(topic_text: str | Topic, payload: bytes) -> tuple[Topic, DeviceMessage]:
-    """Parse and check one JSON message from a device. Raises ContractError with a reason code."""
+    """Parse and check one JSON message from a device. Raises ContractError with a reason code, and nothing
+    else whatever the bytes: the gateway stores or rejects every message, it never stops on one."""
     parsed = topic_text if isinstance(topic_text, Topic) else Topic.parse(topic_text)
     adapter = _ADAPTERS.get(parsed.kind)
     if adapter is None:
@@ -292,12 +309,15 @@ def decode(topic_text: str | Topic, payload: bytes) -> tuple[Topic, DeviceMessag
     if len(payload) > MAX_JSON_BYTES:
         raise ContractError("too_large", f"{len(payload)} bytes > {MAX_JSON_BYTES}")
     try:
-        message = adapter.validate_json(payload)
+        # Strict: JSON types as the schema says (no "39.5" for a number); ISO 8601 strings still parse.
+        message = adapter.validate_json(payload, strict=True)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"])
-        kind = "json" if first["type"] == "json_invalid" else "schema"
-        raise ContractError(kind, f"{where}: {first['msg']}"[:300]) from None
+        reason = _REASON_OF_ERROR.get(first["type"], "schema")
+        raise ContractError(reason, f"{where}: {first['msg']}"[:300]) from None
+    except Exception as exc:  # a value no validator foresaw must not become the gateway's problem
+        raise ContractError("invalid", f"{type(exc).__name__}: {exc}"[:300]) from None
     if message.device != parsed.device:
         raise ContractError("spoofed_device", f"topic device {parsed.device} != payload device")
     return parsed, message
