@@ -19,6 +19,7 @@ from sqlite_utils import Database
 from gateway.migrations import migrate
 from gateway.registry import iso
 from isowatch.contract import (
+    MAX_JSON_BYTES,
     ContactReading,
     DeviceMessage,
     DoorEvent,
@@ -71,6 +72,13 @@ class BatchOutcome:
     rejected: list[Rejected] = field(default_factory=list)
     snapshots: list[tuple[Topic, str]] = field(default_factory=list)  # (topic, sha256) stored or already there
     new_snapshots: int = 0
+
+    def merge(self, other: "BatchOutcome") -> "BatchOutcome":
+        """Both parts of a batch stored in two transactions, as one outcome."""
+        return BatchOutcome(
+            stored=self.stored + other.stored, duplicates=self.duplicates + other.duplicates,
+            updates=self.updates + other.updates, rejected=self.rejected + other.rejected,
+            snapshots=self.snapshots + other.snapshots, new_snapshots=self.new_snapshots + other.new_snapshots)
 
     def handled(self) -> list[Accepted]:
         """Everything the device may now forget: stored now, stored before, or applied."""
@@ -343,10 +351,13 @@ class Store:
         return digest, cursor.rowcount == 1
 
     def _insert_reject(self, conn: sqlite3.Connection, reject: Rejected) -> None:
+        # A message that passed the contract but could not be written is kept whole: it can be stored
+        # once whatever refused it is fixed.
+        keep = MAX_JSON_BYTES if reject.reason == "unstorable" else REJECT_PAYLOAD_KEEP
         conn.execute(
             "INSERT INTO rejects (received_at, topic, reason, detail, payload_size, payload) VALUES (?, ?, ?, ?, ?, ?)",
             (iso(reject.received_at), reject.topic[:512], reject.reason, reject.detail[:1000], len(reject.payload),
-             reject.payload[:REJECT_PAYLOAD_KEEP]),
+             reject.payload[:keep]),
         )
 
     def _maybe_prune_rejects(self, added: int) -> None:

@@ -83,6 +83,9 @@ def classify(raw_topic: bytes, payload: bytes, received_at: Any) -> Accepted | R
         parsed, message = decode(parsed, payload)
     except ContractError as exc:
         return Rejected(topic_text, exc.reason, exc.detail, payload, received_at)
+    except Exception as exc:  # whatever a message does, it is rejected, not handed to the batch
+        log.exception("classifying a message failed topic=%s", topic_text[:200])
+        return Rejected(topic_text, "invalid", f"{type(exc).__name__}: {exc}"[:300], payload, received_at)
     return Accepted(parsed, message, received_at, payload)
 
 
@@ -129,15 +132,63 @@ def store_batch(store: Store, batch: list[Inbound], now: datetime, acks: "AckBoo
             snapshots.append(result)
         else:
             rejected.append(result)
-    outcome = _write_in_turn(store, accepted, rejected, snapshots, write_turn)
+    outcome = _write_isolating(store, accepted, rejected, snapshots, write_turn)
     acks.add(outcome)
     acked, packets = acks.take(now) if caught_up or acks.waited_s() >= acks.gather_s else ({}, b"")
     return BatchSummary(
         received=len(batch), stored=len(outcome.stored), duplicates=len(outcome.duplicates),
         updates=len(outcome.updates), new_snapshots=outcome.new_snapshots,
         rejected=[(r.reason, r.topic[:200], len(r.payload), r.detail[:200]) for r in outcome.rejected],
-        acked=acked, ack_packets=packets, urgent=bool(urgent and urgent(outcome)),
+        acked=acked, ack_packets=packets, urgent=_is_urgent(urgent, outcome),
     )
+
+
+def _is_urgent(urgent: UrgentCheck | None, outcome: BatchOutcome) -> bool:
+    """The batch is committed: a failing check must not send it back for a retry (it would fail again for
+    ever). Wake the worker instead; it reads what is stored and decides for itself."""
+    if urgent is None:
+        return False
+    try:
+        return bool(urgent(outcome))
+    except Exception:
+        log.exception("the wake-up check failed on a stored batch; waking the alert worker")
+        return True
+
+
+def _environmental(exc: BaseException) -> bool:
+    """Whether a failed write is the database's or the machine's fault (locked, disk full, I/O error, a
+    corrupt file), not one message's: such a batch is retried whole, never turned into rejects."""
+    return (isinstance(exc, (sqlite3.OperationalError, OSError, MemoryError))
+            or type(exc) in (sqlite3.DatabaseError, sqlite3.InternalError))
+
+
+def _write_isolating(store: Store, accepted: list[Accepted], rejected: list[Rejected],
+                     snapshots: list[SnapshotUpload], write_turn: AbstractContextManager) -> BatchOutcome:
+    """`_write_in_turn`; when the batch fails for a reason other than the database's, write it in halves until
+    the message at fault stands alone, and reject that one as `unstorable`. One bad message costs a few
+    transactions; it never holds the others (a batch that failed whole was retried for ever)."""
+    try:
+        return _write_in_turn(store, accepted, rejected, snapshots, write_turn)
+    except Exception as exc:
+        if _environmental(exc):
+            raise
+        if len(accepted) + len(snapshots) <= 1:
+            item = (accepted or snapshots)[0] if accepted or snapshots else None
+            if item is None:  # only rejects, and they could not be written: a database problem after all
+                raise
+            log.exception("message cannot be stored; rejecting it topic=%s", item.topic)
+            payload = item.payload if isinstance(item, Accepted) else item.jpeg
+            unstorable = Rejected(str(item.topic), "unstorable", f"{type(exc).__name__}: {exc}", payload,
+                                  item.received_at)
+            return _write_in_turn(store, [], [*rejected, unstorable], [], write_turn)
+        log.warning("batch of %d failed (%s: %s); storing it in halves to find the message at fault",
+                    len(accepted) + len(snapshots), type(exc).__name__, exc)
+    half_a, half_s = len(accepted) // 2, len(snapshots) // 2
+    if half_a == 0 and half_s == 0:  # one message of each kind: split between them
+        half_a = len(accepted)
+    first = _write_isolating(store, accepted[:half_a], rejected, snapshots[:half_s], write_turn)
+    second = _write_isolating(store, accepted[half_a:], [], snapshots[half_s:], write_turn)
+    return first.merge(second)
 
 
 STORE_BUSY_TIMEOUT_MS = 100
