@@ -166,7 +166,8 @@ class Ingest:
         urgent: UrgentCheck | None = None,
         store_processes: int = 2,
     ) -> None:
-        self.store_pool = StorePool(store.path, store.snapshot_dir, urgent, processes=store_processes)
+        self.store_pool = StorePool(store.path, store.snapshot_dir, urgent, processes=store_processes,
+                                    snapshot_quota_bytes=store.snapshot_quota_bytes)
         self.broker = BrokerUrl.parse(broker) if isinstance(broker, str) else broker
         self.sites = tuple(sites)
         self.clock = clock or SystemClock()

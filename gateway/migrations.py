@@ -245,6 +245,21 @@ def _008_drop_unread_seq_indexes(db: Database) -> None:
         db.execute(f"DROP INDEX IF EXISTS {name}")
 
 
+def _010_pending_snapshots(db: Database) -> None:
+    """Issue 13: a snapshot is shown only with an event of the same device and household. One that arrives
+    before its event waits in `pending_snapshots` (on no timeline) and moves to `snapshots` when the event
+    comes; retention purges those that never meet it. Both are looked up by device and time for the
+    per-device hourly quota."""
+    db.execute("CREATE TABLE pending_snapshots (sha256 TEXT NOT NULL, event_id TEXT NOT NULL, site TEXT NOT NULL, "
+               "household TEXT NOT NULL, device TEXT NOT NULL, bytes INTEGER NOT NULL, path TEXT NOT NULL, "
+               "received_at TEXT NOT NULL, PRIMARY KEY (event_id, sha256))")
+    db.execute("CREATE INDEX idx_pending_snapshots_device_received ON pending_snapshots (device, received_at)")
+    db.execute("CREATE INDEX idx_pending_snapshots_received ON pending_snapshots (received_at)")
+    db.execute("CREATE INDEX idx_pending_snapshots_path ON pending_snapshots (path)")
+    db.execute("CREATE INDEX idx_snapshots_device_received ON snapshots (device, received_at)")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_snapshots_path ON snapshots (path)")
+
+
 MIGRATIONS: list[Migration] = [
     _001_ingest,
     _002_registry_alerts,
@@ -254,6 +269,7 @@ MIGRATIONS: list[Migration] = [
     _006_set_based_scans,
     _007_drop_covered_indexes,
     _008_drop_unread_seq_indexes,
+    _010_pending_snapshots,
 ]
 
 

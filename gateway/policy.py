@@ -59,6 +59,14 @@ class Renotify(_Model):
     max: int = Field(3, ge=0, le=50)
 
 
+class Snapshots(_Model):
+    """What a device may upload (issue 13): pictures count against a per-device quota over the last hour,
+    and one that names an event not (yet) stored waits this long for it before retention purges it."""
+
+    quota_mib_per_hour: float = Field(24, gt=0, le=4096, description="Snapshot bytes one device may store per hour")
+    match_wait_minutes: float = Field(15, ge=1, le=24 * 60, description="How long a picture waits for its event")
+
+
 class Rules(_Model):
     fever_celsius: float = Field(37.3, ge=35, le=42, description="Body temperature at or above this is a fever")
     fever_by_method: dict[str, float] = Field(
@@ -100,6 +108,7 @@ class Policy(_Model):
     ack_link_ttl_hours: float = Field(24, gt=0, le=24 * 14)
     purge_after_days: int = Field(30, ge=0, le=3650, description="Snapshots and readings kept after isolation ends")
     renotify: Renotify = Renotify()
+    snapshots: Snapshots = Snapshots()
     rules: Rules = Rules()
     kinds: dict[AlertKind, KindPolicy]
 

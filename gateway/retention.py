@@ -1,4 +1,5 @@
-"""Retention: a household's snapshots and readings are purged `purge_after_days` after its isolation ends.
+"""Retention: a household's snapshots and readings are purged `purge_after_days` after its isolation ends;
+pictures that never met their event are purged `snapshots.match_wait_minutes` after they arrived.
 
 Each purge is written to the audit log. The newest row of each table is kept for now: the alert
 worker's cursor is a rowid, and SQLite would hand a deleted maximum rowid out again.
@@ -30,8 +31,39 @@ def purge_due(periods: list[Isolation], tz: str, now: datetime, keep_days: int) 
     return last_end if now - last_end >= timedelta(days=keep_days) else None
 
 
+def _file_in_use(conn: sqlite3.Connection, path: str) -> bool:
+    """Files are named by content: the same picture may still be kept for another event."""
+    return any(conn.execute(f"SELECT 1 FROM {table} WHERE path = ? LIMIT 1", (path,)).fetchone() is not None  # noqa: S608
+               for table in ("snapshots", "pending_snapshots"))
+
+
+def purge_orphan_snapshots(conn: sqlite3.Connection, policy: Policy, now: datetime, snapshot_dir: Path) -> int:
+    """Delete pictures still waiting for their event after `match_wait_minutes` (its event never came, or
+    came from another device or household) and their files; audited and logged. Returns how many."""
+    before = iso(now - timedelta(minutes=policy.snapshots.match_wait_minutes))
+    with conn:
+        rows = conn.execute("SELECT path, bytes, device FROM pending_snapshots WHERE received_at <= ?",
+                            (before,)).fetchall()
+        if not rows:
+            return 0
+        conn.execute("DELETE FROM pending_snapshots WHERE received_at <= ?", (before,))
+        files = 0
+        for path in {row[0] for row in rows}:
+            if not _file_in_use(conn, path):
+                (snapshot_dir / path).unlink(missing_ok=True)
+                files += 1
+        devices = sorted({row[2] for row in rows})
+        detail = {"snapshots": len(rows), "bytes": sum(row[1] for row in rows), "files": files,
+                  "devices": devices[:50], "waited_minutes": policy.snapshots.match_wait_minutes}
+        audit(conn, "gateway", "retention.orphan_snapshots", ",".join(devices)[:200], detail, now)
+    log.warning("purged %d snapshots that never met their event (%d bytes) devices=%s", len(rows),
+                detail["bytes"], ",".join(devices[:20]))
+    return len(rows)
+
+
 def purge(conn: sqlite3.Connection, policy: Policy, now: datetime, snapshot_dir: Path) -> list[str]:
-    """Purge every household that is due; returns their ids."""
+    """Purge orphan snapshots, then every household that is due; returns the households' ids."""
+    purge_orphan_snapshots(conn, policy, now, snapshot_dir)
     conn.row_factory = sqlite3.Row
     # One query narrows 50,000 households to the few that may be due (a day's slack for time zones, exact
     # check in purge_due) and still hold something to purge; the worker runs this on its paging thread.
@@ -65,7 +97,7 @@ def purge(conn: sqlite3.Connection, policy: Policy, now: datetime, snapshot_dir:
             files = 0
             for path in set(paths):
                 # Content-addressed: the same picture may belong to another event that is still kept.
-                if conn.execute("SELECT 1 FROM snapshots WHERE path = ? LIMIT 1", (path,)).fetchone() is None:
+                if not _file_in_use(conn, path):
                     (snapshot_dir / path).unlink(missing_ok=True)
                     files += 1
             if readings or snaps:

@@ -40,13 +40,13 @@ class GatewayService:
     ) -> None:
         self.db_path = Path(db_path)
         self.clock = clock or SystemClock()
-        self.store = Store(self.db_path)
+        self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
+        self.store = Store(self.db_path, snapshot_quota_bytes=int(self.policy.snapshots.quota_mib_per_hour * 2**20))
         self.broker = broker  # issue 7: the dashboard pushes device configs through it
         self.http_host = http_host
         self.http_port = (http_port or free_port()) if http_port is not None else None
         # Issue 6: rules, escalation and notifications run in their own worker; ingest only wakes it.
         # Issue 8: in a process of its own, so it neither slows ingest nor waits for it.
-        self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
         # The store process decides whether a batch may page at once, so ingest wakes the worker only then.
         self.ingest = Ingest(self.store, broker, sites=sites, client_id=client_id, clock=self.clock,
                              urgent=functools.partial(may_page_now, policy=self.policy) if alerts else None)

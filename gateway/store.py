@@ -10,7 +10,7 @@ import os
 import sqlite3
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ from isowatch.contract import (
 log = logging.getLogger(__name__)
 
 REJECT_PAYLOAD_KEEP = 4096  # bytes of a rejected payload kept for forensics
+SNAPSHOT_QUOTA_BYTES = 24 * 1024 * 1024  # per device per hour: gateway/policy.py `snapshots`, docs/protocol.md
+_SNAPSHOT_COLUMNS = "sha256, event_id, site, household, device, bytes, path, received_at"
 REJECT_ROWS_KEEP = 100_000  # the rejects table is pruned to this many newest rows
 JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -187,8 +189,10 @@ def open_database(path: Path | str) -> Database:
 class Store:
     """Writes batches of validated messages in one transaction each; read helpers for the dashboard."""
 
-    def __init__(self, path: Path | str, snapshot_dir: Path | str | None = None) -> None:
+    def __init__(self, path: Path | str, snapshot_dir: Path | str | None = None, *,
+                 snapshot_quota_bytes: int = SNAPSHOT_QUOTA_BYTES) -> None:
         self.path = Path(path)
+        self.snapshot_quota_bytes = snapshot_quota_bytes
         self.db = open_database(self.path)
         self.snapshot_dir = Path(snapshot_dir) if snapshot_dir else self.path.parent / "snapshots"
         self._bindings: dict[str, tuple[str, str]] = {
@@ -229,10 +233,10 @@ class Store:
                     else:
                         valid.append((item, row))
                 self._apply_all(conn, valid, outcome)
+                self._link_pending_snapshots(conn, outcome.stored)
+                quota_used: dict[str, int] = {}
                 for upload in snapshots:
-                    digest, is_new = self._save_snapshot(conn, upload)
-                    outcome.snapshots.append((upload.topic, digest))
-                    outcome.new_snapshots += is_new
+                    self._take_snapshot(conn, upload, new_bindings, quota_used, outcome)
                 for reject in outcome.rejected:
                     self._insert_reject(conn, reject)
             except BaseException:
@@ -333,22 +337,80 @@ class Store:
                 f"SELECT id FROM {table} WHERE id IN ({','.join('?' * len(chunk))})", chunk))  # noqa: S608
         return wanted - present
 
-    def _save_snapshot(self, conn: sqlite3.Connection, upload: SnapshotUpload) -> tuple[str, bool]:
-        digest = hashlib.sha256(upload.jpeg).hexdigest()
+    def _take_snapshot(self, conn: sqlite3.Connection, upload: SnapshotUpload, new_bindings: dict[str, tuple[str, str]],
+                       quota_used: dict[str, int], outcome: BatchOutcome) -> None:
+        """Store a picture with its event, or let it wait for the event, or reject it (issue 13).
+
+        It must come from where its device belongs and name an event of the same device and household (a
+        device's credentials let it publish under any site and household segment, and event ids are on
+        every timeline). Its event may still be on the way (outboxes drain in any order), so an unknown
+        event id waits in `pending_snapshots`, shown nowhere, until the event is stored or retention
+        purges it. New pictures count against the device's hourly byte quota.
+        """
+        topic, digest = upload.topic, hashlib.sha256(upload.jpeg).hexdigest()
+
+        def reject(reason: str, detail: str) -> None:
+            outcome.rejected.append(Rejected(str(topic), reason, detail, upload.jpeg, upload.received_at))
+
+        binding_error = self._check_binding(topic, new_bindings)
+        if binding_error:
+            return reject("spoofed_household", binding_error)
+        event = conn.execute("SELECT device, site, household FROM events WHERE id = ?", (topic.event_id,)).fetchone()
+        if event is not None and tuple(event) != (topic.device, topic.site, topic.household):
+            return reject("snapshot_mismatch", f"event {topic.event_id} is not an event of {topic.device} in "
+                                               f"{topic.site}/{topic.household}")
+        table = "snapshots" if event is not None else "pending_snapshots"
+        if conn.execute(f"SELECT 1 FROM {table} WHERE event_id = ? AND sha256 = ?",  # noqa: S608
+                        (topic.event_id, digest)).fetchone() is not None:
+            outcome.snapshots.append((topic, digest))  # stored before: the device may forget it
+            return
+        used = quota_used.get(topic.device)
+        if used is None:
+            used = self._snapshot_bytes_last_hour(conn, topic.device, upload.received_at)
+        if used + len(upload.jpeg) > self.snapshot_quota_bytes:
+            return reject("snapshot_quota", f"{topic.device} stored {used} snapshot bytes in the last hour; "
+                                            f"quota {self.snapshot_quota_bytes}")
+        quota_used[topic.device] = used + len(upload.jpeg)
+        relative = self._write_snapshot_file(digest, upload.jpeg)
+        conn.execute(f"INSERT INTO {table} ({_SNAPSHOT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                     (digest, topic.event_id, topic.site, topic.household, topic.device, len(upload.jpeg),
+                      str(relative), iso(upload.received_at)))
+        outcome.snapshots.append((topic, digest))
+        outcome.new_snapshots += 1
+
+    def _write_snapshot_file(self, digest: str, jpeg: bytes) -> Path:
         relative = Path(digest[:2]) / f"{digest}.jpg"
         target = self.snapshot_dir / relative
         if not target.exists():  # content-addressed: the same picture is written once
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(".part")
-            tmp.write_bytes(upload.jpeg)
+            tmp.write_bytes(jpeg)
             os.replace(tmp, target)
-        cursor = conn.execute(
-            "INSERT OR IGNORE INTO snapshots (sha256, event_id, site, household, device, bytes, path, received_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (digest, upload.topic.event_id, upload.topic.site, upload.topic.household, upload.topic.device,
-             len(upload.jpeg), str(relative), iso(upload.received_at)),
-        )
-        return digest, cursor.rowcount == 1
+        return relative
+
+    @staticmethod
+    def _snapshot_bytes_last_hour(conn: sqlite3.Connection, device: str, now: datetime) -> int:
+        since = iso(now - timedelta(hours=1))
+        return sum(conn.execute(f"SELECT coalesce(sum(bytes), 0) FROM {table} "  # noqa: S608
+                                "WHERE device = ? AND received_at > ?", (device, since)).fetchone()[0]
+                   for table in ("snapshots", "pending_snapshots"))
+
+    @staticmethod
+    def _link_pending_snapshots(conn: sqlite3.Connection, stored: list[Accepted]) -> None:
+        """Pictures that arrived before their event move to `snapshots` once it is stored, if it is an event
+        of the same device and household (a picture that named someone else's event stays an orphan)."""
+        event_ids = [item.message.id for item in stored if isinstance(item.message, (DoorEvent, TamperEvent))]
+        if not event_ids or conn.execute("SELECT 1 FROM pending_snapshots LIMIT 1").fetchone() is None:
+            return
+        for start in range(0, len(event_ids), 500):
+            chunk = event_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            match = (f"FROM pending_snapshots p JOIN events e ON e.id = p.event_id AND e.device = p.device "
+                     f"AND e.site = p.site AND e.household = p.household WHERE p.event_id IN ({marks})")
+            conn.execute(f"INSERT OR IGNORE INTO snapshots ({_SNAPSHOT_COLUMNS}) "  # noqa: S608
+                         f"SELECT p.sha256, p.event_id, p.site, p.household, p.device, p.bytes, p.path, "
+                         f"p.received_at {match}", chunk)
+            conn.execute(f"DELETE FROM pending_snapshots WHERE rowid IN (SELECT p.rowid {match})", chunk)  # noqa: S608
 
     def _insert_reject(self, conn: sqlite3.Connection, reject: Rejected) -> None:
         # A message that passed the contract but could not be written is kept whole: it can be stored

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.registry import iso
-from gateway.store import JPEG_MAGIC, Accepted, BatchOutcome, Rejected, SnapshotUpload, Store, WriteTurn
+from gateway.store import JPEG_MAGIC, SNAPSHOT_QUOTA_BYTES, Accepted, BatchOutcome, Rejected, SnapshotUpload, Store, WriteTurn
 from isowatch.contract import MAX_SNAPSHOT_BYTES, ContractError, Topic, TopicKind, decode, encode_ack, topic
 
 log = logging.getLogger(__name__)
@@ -326,10 +326,11 @@ class StorePool:
     """
 
     def __init__(self, db_path: Path, snapshot_dir: Path, urgent: UrgentCheck | None = None, *,
-                 processes: int = 2) -> None:
+                 processes: int = 2, snapshot_quota_bytes: int = SNAPSHOT_QUOTA_BYTES) -> None:
         if processes < 1:
             raise ValueError("a store pool needs at least one process")
-        self.processes = [StoreProcess(db_path, snapshot_dir, urgent, checkpoints=n == 0) for n in range(processes)]
+        self.processes = [StoreProcess(db_path, snapshot_dir, urgent, checkpoints=n == 0,
+                                       snapshot_quota_bytes=snapshot_quota_bytes) for n in range(processes)]
         self._order: deque[StoreProcess] = deque()  # who holds each batch in flight, oldest first
 
     @property
@@ -378,8 +379,9 @@ class StoreProcess:
     """
 
     def __init__(self, db_path: Path, snapshot_dir: Path, urgent: UrgentCheck | None = None, *,
-                 checkpoints: bool = True) -> None:
-        self._args = (str(db_path), str(snapshot_dir), urgent, checkpoints, logging.getLogger().level)
+                 checkpoints: bool = True, snapshot_quota_bytes: int = SNAPSHOT_QUOTA_BYTES) -> None:
+        self._args = (str(db_path), str(snapshot_dir), urgent, checkpoints, logging.getLogger().level,
+                      snapshot_quota_bytes)
         self._child: _Child | None = None
         self._in_flight: deque[_Child] = deque()  # which child holds each batch, oldest first
         self.restarts = 0
@@ -508,13 +510,13 @@ class _Child:
 
 
 def _serve(conn: Connection, db_path: str, snapshot_dir: str, urgent: UrgentCheck | None, checkpoints: bool,
-           log_level: int) -> None:
+           log_level: int, snapshot_quota_bytes: int) -> None:
     # The parent decides when we stop (a Ctrl-C or systemd's SIGTERM reaches the whole process group).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        store = Store(db_path, snapshot_dir)
+        store = Store(db_path, snapshot_dir, snapshot_quota_bytes=snapshot_quota_bytes)
         store.db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job, off the writers' path
         store.db.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")  # a log started over shrinks
         store.db.execute(f"PRAGMA busy_timeout={STORE_BUSY_TIMEOUT_MS}")  # see `_write_in_turn`

@@ -143,9 +143,10 @@ def test_rejects_keep_a_capped_copy_of_the_payload(tmp_path):
 
 def test_snapshots_are_files_named_by_content_hash_and_linked_to_their_event(tmp_path):
     store = Store(tmp_path / "gw.db", snapshot_dir=tmp_path / "snaps")
-    event_id = uuid7()
+    event = door(1)
+    event_id = event.id
     upload = SnapshotUpload(Topic.parse(f"isowatch/v1/s/h/cam-1/snapshot/{event_id}"), JPEG, NOW)
-    outcome = store.write_batch([], [], [upload, upload])
+    outcome = store.write_batch([accepted(event)], [], [upload, upload])
     assert outcome.new_snapshots == 1 and len(outcome.snapshots) == 2
     (path,) = store.db.execute("SELECT path FROM snapshots WHERE event_id = ?", [event_id]).fetchone()
     assert (tmp_path / "snaps" / path).read_bytes() == JPEG
