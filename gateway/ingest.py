@@ -21,7 +21,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from gateway.store import Store
-from gateway.store_process import BatchSummary, Inbound, StoreError, StorePool, UrgentCheck
+from gateway.store_process import BatchSummary, Inbound, StoreError, StorePool, UrgentCheck, qos0_publish
 from isowatch.broker import BrokerUrl
 from isowatch.clock import Clock, SystemClock
 from isowatch.contract import DEVICE_PUBLISHES, subscription
@@ -91,7 +91,7 @@ class _GatewayClient(mqtt.Client):
                 rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
             else:
                 mid = data[topic_end] << 8 | data[topic_end + 1] if qos else 0
-                publishes.append((data[start + 2:topic_end], data[payload_start:pos], mid, qos))
+                publishes.append((data[start + 2:topic_end], data[payload_start:pos], mid, qos, bool(command & 1)))
         self._buffer = bytearray(data[pos:])
         if publishes:
             self.on_publishes(publishes)
@@ -180,6 +180,9 @@ class Ingest:
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._writer: threading.Thread | None = None
+        # Retained messages we cleared (an empty retained PUBLISH): the broker sends each clear back to us as
+        # an empty message on that topic, which is ours, not a device's. Topic -> when cleared (monotonic).
+        self._own_clears: dict[bytes, float] = {}
         self.client = _GatewayClient(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -279,6 +282,8 @@ class Ingest:
         while not (self._stop.is_set() and self._queue.empty() and not in_flight):
             if len(in_flight) < self.PIPELINE_DEPTH and not failed:
                 batch = self._next_batch(timeout=self.POLL_S if in_flight else 0.2)
+                if batch and self._own_clears:
+                    batch = self._without_own_clears(batch)
                 if batch:
                     self.counters["in_batch"] += len(batch)
                     try:
@@ -317,6 +322,22 @@ class Ingest:
                 break
         return batch
 
+    OWN_CLEAR_ECHO_S = 60.0  # how long a clear's echo is expected; a later empty message is a device's
+
+    def _without_own_clears(self, batch: list[Inbound]) -> list[Inbound]:
+        now = time.monotonic()
+        kept = []
+        for item in batch:
+            raw_topic, payload, _mid, qos, _retain = item
+            cleared_at = self._own_clears.get(raw_topic) if not payload and qos == 0 else None
+            if cleared_at is not None and now - cleared_at < self.OWN_CLEAR_ECHO_S:
+                del self._own_clears[raw_topic]
+            else:
+                kept.append(item)
+        if len(self._own_clears) > 10_000:  # echoes that never came (a broker that drops them)
+            self._own_clears = {t: at for t, at in self._own_clears.items() if now - at < self.OWN_CLEAR_ECHO_S}
+        return kept
+
     def _handle_with_retry(self, batch: list[Inbound]) -> None:
         """Input never raises (classify); a failing database (locked, disk full) or a store process that died
         is retried with backoff.
@@ -342,8 +363,12 @@ class Ingest:
 
     def _finish(self, batch: list[Inbound], summary: BatchSummary) -> None:
         """The batch is committed: PUBACKs to the broker, then a GatewayAck to each device, in one write."""
-        self.client.write_packets([pubacks([mid for _topic, _payload, mid, qos in batch if qos == 1]),
-                                   summary.ack_packets])
+        clears = [qos0_publish(topic_text, b"", retain=True) for topic_text in summary.clear_retained]
+        self.client.write_packets([pubacks([mid for _topic, _payload, mid, qos, _retain in batch if qos == 1]),
+                                   summary.ack_packets, *clears])
+        if summary.clear_retained:
+            now = time.monotonic()
+            self._own_clears.update((topic_text.encode(), now) for topic_text in summary.clear_retained)
         self._count(summary)
         for listener in self.listeners:
             try:
@@ -358,6 +383,11 @@ class Ingest:
         self.counters["updates"] += summary.updates
         self.counters["snapshots"] += summary.new_snapshots
         self.counters["rejected"] += len(summary.rejected)
+        if summary.clear_retained:
+            self.counters["retained_cleared"] += len(summary.clear_retained)
+        if summary.replayed:
+            self.counters["retained_replays"] += summary.replayed
+            log.info("%d retained rejects replayed by the broker, recorded before", summary.replayed)
         for reason, topic_text, size, detail in summary.rejected:
             self.reject_reasons[reason] += 1
             log.warning("rejected reason=%s topic=%s size=%d detail=%s", reason, topic_text, size, detail)

@@ -249,7 +249,7 @@ def _010_pending_snapshots(db: Database) -> None:
     """Issue 13: a snapshot is shown only with an event of the same device and household. One that arrives
     before its event waits in `pending_snapshots` (on no timeline) and moves to `snapshots` when the event
     comes; retention purges those that never meet it. Both are looked up by device and time for the
-    per-device hourly quota."""
+    per-device hourly quota. Rejects are looked up by topic to record a replayed retained message once."""
     db.execute("CREATE TABLE pending_snapshots (sha256 TEXT NOT NULL, event_id TEXT NOT NULL, site TEXT NOT NULL, "
                "household TEXT NOT NULL, device TEXT NOT NULL, bytes INTEGER NOT NULL, path TEXT NOT NULL, "
                "received_at TEXT NOT NULL, PRIMARY KEY (event_id, sha256))")
@@ -258,6 +258,8 @@ def _010_pending_snapshots(db: Database) -> None:
     db.execute("CREATE INDEX idx_pending_snapshots_path ON pending_snapshots (path)")
     db.execute("CREATE INDEX idx_snapshots_device_received ON snapshots (device, received_at)")
     db.execute("CREATE INDEX IF NOT EXISTS idx_snapshots_path ON snapshots (path)")
+    # A retained message the broker replays is looked up among the rejects by topic (recorded once).
+    db.execute("CREATE INDEX idx_rejects_topic ON rejects (topic)")
 
 
 MIGRATIONS: list[Migration] = [

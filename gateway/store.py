@@ -48,6 +48,7 @@ class Accepted:
     message: DeviceMessage
     received_at: datetime
     payload: bytes
+    retained: bool = False  # a device status replayed from the broker's retained store
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,7 @@ class Rejected:
     detail: str
     payload: bytes
     received_at: datetime
+    retained: bool = False  # replayed from the broker's retained store: recorded once, however often replayed
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +76,15 @@ class BatchOutcome:
     rejected: list[Rejected] = field(default_factory=list)
     snapshots: list[tuple[Topic, str]] = field(default_factory=list)  # (topic, sha256) stored or already there
     new_snapshots: int = 0
+    replayed: list[Rejected] = field(default_factory=list)  # retained rejects recorded at an earlier replay
 
     def merge(self, other: "BatchOutcome") -> "BatchOutcome":
         """Both parts of a batch stored in two transactions, as one outcome."""
         return BatchOutcome(
             stored=self.stored + other.stored, duplicates=self.duplicates + other.duplicates,
             updates=self.updates + other.updates, rejected=self.rejected + other.rejected,
-            snapshots=self.snapshots + other.snapshots, new_snapshots=self.new_snapshots + other.new_snapshots)
+            snapshots=self.snapshots + other.snapshots, new_snapshots=self.new_snapshots + other.new_snapshots,
+            replayed=self.replayed + other.replayed)
 
     def handled(self) -> list[Accepted]:
         """Everything the device may now forget: stored now, stored before, or applied."""
@@ -228,7 +232,7 @@ class Store:
                     if binding_error:
                         outcome.rejected.append(
                             Rejected(str(item.topic), "spoofed_household", binding_error, item.payload,
-                                     item.received_at)
+                                     item.received_at, item.retained)
                         )
                     else:
                         valid.append((item, row))
@@ -237,6 +241,10 @@ class Store:
                 quota_used: dict[str, int] = {}
                 for upload in snapshots:
                     self._take_snapshot(conn, upload, new_bindings, quota_used, outcome)
+                replays = [r for r in outcome.rejected if r.retained and self._recorded_before(conn, r)]
+                if replays:
+                    outcome.rejected = [r for r in outcome.rejected if r not in replays]
+                    outcome.replayed += replays
                 for reject in outcome.rejected:
                     self._insert_reject(conn, reject)
             except BaseException:
@@ -421,6 +429,15 @@ class Store:
             (iso(reject.received_at), reject.topic[:512], reject.reason, reject.detail[:1000], len(reject.payload),
              reject.payload[:keep]),
         )
+
+    @staticmethod
+    def _recorded_before(conn: sqlite3.Connection, reject: Rejected) -> bool:
+        """The broker replays a retained message to every new subscription: until the gateway's clear
+        reaches it (or where the gateway may not clear it) it is the same reject again, not a new one."""
+        keep = MAX_JSON_BYTES if reject.reason == "unstorable" else REJECT_PAYLOAD_KEEP
+        return conn.execute(
+            "SELECT 1 FROM rejects WHERE topic = ? AND reason = ? AND payload_size = ? AND payload = ? LIMIT 1",
+            (reject.topic[:512], reject.reason, len(reject.payload), reject.payload[:keep])).fetchone() is not None
 
     def _maybe_prune_rejects(self, added: int) -> None:
         self._rejects_since_prune += added

@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 60.0
 _STOP = "stop"
 
-# One inbound PUBLISH as the MQTT process slices it out: (topic bytes, payload, packet id, QoS).
-Inbound = tuple[bytes, bytes, int, int]
+# One inbound PUBLISH as the MQTT process slices it out: (topic bytes, payload, packet id, QoS, retain flag).
+Inbound = tuple[bytes, bytes, int, int, bool]
 
 # Whether a stored batch holds something to act on at once (the alert process's wake-up rule).
 UrgentCheck = Callable[[BatchOutcome], bool]
@@ -60,20 +60,30 @@ class BatchSummary:
     acked: dict[str, list[tuple[int, int]]]  # device -> seq ranges the device may now forget
     ack_packets: bytes
     urgent: bool
+    clear_retained: list[str] = ()  # type: ignore[assignment]  # topics whose retained message to clear
+    replayed: int = 0  # retained rejects the broker replayed, already recorded: not counted again
 
 
 class StoreError(RuntimeError):
     """The store process could not store a batch (database locked, disk full, the child died); retry it."""
 
 
-def classify(raw_topic: bytes, payload: bytes, received_at: Any) -> Accepted | Rejected | SnapshotUpload:
-    """Decide what one MQTT message is, without touching the database. Never raises on input."""
+def classify(raw_topic: bytes, payload: bytes, received_at: Any,
+             retained: bool = False) -> Accepted | Rejected | SnapshotUpload:
+    """Decide what one MQTT message is, without touching the database. Never raises on input.
+
+    `retained`: the broker sent it from its retained store (MQTT 3.1.1 clears the flag on live delivery,
+    so these are replays to a new subscription). Only a device's status may be retained: anything else
+    would be replayed to the gateway on every reconnect (and come back after retention purged it)."""
     try:
         topic_text = raw_topic.decode("utf-8")
     except UnicodeDecodeError:
-        return Rejected(raw_topic.decode("utf-8", "replace"), "topic", "topic is not UTF-8", payload, received_at)
+        return Rejected(raw_topic.decode("utf-8", "replace"), "topic", "topic is not UTF-8", payload, received_at,
+                        retained)
     try:
         parsed = Topic.parse(topic_text)
+        if retained and parsed.kind is not TopicKind.STATUS:
+            raise ContractError("retained", f"a retained message on a {parsed.kind.value} topic")
         if parsed.kind is TopicKind.SNAPSHOT:
             if len(payload) > MAX_SNAPSHOT_BYTES:
                 raise ContractError("too_large", f"snapshot of {len(payload)} bytes > {MAX_SNAPSHOT_BYTES}")
@@ -82,11 +92,11 @@ def classify(raw_topic: bytes, payload: bytes, received_at: Any) -> Accepted | R
             return SnapshotUpload(parsed, payload, received_at)
         parsed, message = decode(parsed, payload)
     except ContractError as exc:
-        return Rejected(topic_text, exc.reason, exc.detail, payload, received_at)
+        return Rejected(topic_text, exc.reason, exc.detail, payload, received_at, retained)
     except Exception as exc:  # whatever a message does, it is rejected, not handed to the batch
         log.exception("classifying a message failed topic=%s", topic_text[:200])
-        return Rejected(topic_text, "invalid", f"{type(exc).__name__}: {exc}"[:300], payload, received_at)
-    return Accepted(parsed, message, received_at, payload)
+        return Rejected(topic_text, "invalid", f"{type(exc).__name__}: {exc}"[:300], payload, received_at, retained)
+    return Accepted(parsed, message, received_at, payload, retained)
 
 
 def seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
@@ -102,11 +112,11 @@ def seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
     return ranges
 
 
-def qos0_publish(topic_text: str, payload: bytes) -> bytes:
-    """An MQTT 3.1.1 PUBLISH packet, QoS 0, not retained."""
+def qos0_publish(topic_text: str, payload: bytes, *, retain: bool = False) -> bytes:
+    """An MQTT 3.1.1 PUBLISH packet, QoS 0 (retained: an empty payload clears the topic's retained message)."""
     name = topic_text.encode()
     body_length = 2 + len(name) + len(payload)
-    header = bytearray([0x30])
+    header = bytearray([0x31 if retain else 0x30])
     while True:
         byte, body_length = body_length & 0x7F, body_length >> 7
         header.append(byte | (0x80 if body_length else 0))
@@ -124,8 +134,8 @@ def store_batch(store: Store, batch: list[Inbound], now: datetime, acks: "AckBoo
     accepted: list[Accepted] = []
     rejected: list[Rejected] = []
     snapshots: list[SnapshotUpload] = []
-    for raw_topic, payload, _mid, _qos in batch:
-        result = classify(raw_topic, payload, now)
+    for raw_topic, payload, _mid, _qos, retained in batch:
+        result = classify(raw_topic, payload, now, retained)
         if isinstance(result, Accepted):
             accepted.append(result)
         elif isinstance(result, SnapshotUpload):
@@ -140,6 +150,9 @@ def store_batch(store: Store, batch: list[Inbound], now: datetime, acks: "AckBoo
         updates=len(outcome.updates), new_snapshots=outcome.new_snapshots,
         rejected=[(r.reason, r.topic[:200], len(r.payload), r.detail[:200]) for r in outcome.rejected],
         acked=acked, ack_packets=packets, urgent=_is_urgent(urgent, outcome),
+        # A retained message we reject would be replayed at every reconnect: clear it at the broker.
+        clear_retained=[r.topic for r in (*outcome.rejected, *outcome.replayed) if r.retained],
+        replayed=len(outcome.replayed),
     )
 
 

@@ -16,9 +16,9 @@ from tests.security.conftest import reading_fields
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
 
-def inbound(device: str, seq: int, **changes) -> tuple[bytes, bytes, int, int]:
+def inbound(device: str, seq: int, **changes) -> tuple[bytes, bytes, int, int, bool]:
     payload = json.dumps(reading_fields(device, seq, **changes)).encode()
-    return topic("s", f"hh-{device}", device, TopicKind.READING).encode(), payload, seq, 1
+    return topic("s", f"hh-{device}", device, TopicKind.READING).encode(), payload, seq, 1, False
 
 
 def _poison_rows_with_celsius(store: Store, celsius: float) -> None:
