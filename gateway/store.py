@@ -240,7 +240,7 @@ class Store:
                 self._link_pending_snapshots(conn, outcome.stored)
                 quota_used: dict[str, int] = {}
                 for upload in snapshots:
-                    self._take_snapshot(conn, upload, new_bindings, quota_used, outcome)
+                    self._take_snapshot(conn, upload, quota_used, outcome)
                 replays = [r for r in outcome.rejected if r.retained and self._recorded_before(conn, r)]
                 if replays:
                     outcome.rejected = [r for r in outcome.rejected if r not in replays]
@@ -345,8 +345,8 @@ class Store:
                 f"SELECT id FROM {table} WHERE id IN ({','.join('?' * len(chunk))})", chunk))  # noqa: S608
         return wanted - present
 
-    def _take_snapshot(self, conn: sqlite3.Connection, upload: SnapshotUpload, new_bindings: dict[str, tuple[str, str]],
-                       quota_used: dict[str, int], outcome: BatchOutcome) -> None:
+    def _take_snapshot(self, conn: sqlite3.Connection, upload: SnapshotUpload, quota_used: dict[str, int],
+                       outcome: BatchOutcome) -> None:
         """Store a picture with its event, or let it wait for the event, or reject it (issue 13).
 
         It must come from where its device belongs and name an event of the same device and household (a
@@ -360,7 +360,8 @@ class Store:
         def reject(reason: str, detail: str) -> None:
             outcome.rejected.append(Rejected(str(topic), reason, detail, upload.jpeg, upload.received_at))
 
-        binding_error = self._check_binding(topic, new_bindings)
+        # Checked against known bindings only: a device's first picture must not decide where it belongs.
+        binding_error = self._check_binding(topic, {})
         if binding_error:
             return reject("spoofed_household", binding_error)
         event = conn.execute("SELECT device, site, household FROM events WHERE id = ?", (topic.event_id,)).fetchone()

@@ -136,3 +136,21 @@ def test_a_flood_of_big_pictures_under_made_up_events_is_capped_and_purged_as_or
         assert detail["snapshots"] == within and detail["bytes"] == within * MAX_SNAPSHOT_BYTES
     finally:
         device.stop()
+
+
+def test_a_picture_from_a_device_not_seen_before_does_not_decide_where_it_belongs(tmp_path):
+    """Only messages bind an unregistered device to a household: a picture under a made-up one must not
+    make the device's real messages look spoofed."""
+    from datetime import datetime, timezone
+
+    from gateway.store import Accepted, SnapshotUpload, Store
+    from isowatch.contract import Topic, encode, topic_for
+
+    store = Store(tmp_path / "gw.db")
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+    upload = SnapshotUpload(Topic.parse(f"isowatch/v1/made-up/nowhere/cam-new/snapshot/{uuid7()}"), _jpeg(), now)
+    store.write_batch([], [], [upload])
+    event = DoorEvent(type="door", id=uuid7(), device="cam-new", seq=1, device_time=now, state="open")
+    outcome = store.write_batch([Accepted(Topic.parse(topic_for(SITE, "hh-a", event)), event, now, encode(event))])
+    assert len(outcome.stored) == 1 and not outcome.rejected
+    store.close()
