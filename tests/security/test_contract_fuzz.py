@@ -173,3 +173,15 @@ def test_plain_json_types_still_pass_strict_validation():
     _topic, message = decode(topic("s", "h", DEVICE, TopicKind.READING), json.dumps(data).encode())
     assert message.celsius == 37.0
     assert message.device_time == datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(["isowatch", "v1", "s", "h", "cam-1", "event", "snapshot", "status",
+                                           uuid7(), "+", "#", "", "\u202e", "\x00", "a" * 65]),
+                          st.text(max_size=8)), max_size=9),
+       st.binary(max_size=64))
+def test_any_topic_and_payload_give_a_message_or_a_contract_error(segments, payload):
+    try:
+        decode("/".join(segments), payload)
+    except ContractError:
+        pass
