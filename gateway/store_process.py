@@ -25,14 +25,23 @@ import traceback
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from gateway.registry import iso
-from gateway.store import JPEG_MAGIC, SNAPSHOT_QUOTA_BYTES, Accepted, BatchOutcome, Rejected, SnapshotUpload, Store, WriteTurn
+from gateway.store import (
+    JPEG_MAGIC,
+    SNAPSHOT_QUOTA_BYTES,
+    Accepted,
+    BatchOutcome,
+    Rejected,
+    SnapshotUpload,
+    Store,
+    WriteTurn,
+)
 from isowatch.contract import MAX_SNAPSHOT_BYTES, ContractError, Topic, TopicKind, decode, encode_ack, topic
 
 log = logging.getLogger(__name__)
@@ -60,7 +69,7 @@ class BatchSummary:
     acked: dict[str, list[tuple[int, int]]]  # device -> seq ranges the device may now forget
     ack_packets: bytes
     urgent: bool
-    clear_retained: list[str] = ()  # type: ignore[assignment]  # topics whose retained message to clear
+    clear_retained: list[str] = field(default_factory=list)  # topics whose retained message to clear
     replayed: int = 0  # retained rejects the broker replayed, already recorded: not counted again
 
 
@@ -179,7 +188,7 @@ def _write_isolating(store: Store, accepted: list[Accepted], rejected: list[Reje
                      snapshots: list[SnapshotUpload], write_turn: AbstractContextManager) -> BatchOutcome:
     """`_write_in_turn`; when the batch fails for a reason other than the database's, write it in halves until
     the message at fault stands alone, and reject that one as `unstorable`. One bad message costs a few
-    transactions; it never holds the others (a batch that failed whole was retried for ever)."""
+    transactions; it never holds the others, as the whole batch would be retried with it for ever."""
     try:
         return _write_in_turn(store, accepted, rejected, snapshots, write_turn)
     except Exception as exc:
