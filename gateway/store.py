@@ -204,6 +204,7 @@ class Store:
             for row in self.db.query("SELECT device, site, household FROM devices")
         }
         self._rejects_since_prune = 0
+        self._new_files: list[Path] = []  # snapshot files the open transaction wrote
 
     def close(self) -> None:
         self.db.close()
@@ -247,10 +248,14 @@ class Store:
                     outcome.replayed += replays
                 for reject in outcome.rejected:
                     self._insert_reject(conn, reject)
+                conn.commit()
             except BaseException:
                 conn.rollback()
+                for path in self._new_files:  # written for rows that are not there now: nothing would purge them
+                    path.unlink(missing_ok=True)
                 raise
-            conn.commit()
+            finally:
+                self._new_files = []
             self._bindings.update(new_bindings)
             if outcome.rejected:
                 self._maybe_prune_rejects(len(outcome.rejected))
@@ -395,6 +400,7 @@ class Store:
             tmp = target.with_suffix(".part")
             tmp.write_bytes(jpeg)
             os.replace(tmp, target)
+            self._new_files.append(target)
         return relative
 
     @staticmethod

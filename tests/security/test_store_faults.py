@@ -11,6 +11,7 @@ import pytest
 from gateway.store import Store
 from gateway.store_process import AckBook, classify, store_batch
 from isowatch.contract import TopicKind, topic
+from isowatch.ids import uuid7
 from tests.security.conftest import reading_fields
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -71,4 +72,21 @@ def test_a_failing_wake_up_check_does_not_fail_a_stored_batch(tmp_path):
 
     summary = store_batch(store, [inbound("cam-1", 1)], NOW, AckBook(), broken_urgent)
     assert summary.stored == 1 and summary.urgent  # wake the worker: it reads what is stored itself
+    store.close()
+
+
+def test_a_snapshot_file_written_for_a_batch_that_failed_is_removed(tmp_path):
+    """The picture is written before the commit; if the batch's transaction fails, no row names the file
+    and retention would never find it."""
+    from gateway.store import SnapshotUpload
+    from isowatch.contract import Topic
+    from tests.security.conftest import JPEG
+
+    store = Store(tmp_path / "gw.db", snapshot_dir=tmp_path / "snaps")
+    store.db.execute("CREATE TRIGGER refuse BEFORE INSERT ON pending_snapshots "
+                     "BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    upload = SnapshotUpload(Topic.parse(f"isowatch/v1/s/h/cam-1/snapshot/{uuid7()}"), JPEG, NOW)
+    with pytest.raises(sqlite3.IntegrityError):
+        store.write_batch([], [], [upload])
+    assert not list((tmp_path / "snaps").rglob("*.jpg"))
     store.close()
