@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import secrets
 import sqlite3
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.alerts import audit
-from gateway.registry import iso
+from gateway.registry import iso, parse_iso
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,11 @@ STAFF_ROLES = ("leader", "medical", "police", "social")
 Language = Literal["zh", "en"]
 
 SESSION_HOURS = 12  # one shift; staff on call log in again once a day
-MAX_FAILURES_PER_USER = 5  # within FAILURE_WINDOW, before further tries are refused unchecked
-MAX_FAILURES_PER_IP = 20
+MAX_FAILURES_PER_USER = 5  # per user and address within FAILURE_WINDOW; then each try waits (LIMITED_DELAY, doubling)
+MAX_FAILURES_PER_IP = 20  # per address over all users (one address trying many names)
 FAILURE_WINDOW = timedelta(minutes=15)
+LIMITED_DELAY = timedelta(minutes=1)
+ATTEMPT_PENDING = -1  # login_attempts.ok while the password is being checked; counts as a failure
 
 _hasher = PasswordHasher()
 # A hash to verify against when the user does not exist, so timing does not reveal which names exist.
@@ -164,18 +167,49 @@ def list_users(conn: sqlite3.Connection) -> list[User]:
     return [u for u in (load_user(conn, n) for n in names) if u is not None]
 
 
-def login(conn: sqlite3.Connection, username: str, password: str, *, ip: str, now: datetime) -> Session:
-    """Check the password (unless rate limited), record the attempt and open a session."""
+def _backoff_s(failures: int, limit: int) -> float:
+    """How long after the last checked attempt the next one may be checked: nothing under the limit, then
+    doubling from one minute, never longer than the window (the failures age out of it by then)."""
+    if failures < limit:
+        return 0.0
+    return min(LIMITED_DELAY.total_seconds() * 2 ** (failures - limit), FAILURE_WINDOW.total_seconds())
+
+
+def _reserve_attempt(conn: sqlite3.Connection, username: str, ip: str, now: datetime) -> int:
+    """Count this attempt before the password is checked, or refuse it: one write transaction
+    (BEGIN IMMEDIATE) reads the failures and records the attempt, so parallel requests in any number of
+    processes queue here and cannot all pass the same count. The row stays `pending` (counted as a
+    failure) until the check decides it. Failures count per user and address: someone guessing from one
+    address slows only that address down, and the real user elsewhere still logs in."""
     since = iso(now - FAILURE_WINDOW)
-    by_user = conn.execute("SELECT count(*) FROM login_attempts WHERE username = ? AND at >= ? AND ok = 0",
-                           (username, since)).fetchone()[0]
-    by_ip = conn.execute("SELECT count(*) FROM login_attempts WHERE ip = ? AND at >= ? AND ok = 0",
-                         (ip, since)).fetchone()[0]
-    if by_user >= MAX_FAILURES_PER_USER or by_ip >= MAX_FAILURES_PER_IP:
-        with conn:
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")
+        # Failures since this address's last success for this user: a correct login starts afresh.
+        by_pair = conn.execute(
+            "SELECT count(*), max(at) FROM login_attempts WHERE username = ? AND ip = ? AND at >= ? AND ok != 1 "
+            "AND id > coalesce((SELECT max(id) FROM login_attempts WHERE username = ? AND ip = ? AND ok = 1), 0)",
+            (username, ip, since, username, ip)).fetchone()
+        by_ip = conn.execute("SELECT count(*), max(at) FROM login_attempts WHERE ip = ? AND at >= ? AND ok != 1",
+                             (ip, since)).fetchone()
+        wait = 0.0
+        for (failures, last), limit in ((by_pair, MAX_FAILURES_PER_USER), (by_ip, MAX_FAILURES_PER_IP)):
+            backoff = _backoff_s(failures, limit)
+            if backoff:
+                wait = max(wait, backoff - (now - parse_iso(last)).total_seconds())
+        if wait > 0:  # the refusal is audited (committed), the attempt not counted: it checked nothing
             audit(conn, username, "auth.login_refused", f"user:{username}", {"ip": ip, "reason": "rate_limited"}, now)
-        log.warning("login rate limited user=%s ip=%s", username, ip)
-        raise TooManyAttempts(int(FAILURE_WINDOW.total_seconds()))
+        else:
+            attempt = conn.execute("INSERT INTO login_attempts (at, username, ip, ok) VALUES (?, ?, ?, ?)",
+                                   (iso(now), username, ip, ATTEMPT_PENDING)).lastrowid
+    if wait > 0:
+        log.warning("login rate limited user=%s ip=%s retry_after=%.0fs", username, ip, wait)
+        raise TooManyAttempts(max(1, math.ceil(wait)))
+    return int(attempt)
+
+
+def login(conn: sqlite3.Connection, username: str, password: str, *, ip: str, now: datetime) -> Session:
+    """Count the attempt (unless rate limited), then check the password and open a session."""
+    attempt = _reserve_attempt(conn, username, ip, now)
     row = conn.execute("SELECT password_hash FROM users WHERE username = ? AND active = 1", (username,)).fetchone()
     ok = False
     try:
@@ -183,8 +217,7 @@ def login(conn: sqlite3.Connection, username: str, password: str, *, ip: str, no
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
     with conn:
-        conn.execute("INSERT INTO login_attempts (at, username, ip, ok) VALUES (?, ?, ?, ?)",
-                     (iso(now), username, ip, int(ok)))
+        conn.execute("UPDATE login_attempts SET ok = ? WHERE id = ?", (int(ok), attempt))
         audit(conn, username, "auth.login" if ok else "auth.login_failed", f"user:{username}", {"ip": ip}, now)
         if not ok:
             raise_after = BadCredentials("wrong username or password")
@@ -195,8 +228,9 @@ def login(conn: sqlite3.Connection, username: str, password: str, *, ip: str, no
             conn.execute("INSERT INTO sessions (token_hash, username, csrf, created_at, expires_at, ip) "
                          "VALUES (?, ?, ?, ?, ?, ?)",
                          (_token_hash(token), username, csrf, iso(now), iso(now + timedelta(hours=SESSION_HOURS)), ip))
-            # Old rows go when someone logs in: the table stays small without a background job.
+            # Old rows go when someone logs in: the tables stay small without a background job.
             conn.execute("DELETE FROM sessions WHERE expires_at < ?", (iso(now),))
+            conn.execute("DELETE FROM login_attempts WHERE at < ?", (iso(now - FAILURE_WINDOW),))
     if not ok:
         raise raise_after
     user = load_user(conn, username)
