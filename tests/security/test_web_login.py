@@ -84,3 +84,29 @@ def test_forty_parallel_guesses_check_at_most_the_limit_and_the_real_user_still_
     with httpx.Client(base_url=urls[1], timeout=60) as attacker:
         again = attacker.post("/api/v1/session", json={"username": "chen", "password": PASSWORD})
         assert again.status_code == 429 and int(again.headers["retry-after"]) >= 1
+
+
+def test_the_limit_is_a_doubling_delay_per_address_not_a_lockout(seeded):
+    from fastapi.testclient import TestClient
+
+    from dashboard.app import create_app
+    from isowatch.clock import ManualClock
+
+    clock = ManualClock()
+    client = TestClient(create_app(seeded.db_path, clock=clock))
+
+    def attempt(password: str = "wrong-guess") -> httpx.Response:
+        return client.post("/api/v1/session", json={"username": "li", "password": password})
+
+    assert [attempt().status_code for _ in range(MAX_FAILURES_PER_USER)] == [401] * MAX_FAILURES_PER_USER
+    waits = []
+    for _ in range(3):  # each further guess waits twice as long
+        refused = attempt(PASSWORD)
+        assert refused.status_code == 429  # even the right password is not checked while waiting
+        waits.append(int(refused.headers["retry-after"]))
+        clock.advance(waits[-1])
+        assert attempt().status_code == 401  # one more guess once the wait is over
+    assert waits == [60, 120, 240]
+    clock.advance(480)  # the real user, back after the wait, is let in
+    assert attempt(PASSWORD).status_code == 200
+    assert _checked(seeded.db_path, "li") == MAX_FAILURES_PER_USER + 4
