@@ -17,7 +17,9 @@ from typing import Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from dashboard.password_policy import check_password
 
 from gateway.alerts import audit
 from gateway.registry import iso, parse_iso
@@ -65,9 +67,15 @@ class UserCreate(BaseModel):
     display_name: str = Field("", max_length=100)
     role: Role
     language: Language = "zh"
-    password: str = Field(min_length=10, max_length=200)
+    password: str = Field(description="At least 10 characters; not a common password, a repeated character or "
+                                      "simple sequence, nor the username")
     staff: str | None = Field(None, max_length=64, description="The registry staff id of a team member")
     teams: list[str] = Field(default_factory=list, max_length=100, description="Extra team memberships")
+
+    @model_validator(mode="after")
+    def _strong_password(self) -> "UserCreate":
+        check_password(self.password, self.username)
+        return self
 
 
 class UserPublic(BaseModel):
@@ -137,6 +145,8 @@ def create_user(conn: sqlite3.Connection, new: UserCreate, *, by: str, now: date
 
 
 def set_password(conn: sqlite3.Connection, username: str, password: str, *, by: str, now: datetime) -> None:
+    """Raises WeakPassword when the password breaks the policy (dashboard/password_policy.py)."""
+    check_password(password, username)
     with conn:
         cursor = conn.execute("UPDATE users SET password_hash = ? WHERE username = ?", (_hasher.hash(password), username))
         if cursor.rowcount != 1:
