@@ -13,7 +13,7 @@ import secrets
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -61,6 +61,10 @@ class UserExists(AccountError):
     pass
 
 
+class UnknownReference(AccountError):
+    """The new user names a staff member or team the registry does not have, or a staff id of another role."""
+
+
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
@@ -69,8 +73,10 @@ class UserCreate(BaseModel):
     language: Language = "zh"
     password: str = Field(description="At least 10 characters; not a common password, a repeated character or "
                                       "simple sequence, nor the username")
-    staff: str | None = Field(None, max_length=64, description="The registry staff id of a team member")
-    teams: list[str] = Field(default_factory=list, max_length=100, description="Extra team memberships")
+    staff: str | None = Field(None, max_length=64, description="The registry staff id of a team member; the "
+                                                               "user's role must be that member's role")
+    teams: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=100,
+                                                             description="Extra team memberships (existing teams)")
 
     @model_validator(mode="after")
     def _strong_password(self) -> "UserCreate":
@@ -126,10 +132,24 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _check_references(conn: sqlite3.Connection, new: UserCreate) -> None:
+    """A user on a team or staff id that does not exist would see nothing, or the wrong households later."""
+    if new.staff is not None:
+        row = conn.execute("SELECT role FROM staff WHERE staff = ?", (new.staff,)).fetchone()
+        if row is None:
+            raise UnknownReference(f"no such staff member: {new.staff}")
+        if row[0] != new.role:
+            raise UnknownReference(f"staff member {new.staff} is a {row[0]}; the user's role must be {row[0]}")
+    for team in new.teams:
+        if conn.execute("SELECT 1 FROM teams WHERE team = ?", (team,)).fetchone() is None:
+            raise UnknownReference(f"no such team: {team}")
+
+
 def create_user(conn: sqlite3.Connection, new: UserCreate, *, by: str, now: datetime) -> User:
     with conn:
         if conn.execute("SELECT 1 FROM users WHERE username = ?", (new.username,)).fetchone():
             raise UserExists(f"user {new.username} exists")
+        _check_references(conn, new)
         conn.execute(
             "INSERT INTO users (username, display_name, role, language, password_hash, staff, active, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, 1, ?)",

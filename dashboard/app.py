@@ -62,6 +62,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         devices.ConfigUnavailable: 503,
         PushError: 502,
         accounts.UserExists: 409,
+        accounts.UnknownReference: 422,
     }
     for error_type, status in statuses.items():
         app.add_exception_handler(error_type, _status_handler(status))
