@@ -173,7 +173,9 @@ def announce_visit(household: str, kind: str, starts_at: str, ends_at: str, note
 @click.option("--language", type=click.Choice(["zh", "en"]), default="zh", show_default=True)
 @click.option("--staff", default=None, help="Registry staff id: the user sees the households of that member's teams.")
 @click.option("--team", "teams", multiple=True, help="Extra team membership (repeatable).")
-@click.password_option(envvar="ISOWATCH_NEW_PASSWORD", help="At least 10 characters (env ISOWATCH_NEW_PASSWORD).")
+@click.password_option(envvar="ISOWATCH_NEW_PASSWORD",
+                       help="At least 10 characters, not a common or repetitive password nor the username "
+                            "(env ISOWATCH_NEW_PASSWORD).")
 @db_option
 @by_option
 def create_user(username: str, role: str, display_name: str, language: str, staff: str | None,
