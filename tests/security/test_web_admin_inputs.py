@@ -138,3 +138,15 @@ def test_the_cli_refuses_a_non_utf8_import_file(seeded, tmp_path):
     bad.write_bytes("sites: [{site: s, name: caf\u00e9}]".encode("latin-1"))
     result = CliRunner().invoke(cli, ["admin", "import", str(bad), "--db", str(seeded.db_path)])
     assert result.exit_code == 1 and "UTF-8" in result.output, (result.output, result.exception)
+
+
+def test_a_config_push_is_bounded(seeded):
+    pushed = []
+    admin = TestClient(create_app(seeded.db_path, push_config=lambda *config: pushed.append(config)))
+    csrf = login(admin, "admin")
+    answer = admin.post("/api/v1/devices/cam-3502/config", headers={"X-CSRF-Token": csrf},
+                        json={"version": "v9", "camera": {"roi": [[1, 2]] * 20_000}})
+    assert answer.status_code == 422 and pushed == [], answer.text[:300]
+    fine = admin.post("/api/v1/devices/cam-3502/config", headers={"X-CSRF-Token": csrf},
+                      json={"version": "v9", "camera": {"roi": [[1, 2], [3, 4]]}})
+    assert fine.status_code == 200 and len(pushed) == 1, fine.text
