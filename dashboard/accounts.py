@@ -202,7 +202,7 @@ def _backoff_s(failures: int, limit: int) -> float:
     doubling from one minute, never longer than the window (the failures age out of it by then)."""
     if failures < limit:
         return 0.0
-    return min(LIMITED_DELAY.total_seconds() * 2 ** (failures - limit), FAILURE_WINDOW.total_seconds())
+    return min(LIMITED_DELAY.total_seconds() * 2 ** min(failures - limit, 16), FAILURE_WINDOW.total_seconds())
 
 
 def _reserve_attempt(conn: sqlite3.Connection, username: str, ip: str, now: datetime) -> int:
