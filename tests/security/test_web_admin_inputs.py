@@ -150,3 +150,33 @@ def test_a_config_push_is_bounded(seeded):
     fine = admin.post("/api/v1/devices/cam-3502/config", headers={"X-CSRF-Token": csrf},
                       json={"version": "v9", "camera": {"roi": [[1, 2], [3, 4]]}})
     assert fine.status_code == 200 and len(pushed) == 1, fine.text
+
+
+def test_periods_stored_out_of_bounds_before_the_fix_are_repaired_and_audited(seeded):
+    """A database that took a 10^12-day extension or a year-9999 start before the bounds: the migration
+    cuts the one back and moves the other into the audit log, and the household pages answer again."""
+    import json
+    import sqlite3
+
+    from gateway.migrations import MIGRATIONS, migrate
+    from gateway.store import open_database
+
+    version = [m.__name__ for m in MIGRATIONS].index("_012_bound_isolation_periods") + 1
+    conn = sqlite3.connect(seeded.db_path)
+    with conn:
+        conn.execute("UPDATE isolation_periods SET days = ? WHERE household = 'hh-3-502'", (10**12,))
+        conn.execute("UPDATE isolation_periods SET start_date = '9999-12-31' WHERE household = 'hh-9-301'")
+        conn.execute("DELETE FROM schema_migrations WHERE version = ?", (version,))
+    staff = TestClient(create_app(seeded.db_path), raise_server_exceptions=False)
+    login(staff, "chen")
+    assert staff.get("/api/v1/households/hh-3-502").status_code == 500  # what the attack left behind
+    db = open_database(seeded.db_path)
+    migrate(db)
+    db.close()
+    assert staff.get("/api/v1/households/hh-3-502").status_code == 200
+    rows = dict(conn.execute("SELECT household, days FROM isolation_periods").fetchall())
+    assert rows["hh-3-502"] == 365 and "hh-9-301" not in rows
+    trail = conn.execute("SELECT action, object, detail FROM audit_log WHERE who = 'migration-012' ORDER BY id").fetchall()
+    assert [(a, o) for a, o, _ in trail] == [("isolation.bounded", "hh-3-502"), ("isolation.removed", "hh-9-301")]
+    assert json.loads(trail[0][2])["days"] == 10**12 and json.loads(trail[1][2])["start_date"] == "9999-12-31"
+    conn.close()
