@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import secrets
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from dashboard.password_policy import check_password
 
 from gateway.alerts import audit
-from gateway.registry import iso
+from gateway.registry import iso, parse_iso
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +32,11 @@ STAFF_ROLES = ("leader", "medical", "police", "social")
 Language = Literal["zh", "en"]
 
 SESSION_HOURS = 12  # one shift; staff on call log in again once a day
-MAX_FAILURES_PER_USER = 5  # within FAILURE_WINDOW, before further tries are refused unchecked
-MAX_FAILURES_PER_IP = 20
+MAX_FAILURES_PER_USER = 5  # per user and address within FAILURE_WINDOW; then each try waits (LIMITED_DELAY, doubling)
+MAX_FAILURES_PER_IP = 20  # per address over all users (one address trying many names)
 FAILURE_WINDOW = timedelta(minutes=15)
+LIMITED_DELAY = timedelta(minutes=1)
+ATTEMPT_PENDING = -1  # login_attempts.ok while the password is being checked; counts as a failure
 
 _hasher = PasswordHasher()
 # A hash to verify against when the user does not exist, so timing does not reveal which names exist.
@@ -56,15 +61,27 @@ class UserExists(AccountError):
     pass
 
 
+class UnknownReference(AccountError):
+    """The new user names a staff member or team the registry does not have, or a staff id of another role."""
+
+
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
     display_name: str = Field("", max_length=100)
     role: Role
     language: Language = "zh"
-    password: str = Field(min_length=10, max_length=200)
-    staff: str | None = Field(None, max_length=64, description="The registry staff id of a team member")
-    teams: list[str] = Field(default_factory=list, max_length=100, description="Extra team memberships")
+    password: str = Field(description="At least 10 characters; not a common password, a repeated character or "
+                                      "simple sequence, nor the username")
+    staff: str | None = Field(None, max_length=64, description="The registry staff id of a team member; the "
+                                                               "user's role must be that member's role")
+    teams: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=100,
+                                                             description="Extra team memberships (existing teams)")
+
+    @model_validator(mode="after")
+    def _strong_password(self) -> "UserCreate":
+        check_password(self.password, self.username)
+        return self
 
 
 class UserPublic(BaseModel):
@@ -115,10 +132,24 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _check_references(conn: sqlite3.Connection, new: UserCreate) -> None:
+    """A user on a team or staff id that does not exist would see nothing, or the wrong households later."""
+    if new.staff is not None:
+        row = conn.execute("SELECT role FROM staff WHERE staff = ?", (new.staff,)).fetchone()
+        if row is None:
+            raise UnknownReference(f"no such staff member: {new.staff}")
+        if row[0] != new.role:
+            raise UnknownReference(f"staff member {new.staff} is a {row[0]}; the user's role must be {row[0]}")
+    for team in new.teams:
+        if conn.execute("SELECT 1 FROM teams WHERE team = ?", (team,)).fetchone() is None:
+            raise UnknownReference(f"no such team: {team}")
+
+
 def create_user(conn: sqlite3.Connection, new: UserCreate, *, by: str, now: datetime) -> User:
     with conn:
         if conn.execute("SELECT 1 FROM users WHERE username = ?", (new.username,)).fetchone():
             raise UserExists(f"user {new.username} exists")
+        _check_references(conn, new)
         conn.execute(
             "INSERT INTO users (username, display_name, role, language, password_hash, staff, active, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
@@ -134,6 +165,8 @@ def create_user(conn: sqlite3.Connection, new: UserCreate, *, by: str, now: date
 
 
 def set_password(conn: sqlite3.Connection, username: str, password: str, *, by: str, now: datetime) -> None:
+    """Raises WeakPassword when the password breaks the policy (dashboard/password_policy.py)."""
+    check_password(password, username)
     with conn:
         cursor = conn.execute("UPDATE users SET password_hash = ? WHERE username = ?", (_hasher.hash(password), username))
         if cursor.rowcount != 1:
@@ -164,18 +197,49 @@ def list_users(conn: sqlite3.Connection) -> list[User]:
     return [u for u in (load_user(conn, n) for n in names) if u is not None]
 
 
-def login(conn: sqlite3.Connection, username: str, password: str, *, ip: str, now: datetime) -> Session:
-    """Check the password (unless rate limited), record the attempt and open a session."""
+def _backoff_s(failures: int, limit: int) -> float:
+    """How long after the last checked attempt the next one may be checked: nothing under the limit, then
+    doubling from one minute, never longer than the window (the failures age out of it by then)."""
+    if failures < limit:
+        return 0.0
+    return min(LIMITED_DELAY.total_seconds() * 2 ** min(failures - limit, 16), FAILURE_WINDOW.total_seconds())
+
+
+def _reserve_attempt(conn: sqlite3.Connection, username: str, ip: str, now: datetime) -> int:
+    """Count this attempt before the password is checked, or refuse it: one write transaction
+    (BEGIN IMMEDIATE) reads the failures and records the attempt, so parallel requests in any number of
+    processes queue here and cannot all pass the same count. The row stays `pending` (counted as a
+    failure) until the check decides it. Failures count per user and address: someone guessing from one
+    address slows only that address down, and the real user elsewhere still logs in."""
     since = iso(now - FAILURE_WINDOW)
-    by_user = conn.execute("SELECT count(*) FROM login_attempts WHERE username = ? AND at >= ? AND ok = 0",
-                           (username, since)).fetchone()[0]
-    by_ip = conn.execute("SELECT count(*) FROM login_attempts WHERE ip = ? AND at >= ? AND ok = 0",
-                         (ip, since)).fetchone()[0]
-    if by_user >= MAX_FAILURES_PER_USER or by_ip >= MAX_FAILURES_PER_IP:
-        with conn:
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")
+        # Failures since this address's last success for this user: a correct login starts afresh.
+        by_pair = conn.execute(
+            "SELECT count(*), max(at) FROM login_attempts WHERE username = ? AND ip = ? AND at >= ? AND ok != 1 "
+            "AND id > coalesce((SELECT max(id) FROM login_attempts WHERE username = ? AND ip = ? AND ok = 1), 0)",
+            (username, ip, since, username, ip)).fetchone()
+        by_ip = conn.execute("SELECT count(*), max(at) FROM login_attempts WHERE ip = ? AND at >= ? AND ok != 1",
+                             (ip, since)).fetchone()
+        wait = 0.0
+        for (failures, last), limit in ((by_pair, MAX_FAILURES_PER_USER), (by_ip, MAX_FAILURES_PER_IP)):
+            backoff = _backoff_s(failures, limit)
+            if backoff:
+                wait = max(wait, backoff - (now - parse_iso(last)).total_seconds())
+        if wait > 0:  # the refusal is audited (committed), the attempt not counted: it checked nothing
             audit(conn, username, "auth.login_refused", f"user:{username}", {"ip": ip, "reason": "rate_limited"}, now)
-        log.warning("login rate limited user=%s ip=%s", username, ip)
-        raise TooManyAttempts(int(FAILURE_WINDOW.total_seconds()))
+        else:
+            attempt = conn.execute("INSERT INTO login_attempts (at, username, ip, ok) VALUES (?, ?, ?, ?)",
+                                   (iso(now), username, ip, ATTEMPT_PENDING)).lastrowid
+    if wait > 0:
+        log.warning("login rate limited user=%s ip=%s retry_after=%.0fs", username, ip, wait)
+        raise TooManyAttempts(max(1, math.ceil(wait)))
+    return int(attempt)
+
+
+def login(conn: sqlite3.Connection, username: str, password: str, *, ip: str, now: datetime) -> Session:
+    """Count the attempt (unless rate limited), then check the password and open a session."""
+    attempt = _reserve_attempt(conn, username, ip, now)
     row = conn.execute("SELECT password_hash FROM users WHERE username = ? AND active = 1", (username,)).fetchone()
     ok = False
     try:
@@ -183,8 +247,7 @@ def login(conn: sqlite3.Connection, username: str, password: str, *, ip: str, no
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
     with conn:
-        conn.execute("INSERT INTO login_attempts (at, username, ip, ok) VALUES (?, ?, ?, ?)",
-                     (iso(now), username, ip, int(ok)))
+        conn.execute("UPDATE login_attempts SET ok = ? WHERE id = ?", (int(ok), attempt))
         audit(conn, username, "auth.login" if ok else "auth.login_failed", f"user:{username}", {"ip": ip}, now)
         if not ok:
             raise_after = BadCredentials("wrong username or password")
@@ -195,8 +258,9 @@ def login(conn: sqlite3.Connection, username: str, password: str, *, ip: str, no
             conn.execute("INSERT INTO sessions (token_hash, username, csrf, created_at, expires_at, ip) "
                          "VALUES (?, ?, ?, ?, ?, ?)",
                          (_token_hash(token), username, csrf, iso(now), iso(now + timedelta(hours=SESSION_HOURS)), ip))
-            # Old rows go when someone logs in: the table stays small without a background job.
+            # Old rows go when someone logs in: the tables stay small without a background job.
             conn.execute("DELETE FROM sessions WHERE expires_at < ?", (iso(now),))
+            conn.execute("DELETE FROM login_attempts WHERE at < ?", (iso(now - FAILURE_WINDOW),))
     if not ok:
         raise raise_after
     user = load_user(conn, username)

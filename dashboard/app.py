@@ -15,6 +15,7 @@ from dashboard.deps import CsrfFailed, DatabasePath, Forbidden, NotAuthenticated
 from dashboard.event_log import BadCursor
 from dashboard.routes import ack, alerts, audit, auth, devices, events, households, registry_api, reports, users
 from dashboard.routes.registry_api import RegistryDesk
+from dashboard.security_headers import SecurityHeaders, swagger_page
 from gateway import alerts as alert_lib
 from gateway.ack_links import AckDesk
 from gateway.device_config import PushError
@@ -61,6 +62,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         devices.ConfigUnavailable: 503,
         PushError: 502,
         accounts.UserExists: 409,
+        accounts.UnknownReference: 422,
     }
     for error_type, status in statuses.items():
         app.add_exception_handler(error_type, _status_handler(status))
@@ -78,7 +80,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 def create_app(db_path: Path | str, *, ack_desk: AckDesk | None = None, admin: RegistryDesk | None = None,
                extra_routers: Sequence[APIRouter] = (), clock: Clock | None = None,
                snapshot_dir: Path | str | None = None, push_config: ConfigPusher | None = None) -> FastAPI:
-    app = FastAPI(title="isowatch", version="1", docs_url="/api/docs", redoc_url=None,
+    app = FastAPI(title="isowatch", version="1", docs_url=None, redoc_url=None,
                   openapi_url="/api/v1/openapi.json",
                   description="Same permissions as the pages: log in with POST /api/v1/session (cookie), then send "
                               "the returned csrf token as X-CSRF-Token on every POST.")
@@ -89,6 +91,9 @@ def create_app(db_path: Path | str, *, ack_desk: AckDesk | None = None, admin: R
     app.dependency_overrides[households.snapshot_dir] = lambda: snapshots
     if push_config is not None:
         app.dependency_overrides[devices.config_pusher] = lambda: push_config
+    app.add_middleware(SecurityHeaders)
+    docs = swagger_page(app.openapi_url or "", "isowatch API")
+    app.add_api_route("/api/docs", lambda: docs, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for area in (auth, alerts, households, events, reports, devices, audit, users):
         app.include_router(area.router)

@@ -7,7 +7,6 @@ merged, so each side walks its own (…, device_time, id) index.
 
 from __future__ import annotations
 
-import csv
 import io
 import sqlite3
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from dashboard.csv_cells import SafeWriter
 from dashboard.deps import Scope
 from gateway.registry import iso
 
@@ -183,7 +183,7 @@ CSV_COLUMNS = list(LogEntry.model_fields)
 def export_csv(db: sqlite3.Connection, f: LogFilter, scope: Scope, *, chunk: int = 2000) -> Iterator[str]:
     """Everything the filter matches, newest first, streamed in keyset chunks (no whole result in memory)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = SafeWriter(buffer)
     writer.writerow(CSV_COLUMNS)
     before: tuple[str, str] | None = None
     while True:

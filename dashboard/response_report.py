@@ -7,7 +7,6 @@ and the false-alarm share of those resolved with a verdict.
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 import sqlite3
@@ -16,6 +15,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from dashboard.csv_cells import SafeWriter
 from dashboard.deps import Scope
 from gateway.registry import iso, parse_iso
 
@@ -124,7 +124,7 @@ FIELDS = list(Figures.model_fields)
 
 def to_csv(rep: ResponseReport) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = SafeWriter(buffer)
     writer.writerow(["group", "key", "name", *FIELDS, "since", "until"])
     for t in rep.teams:
         writer.writerow(["team", t.team, t.name, *[_cell(getattr(t, f)) for f in FIELDS], rep.since, rep.until])

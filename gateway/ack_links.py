@@ -56,8 +56,9 @@ def load_or_create_secret(path: Path) -> str:
         return path.read_text().strip()
     key = secrets.token_urlsafe(32)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(key)
-    os.chmod(tmp, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others, not even briefly
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
     os.replace(tmp, path)
     return key
 

@@ -17,7 +17,19 @@ from isowatch.clock import SystemClock
 
 db_option = click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default="isowatch.db",
                          show_default=True, envvar="ISOWATCH_DB", help="Gateway database (env ISOWATCH_DB).")
-by_option = click.option("--by", default="admin-cli", show_default=True, help="Who is doing this (audit log).")
+
+
+def _at_most(limit: int):  # noqa: ANN202 - a click callback factory
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is not None and len(value) > limit:
+            raise click.BadParameter(f"at most {limit} characters")
+        return value
+
+    return check
+
+
+by_option = click.option("--by", default="admin-cli", show_default=True, callback=_at_most(64),
+                         help="Who is doing this (audit log).")
 
 
 def _registry(db_path: Path) -> Registry:
@@ -77,7 +89,7 @@ def register_device(device: str, household: str, db_path: Path, by: str, passwor
     registry = _registry(db_path)
     try:
         password = registry.register_device(device, household, by=by)
-    except RegistryError as exc:
+    except (RegistryError, ValueError) as exc:  # ValueError: not a valid topic level
         raise click.ClickException(str(exc)) from None
     if password_file:
         if not (acl_file and gateway_password):
@@ -101,7 +113,7 @@ def start_isolation(household: str, start_date: datetime, days: int, db_path: Pa
     try:
         period = _registry(db_path).start_isolation(
             IsolationIn(household=household, start_date=start_date.date(), days=days), by=by)
-    except RegistryError as exc:
+    except (RegistryError, ValueError) as exc:  # ValueError: the model's bounds (pydantic)
         raise click.ClickException(str(exc)) from None
     click.echo(f"isolation={period} household={household} start={start_date.date()} days={days}")
 
@@ -123,7 +135,7 @@ def extend_isolation(period_id: int, days: int, db_path: Path, by: str) -> None:
 @admin.command("sign-end")
 @click.argument("period_id", type=int)
 @click.argument("staff")
-@click.option("--reason", default="", help="Why the isolation ends early.")
+@click.option("--reason", default="", callback=_at_most(2000), help="Why the isolation ends early.")
 @db_option
 def sign_end(period_id: int, staff: str, reason: str, db_path: Path) -> None:
     """Sign off an early end as STAFF; it ends once the medical worker and the team leader both signed."""
@@ -140,7 +152,7 @@ def sign_end(period_id: int, staff: str, reason: str, db_path: Path) -> None:
 @click.argument("kind", type=click.Choice(["supplies", "rubbish", "hospital", "other"]))
 @click.argument("starts_at")
 @click.argument("ends_at")
-@click.option("--note", default="")
+@click.option("--note", default="", callback=_at_most(2000))
 @db_option
 @by_option
 def announce_visit(household: str, kind: str, starts_at: str, ends_at: str, note: str, db_path: Path, by: str) -> None:
@@ -161,7 +173,9 @@ def announce_visit(household: str, kind: str, starts_at: str, ends_at: str, note
 @click.option("--language", type=click.Choice(["zh", "en"]), default="zh", show_default=True)
 @click.option("--staff", default=None, help="Registry staff id: the user sees the households of that member's teams.")
 @click.option("--team", "teams", multiple=True, help="Extra team membership (repeatable).")
-@click.password_option(envvar="ISOWATCH_NEW_PASSWORD", help="At least 10 characters (env ISOWATCH_NEW_PASSWORD).")
+@click.password_option(envvar="ISOWATCH_NEW_PASSWORD",
+                       help="At least 10 characters, not a common or repetitive password nor the username "
+                            "(env ISOWATCH_NEW_PASSWORD).")
 @db_option
 @by_option
 def create_user(username: str, role: str, display_name: str, language: str, staff: str | None,
@@ -185,8 +199,8 @@ def create_user(username: str, role: str, display_name: str, language: str, staf
 @admin.command("resolve")
 @click.argument("alert_id", type=int)
 @click.argument("verdict", type=click.Choice(list(alerts.VERDICTS)))
-@click.option("--staff", required=True, help="Who resolves it.")
-@click.option("--note", default="")
+@click.option("--staff", required=True, callback=_at_most(64), help="Who resolves it.")
+@click.option("--note", default="", callback=_at_most(2000))
 @db_option
 def resolve(alert_id: int, verdict: str, staff: str, note: str, db_path: Path) -> None:
     """Close alert ALERT_ID with a VERDICT and a note."""

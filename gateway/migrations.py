@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 from sqlite_utils import Database
 
@@ -262,6 +264,27 @@ def _010_pending_snapshots(db: Database) -> None:
     db.execute("CREATE INDEX idx_rejects_topic ON rejects (topic)")
 
 
+def _012_bound_isolation_periods(db: Database) -> None:
+    """Issue 13: registry inputs are bounded now (gateway/registry.py). Periods entered before that beyond
+    the bounds overflow date arithmetic, and every household page and rule pass that meets them fails:
+    days above 365 are cut to 365, and periods starting outside 2000-2099 are removed. Either way the
+    audit log keeps the row as it was."""
+    at = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    rows = db.execute("SELECT * FROM isolation_periods WHERE days > 365 OR days < 1 "
+                      "OR start_date < '2000-01-01' OR start_date >= '2100-01-01' ORDER BY id").fetchall()
+    columns = [c.name for c in db["isolation_periods"].columns]
+    for row in rows:
+        before = dict(zip(columns, row))
+        in_range = "2000-01-01" <= before["start_date"] < "2100-01-01"
+        if in_range:
+            db.execute("UPDATE isolation_periods SET days = max(1, min(days, 365)) WHERE id = ?", [before["id"]])
+        else:
+            db.execute("DELETE FROM isolation_periods WHERE id = ?", [before["id"]])
+        db.execute("INSERT INTO audit_log (at, who, action, object, detail) VALUES (?, 'migration-012', ?, ?, ?)",
+                   [at, "isolation.bounded" if in_range else "isolation.removed", before["household"],
+                    json.dumps(before, ensure_ascii=False, sort_keys=True)])
+
+
 MIGRATIONS: list[Migration] = [
     _001_ingest,
     _002_registry_alerts,
@@ -272,6 +295,7 @@ MIGRATIONS: list[Migration] = [
     _007_drop_covered_indexes,
     _008_drop_unread_seq_indexes,
     _010_pending_snapshots,
+    _012_bound_isolation_periods,
 ]
 
 

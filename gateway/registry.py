@@ -12,16 +12,29 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from isowatch.broker import DEVICE_ACL, GATEWAY_USER, _write_atomic, mosquitto_password_hash
 from isowatch.clock import Clock, SystemClock
 from isowatch.contract import _IDENT
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+# Bounds on what an admin may enter (issue 13): beyond them dates overflow and pages fail for everyone.
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+MAX_ISOLATION_DAYS = 365  # start plus every extension
+MAX_EXTENSION_DAYS = 60
+MAX_VISIT = timedelta(days=14)  # an announced visit is a window of hours, not a pass for the whole isolation
+MAX_CONTACTS = 10
+# Broker usernames and client ids that the gateway, the broker and the bridges use: a device registered
+# under one of them would take that identity on the broker.
+RESERVED_DEVICE_NAMES = frozenset({"gateway", "admin", "root", "mosquitto", "broker", "localhost"})
+RESERVED_DEVICE_PREFIXES = ("isowatch", "gateway", "mosquitto", "zigbee2mqtt")
+SLOTS = ("leader", "medical", "police", "social")
 
 
 class RegistryError(ValueError):
@@ -48,16 +61,46 @@ def _ident(value: str) -> str:
     return value
 
 
+def _in_range_day(value: date) -> date:
+    if not EARLIEST.date() <= value < LATEST.date():
+        raise ValueError(f"must lie between {EARLIEST.date()} and {LATEST.date()}")
+    return value
+
+
+def _in_range_moment(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"must lie between {EARLIEST.date()} and {LATEST.date()}") from None
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(f"must lie between {EARLIEST.date()} and {LATEST.date()}")
+    return value
+
+
+def check_device_name(device: str) -> str:
+    """A device id becomes a broker username: it must be a topic level and none of the system's own names."""
+    _ident(device)
+    folded = device.lower()
+    if folded in RESERVED_DEVICE_NAMES or folded.startswith(RESERVED_DEVICE_PREFIXES):
+        raise RegistryError(f"{device!r} is reserved for the gateway or the broker; choose another device id")
+    return device
+
+
+Ident = Annotated[str, AfterValidator(_ident)]
+Name = Annotated[str, Field(max_length=200)]
+Text = Annotated[str, Field(max_length=2000)]
+Day = Annotated[date, AfterValidator(_in_range_day)]
+Moment = Annotated[AwareDatetime, AfterValidator(_in_range_moment)]
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class SiteIn(_In):
-    site: str
-    name: str = ""
-    timezone: str = DEFAULT_TIMEZONE
-
-    _check = field_validator("site")(_ident)
+    site: Ident
+    name: Name = ""
+    timezone: str = Field(DEFAULT_TIMEZONE, max_length=64)
 
     @field_validator("timezone")
     @classmethod
@@ -70,11 +113,12 @@ class SiteIn(_In):
 
 
 class StaffIn(_In):
-    staff: str = Field(min_length=1, max_length=64)
-    name: str = Field(min_length=1)
+    staff: Ident
+    name: Name = Field(min_length=1)
     role: Literal["leader", "medical", "police", "social"]
     language: Literal["zh", "en"] = "zh"
-    contacts: list[str] = Field(default_factory=list, description="Apprise URLs, tried in this order")
+    contacts: list[Annotated[str, Field(max_length=500)]] = Field(
+        default_factory=list, max_length=MAX_CONTACTS, description="Apprise URLs, tried in this order")
 
     @field_validator("contacts", mode="before")
     @classmethod
@@ -93,45 +137,53 @@ class StaffIn(_In):
 
 
 class TeamIn(_In):
-    team: str = Field(min_length=1, max_length=64)
-    name: str = ""
-    leader: str
-    medical: str
-    police: str
-    social: str
+    """Four staff members, each holding the slot of their own role (so four different people)."""
+
+    team: Ident
+    name: Name = ""
+    leader: Ident
+    medical: Ident
+    police: Ident
+    social: Ident
+
+    @model_validator(mode="after")
+    def _different_people(self) -> "TeamIn":
+        if self.leader == self.medical:
+            raise ValueError("the leader and the medical worker must be different people (both sign an early end)")
+        return self
 
 
 class HouseholdIn(_In):
-    household: str
-    site: str
-    address: str = ""
-    unit: str = ""
+    household: Ident
+    site: Ident
+    address: Name = ""
+    unit: str = Field("", max_length=32)
     residents: int = Field(1, ge=1, le=50)
     elderly_alone: bool = False
     disabled: bool = False
     language: Literal["zh", "en"] = "zh"
-    team: str | None = None
-
-    _check = field_validator("household", "site")(_ident)
+    team: Ident | None = None
 
 
 class IsolationIn(_In):
-    household: str
-    start_date: date
+    household: Ident
+    start_date: Day
     days: int = Field(14, ge=1, le=60)
 
 
 class VisitIn(_In):
-    household: str
+    household: Ident
     kind: Literal["supplies", "rubbish", "hospital", "other"]
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
-    note: str = ""
+    starts_at: Moment
+    ends_at: Moment
+    note: Text = ""
 
     @model_validator(mode="after")
     def _order(self) -> "VisitIn":
         if self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
+        if self.ends_at - self.starts_at > MAX_VISIT:
+            raise ValueError(f"a visit lasts at most {MAX_VISIT.days} days; announce each visit on its own")
         return self
 
 
@@ -203,6 +255,11 @@ class Registry:
 
     def upsert_staff(self, staff: StaffIn) -> None:
         with self.conn:
+            for slot in SLOTS:
+                if slot != staff.role and self.conn.execute(
+                        f"SELECT 1 FROM teams WHERE {slot} = ?", (staff.staff,)).fetchone():  # noqa: S608 - a slot name
+                    raise RegistryError(f"{staff.staff} holds a team's {slot} slot; reassign it before changing "
+                                        f"the role to {staff.role}")
             self.conn.execute(
                 "INSERT INTO staff (staff, name, role, language, contacts, active) VALUES (?, ?, ?, ?, ?, 1) "
                 "ON CONFLICT(staff) DO UPDATE SET name = excluded.name, role = excluded.role, "
@@ -212,8 +269,11 @@ class Registry:
 
     def upsert_team(self, team: TeamIn) -> None:
         with self.conn:
-            for role in ("leader", "medical", "police", "social"):
-                self._one("SELECT staff FROM staff WHERE staff = ?", (getattr(team, role),), f"staff member ({role})")
+            for slot in SLOTS:
+                member = self._one("SELECT staff, role FROM staff WHERE staff = ?", (getattr(team, slot),),
+                                   f"staff member ({slot})")
+                if member["role"] != slot:
+                    raise RegistryError(f"{member['staff']} is a {member['role']} and cannot hold the {slot} slot")
             self.conn.execute(
                 "INSERT INTO teams (team, name, leader, medical, police, social) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(team) DO UPDATE SET name = excluded.name, leader = excluded.leader, "
@@ -297,35 +357,47 @@ class Registry:
         return None
 
     def extend_isolation(self, period_id: int, days: int, *, by: str) -> Isolation:
-        if days < 1:
-            raise RegistryError("extend by at least one day")
+        if not 1 <= days <= MAX_EXTENSION_DAYS:
+            raise RegistryError(f"extend by 1 to {MAX_EXTENSION_DAYS} days at a time")
         period = self.isolation(period_id)
         if period.ended_at is not None:
             raise RegistryError(f"isolation period {period_id} has ended; start a new one")
+        if period.days + days > MAX_ISOLATION_DAYS:
+            raise RegistryError(f"an isolation lasts at most {MAX_ISOLATION_DAYS} days ({period.days} so far)")
         with self.conn:
             self.conn.execute("UPDATE isolation_periods SET days = days + ? WHERE id = ?", (days, period_id))
             self.audit(by, "isolation.extend", period.household, {"period": period_id, "days": days})
         return self.isolation(period_id)
 
     def sign_end(self, period_id: int, *, staff: str, reason: str = "") -> Isolation:
-        """Ending early needs the household team's medical worker and leader; the second signature ends it."""
+        """Ending early needs two people: the household team's medical worker and its leader, each signing
+        in the slot of their own role; the second signature ends it. One person never signs both."""
+        if len(reason) > 2000:
+            raise RegistryError("the reason may have at most 2000 characters")
         period = self.isolation(period_id)
         if period.ended_at is not None:
             raise RegistryError(f"isolation period {period_id} has already ended")
-        leader = self.team_member(period.household, "leader")
-        medical = self.team_member(period.household, "medical")
-        roles = [r for r, m in (("leader", leader), ("medical", medical)) if m is not None and m["staff"] == staff]
-        if not roles:
+        slots = [slot for slot in ("leader", "medical")
+                 if (member := self.team_member(period.household, slot)) is not None
+                 and member["staff"] == staff and member["role"] == slot]
+        if not slots:  # also a slot held by someone of another role (a team saved before roles were checked)
             raise RegistryError(f"{staff} is neither the medical worker nor the team leader of {period.household}")
+        slot = slots[0]  # one at most: a staff member has one role
+        other = "medical" if slot == "leader" else "leader"
         now = self._now()
         with self.conn:
-            for role in roles:
-                self.conn.execute(
-                    f"UPDATE isolation_periods SET end_{role}_by = ?, end_{role}_at = ? WHERE id = ?",  # noqa: S608
-                    (staff, now, period_id),
-                )
+            signed = self.conn.execute(f"SELECT end_{slot}_by, end_{other}_by FROM isolation_periods "  # noqa: S608
+                                       "WHERE id = ?", (period_id,)).fetchone()
+            if signed[0] is not None:
+                raise RegistryError(f"the {slot} has already signed the early end of period {period_id}")
+            if signed[1] == staff:
+                raise RegistryError(f"{staff} has already signed as {other}; the {slot} must be someone else")
+            self.conn.execute(
+                f"UPDATE isolation_periods SET end_{slot}_by = ?, end_{slot}_at = ? WHERE id = ?",  # noqa: S608
+                (staff, now, period_id),
+            )
             self.audit(staff, "isolation.end_signoff", period.household,
-                       {"period": period_id, "as": roles, "reason": reason})
+                       {"period": period_id, "as": [slot], "reason": reason})
             row = self.conn.execute("SELECT end_medical_by, end_leader_by FROM isolation_periods WHERE id = ?",
                                     (period_id,)).fetchone()
             if row["end_medical_by"] and row["end_leader_by"]:
@@ -338,7 +410,7 @@ class Registry:
 
     def register_device(self, device: str, household: str, *, by: str, password: str | None = None) -> str:
         """Bind a device to a household and issue its broker password (returned once, stored hashed)."""
-        _ident(device)
+        check_device_name(device)
         home = self._household(household)
         password = password or secrets.token_urlsafe(18)
         now = self._now()

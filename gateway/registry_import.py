@@ -31,6 +31,9 @@ CSV_RECORDS = {"site": "sites", "staff": "staff", "team": "teams", "household": 
                "isolation": "isolations"}
 
 
+MAX_IMPORT_BYTES = 8 * 2**20  # far above any street office's registry; bounds what a file can make us hold
+
+
 class ImportProblem(RegistryError):
     """Every problem in an import file, one `file:line: where: message` per line."""
 
@@ -70,7 +73,29 @@ def _validate(plan: ImportPlan, section: str, line: int, data: dict[str, Any], s
             problems.append(f"{source}:{line}: {where}.{key}: {error['msg']}")
 
 
+def decode_upload(raw: bytes, source: str) -> str:
+    """The file's text: UTF-8 (a spreadsheet's BOM dropped), or a problem naming where it is not."""
+    if len(raw) > MAX_IMPORT_BYTES:
+        raise ImportProblem([f"{source}: larger than {MAX_IMPORT_BYTES // 2**20} MiB"])
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ImportProblem([f"{source}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8"]) from None
+
+
+def _refuse_aliases(text: str, source: str) -> None:
+    """YAML anchors and aliases can expand a small file into a huge one ("billion laughs"); a registry needs none."""
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                line = event.start_mark.line + 1
+                raise ImportProblem([f"{source}:{line}: YAML aliases (*name) are not accepted; write the value out"])
+    except yaml.YAMLError:
+        return  # reported with its line by the real load below
+
+
 def parse_yaml(text: str, source: str = "<yaml>") -> ImportPlan:
+    _refuse_aliases(text, source)
     try:
         data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -129,9 +154,12 @@ def _checked(plan: ImportPlan, problems: list[str], source: str) -> ImportPlan:
 
 def parse_file(path: Path) -> ImportPlan:
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM from spreadsheet exports is not part of the header
+        if path.stat().st_size > MAX_IMPORT_BYTES:
+            raise ImportProblem([f"{path}: larger than {MAX_IMPORT_BYTES // 2**20} MiB"])
+        raw = path.read_bytes()
     except OSError as exc:
         raise ImportProblem([f"{path}: {exc.strerror}"]) from None
+    text = decode_upload(raw, str(path))  # a BOM from spreadsheet exports is not part of the header
     if path.suffix.lower() == ".csv":
         return parse_csv(text, str(path))
     if path.suffix.lower() in (".yaml", ".yml"):
@@ -155,7 +183,7 @@ def apply(plan: ImportPlan, registry: Registry, *, by: str, source: str = "impor
                     registry.upsert_household(model)  # type: ignore[arg-type]
                 else:
                     registry.start_isolation(model, by=by)  # type: ignore[arg-type]
-            except RegistryError as exc:
+            except (RegistryError, ValueError) as exc:
                 problems.append(f"{source}:{line}: {section}: {exc}")
     with registry.conn:
         registry.audit(by, "registry.import", source, plan.counts())

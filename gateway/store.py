@@ -178,8 +178,20 @@ def connect(path: Path | str, **kwargs: Any) -> TurnTakingConnection:
     return sqlite3.connect(str(path), factory=TurnTakingConnection, **{"timeout": 30, **kwargs})
 
 
+def _make_private(path: Path) -> None:
+    """The database holds personal data: 0600, created so and tightened if found looser. SQLite gives its
+    -wal and -shm files the database's mode when it creates them; ones left from before are tightened too."""
+    if str(path) == ":memory:":
+        return
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists() and file.stat().st_mode & 0o077:
+            os.chmod(file, 0o600)
+
+
 def open_database(path: Path | str) -> Database:
     """Open (and migrate) the gateway database with the pragmas every connection needs."""
+    _make_private(Path(path))
     conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
     db = Database(conn)
     db.execute("PRAGMA journal_mode=WAL")
@@ -396,9 +408,13 @@ class Store:
         relative = Path(digest[:2]) / f"{digest}.jpg"
         target = self.snapshot_dir / relative
         if not target.exists():  # content-addressed: the same picture is written once
-            target.parent.mkdir(parents=True, exist_ok=True)
+            # Pictures of people at their door: only the gateway's user may read them (0700/0600).
+            self.snapshot_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            target.parent.mkdir(mode=0o700, exist_ok=True)
             tmp = target.with_suffix(".part")
-            tmp.write_bytes(jpeg)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(jpeg)
             os.replace(tmp, target)
             self._new_files.append(target)
         return relative

@@ -25,7 +25,7 @@ Desk = Annotated[AckDesk, Depends(ack_desk)]
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>isowatch</title>
-<style>body{{font:1.25rem/1.5 system-ui,sans-serif;margin:2rem;max-width:32rem}}h1{{font-size:1.6rem}}</style>
+<link rel="stylesheet" href="/static/ack.css">
 </head><body><h1>{headline}</h1><p>{text}</p></body></html>"""
 
 

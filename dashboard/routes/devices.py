@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from fastapi import Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dashboard.deps import (
     AdminUser,
@@ -30,6 +30,7 @@ from isowatch.contract import DeviceConfig
 
 log = logging.getLogger(__name__)
 router = protected_router(tags=["devices"])
+MAX_CAMERA_OVERRIDES = 16_000
 API_ERRORS = {401: {"description": "Not logged in"}, 403: {"description": "Admins only"},
               404: {"description": "No such device in your teams"}}
 
@@ -63,6 +64,14 @@ class ConfigIn(BaseModel):
     heartbeat_s: float = Field(30.0, ge=5, le=3600)
     temperature_times: list[Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]] = Field(
         default_factory=lambda: ["08:00", "20:00"], max_length=24)
+
+    @field_validator("camera")
+    @classmethod
+    def _small(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """The config is kept retained on the broker and applied on the device: a few overrides, not a file."""
+        if len(json.dumps(value)) > MAX_CAMERA_OVERRIDES:
+            raise ValueError(f"camera overrides may take at most {MAX_CAMERA_OVERRIDES} characters of JSON")
+        return value
 
 
 class PushResult(BaseModel):

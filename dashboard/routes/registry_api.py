@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path as PathParam, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from dashboard.accounts import Session
 from dashboard.deps import optional_session
 from gateway import alerts
 from gateway.registry import (
+    MAX_EXTENSION_DAYS,
     HouseholdIn,
+    Ident,
     IsolationIn,
     NotFound,
     Registry,
@@ -30,9 +32,10 @@ from gateway.registry import (
     SiteIn,
     StaffIn,
     TeamIn,
+    Text,
     VisitIn,
 )
-from gateway.registry_import import ImportProblem, apply, parse_csv, parse_yaml
+from gateway.registry_import import MAX_IMPORT_BYTES, ImportProblem, apply, decode_upload, parse_csv, parse_yaml
 from gateway.store import connect
 from isowatch.clock import Clock
 
@@ -91,23 +94,23 @@ class _Body(BaseModel):
 
 
 class ExtendIn(_Body):
-    days: int
+    days: int = Field(ge=1, le=MAX_EXTENSION_DAYS)
 
 
 class SignIn(_Body):
-    staff: str
-    reason: str = ""
+    staff: Ident
+    reason: Text = ""
 
 
 class DeviceIn(_Body):
-    device: str
-    household: str
+    device: Ident
+    household: Ident
 
 
 class ResolveIn(_Body):
-    staff: str
+    staff: Ident
     verdict: Literal["confirmed_violation", "false_alarm", "authorised_exit"]
-    note: str = ""
+    note: Text = ""
 
 
 @router.put("/sites")
@@ -168,10 +171,15 @@ def register_device(body: DeviceIn, reg: Reg, desk: Admin) -> dict[str, str]:
 @router.post("/import")
 async def import_file(request: Request, desk: Admin,
                       fmt: Literal["yaml", "csv"] = "yaml") -> dict[str, Any]:
-    """Body: the YAML or CSV text (`?fmt=csv`); errors name the line."""
-    text = (await request.body()).decode("utf-8-sig")
+    """Body: the YAML or CSV text (`?fmt=csv`), UTF-8, at most 8 MiB; errors name the line."""
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_IMPORT_BYTES:
+            raise HTTPException(413, f"an import file may have at most {MAX_IMPORT_BYTES // 2**20} MiB")
     conn = desk.connect()
     try:
+        text = decode_upload(bytes(raw), f"upload.{fmt}")
         plan = parse_csv(text, "upload.csv") if fmt == "csv" else parse_yaml(text, "upload.yaml")
         with desk._lock:
             return {"imported": apply(plan, Registry(conn, desk.clock), by=ADMIN, source=f"upload.{fmt}")}

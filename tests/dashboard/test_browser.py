@@ -78,6 +78,19 @@ def log_in(page, base: str, username: str) -> None:
     page.wait_for_url(f"{base}/")
 
 
+def console_errors(page) -> list[str]:
+    """Errors the page reports (a CSP violation among them); the list fills while the test runs."""
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors
+
+
+def page_problems(errors: list[str]) -> list[str]:
+    """Everything but the refusals a test asks for on purpose (the 404 of another team's household)."""
+    return [e for e in errors if not e.startswith("Failed to load resource: the server responded with a status of 404")]
+
+
 def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
@@ -88,6 +101,7 @@ def test_door_event_reaches_the_live_board_and_is_acknowledged_and_resolved_from
     context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True,
                                   accept_downloads=True)
     page = context.new_page()
+    errors = console_errors(page)
     try:
         log_in(page, base, "chen")
         page.wait_for_selector("#live:not([hidden])")  # the server-sent events stream is open
@@ -149,6 +163,7 @@ def test_door_event_reaches_the_live_board_and_is_acknowledged_and_resolved_from
         shutil.copy(path, ARTIFACTS / "05-event-log-export.csv")
         assert [(r["id"], r["household"], r["type"], r["verdict"]) for r in exported] == [
             (door.id, "hh-7-101", "door", "false_alarm")]
+        assert page_problems(errors) == []  # a script or style the CSP blocked shows up here
     finally:
         context.close()
 
@@ -158,6 +173,7 @@ def test_a_social_worker_cannot_open_another_teams_household(browser, gateway):
     base = f"http://127.0.0.1:{service.http_port}"
     context = browser.new_context(viewport=PHONE)
     page = context.new_page()
+    errors = console_errors(page)
     try:
         log_in(page, base, "zheng")  # team-2's social worker; hh-7-101 is team-1's
         response = page.goto(f"{base}/households/hh-7-101")
@@ -171,5 +187,6 @@ def test_a_social_worker_cannot_open_another_teams_household(browser, gateway):
         own = page.goto(f"{base}/households/hh-9-301")
         assert own.status == 200 and page.locator("svg.chart").count() == 1
         shot(page, "07-own-household")
+        assert page_problems(errors) == []
     finally:
         context.close()
