@@ -20,7 +20,12 @@ db_option = click.option("--db", "db_path", type=click.Path(dir_okay=False, path
 by_option = click.option("--by", default="admin-cli", show_default=True, help="Who is doing this (audit log).")
 
 
-def _registry(db_path: Path) -> Registry:
+def _registry(db_path: Path, *, create: bool = True) -> Registry:
+    """The registry in `db_path`, migrated; a missing database is created only when `create` says so."""
+    if not create and not db_path.exists():
+        raise click.ClickException(
+            f"no database at {db_path.resolve()}: give the gateway's database with --db (or ISOWATCH_DB), "
+            "or pass --create-db to start a new, empty one")
     open_database(db_path).close()  # create and migrate when missing
     return Registry(connect(db_path), SystemClock())
 
@@ -163,23 +168,26 @@ def announce_visit(household: str, kind: str, starts_at: str, ends_at: str, note
 @click.option("--team", "teams", multiple=True, help="Extra team membership (repeatable).")
 @click.password_option(envvar="ISOWATCH_NEW_PASSWORD", help="At least 10 characters (env ISOWATCH_NEW_PASSWORD).")
 @db_option
+@click.option("--create-db", is_flag=True,
+              help="Create the database when --db does not exist (a first admin before the gateway ever ran); "
+                   "without it a missing database is an error, so a mistyped path cannot create a user nobody sees.")
 @by_option
 def create_user(username: str, role: str, display_name: str, language: str, staff: str | None,
-                teams: tuple[str, ...], password: str, db_path: Path, by: str) -> None:
+                teams: tuple[str, ...], password: str, db_path: Path, create_db: bool, by: str) -> None:
     """Create a dashboard user (the first admin, issue 7); the password is stored as an argon2 hash."""
     from pydantic import ValidationError
 
     from dashboard.accounts import AccountError, UserCreate
     from dashboard.accounts import create_user as create
 
-    registry = _registry(db_path)
+    registry = _registry(db_path, create=create_db)
     try:
         new = UserCreate(username=username, display_name=display_name, role=role, language=language,
                          password=password, staff=staff, teams=list(teams))
         user = create(registry.conn, new, by=by, now=SystemClock().now())
     except (ValidationError, AccountError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"user={user.username} role={user.role} teams={','.join(user.teams) or '-'}")
+    click.echo(f"user={user.username} role={user.role} teams={','.join(user.teams) or '-'} db={db_path.resolve()}")
 
 
 @admin.command("resolve")
