@@ -106,7 +106,7 @@ class DeviceIn(_Body):
 
 class ResolveIn(_Body):
     staff: str
-    verdict: Literal["confirmed_violation", "false_alarm", "authorised_exit"]
+    verdict: Literal[alerts.VERDICTS]  # resolve checks that it fits the alert kind
     note: str = ""
 
 
