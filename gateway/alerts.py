@@ -97,8 +97,9 @@ def acknowledge(conn: sqlite3.Connection, alert_id: int, staff: str, now: dateti
     return None
 
 
-def resolve(conn: sqlite3.Connection, alert_id: int, *, staff: str, verdict: str, note: str, now: datetime) -> None:
-    """Close with a verdict; acknowledges first if nobody had. One transaction."""
+def resolve(conn: sqlite3.Connection, alert_id: int, *, staff: str, verdict: str, note: str, now: datetime,
+            via: str = "") -> None:
+    """Close with a verdict; acknowledges first if nobody had. One transaction. `via` is for the audit log."""
     if verdict not in VERDICTS:
         raise AlertError(f"verdict must be one of {', '.join(VERDICTS)}")
     with conn:
@@ -110,9 +111,10 @@ def resolve(conn: sqlite3.Connection, alert_id: int, *, staff: str, verdict: str
         if row[0] is not None:
             raise AlertError(f"alert {alert_id} is already resolved")
         if row[1] is None:
-            acknowledge(conn, alert_id, staff, now, via="resolve")
+            acknowledge(conn, alert_id, staff, now, via=f"resolve {via}".strip())
         conn.execute("UPDATE alerts SET state = 'resolved', resolved_by = ?, resolved_at = ?, verdict = ?, note = ?, "
                      "next_step_at = NULL WHERE id = ?", (staff, iso(now), verdict, note, alert_id))
         conn.execute("UPDATE notifications SET state = 'cancelled', last_error = 'resolved' "
                      "WHERE alert_id = ? AND state = 'pending'", (alert_id,))
-        audit(conn, staff, "alert.resolve", f"alert:{alert_id}", {"verdict": verdict, "note": note}, now)
+        audit(conn, staff, "alert.resolve", f"alert:{alert_id}",
+              {"verdict": verdict, "note": note, **({"via": via} if via else {})}, now)

@@ -245,6 +245,11 @@ def _008_drop_unread_seq_indexes(db: Database) -> None:
         db.execute(f"DROP INDEX IF EXISTS {name}")
 
 
+def _014_staff_phone(db: Database) -> None:
+    """Issue 16: a phone number per staff member, for the call links on the acknowledge page."""
+    db.execute("ALTER TABLE staff ADD COLUMN phone TEXT NOT NULL DEFAULT ''")
+
+
 MIGRATIONS: list[Migration] = [
     _001_ingest,
     _002_registry_alerts,
@@ -254,6 +259,7 @@ MIGRATIONS: list[Migration] = [
     _006_set_based_scans,
     _007_drop_covered_indexes,
     _008_drop_unread_seq_indexes,
+    _014_staff_phone,  # the lead renumbers on merge
 ]
 
 

@@ -75,6 +75,8 @@ class StaffIn(_In):
     role: Literal["leader", "medical", "police", "social"]
     language: Literal["zh", "en"] = "zh"
     contacts: list[str] = Field(default_factory=list, description="Apprise URLs, tried in this order")
+    phone: str = Field("", max_length=32, pattern=r"^(\+?[0-9][0-9 -]{2,30})?$",
+                       description="For call links on the acknowledge page: digits, spaces, dashes, optional +")
 
     @field_validator("contacts", mode="before")
     @classmethod
@@ -204,10 +206,10 @@ class Registry:
     def upsert_staff(self, staff: StaffIn) -> None:
         with self.conn:
             self.conn.execute(
-                "INSERT INTO staff (staff, name, role, language, contacts, active) VALUES (?, ?, ?, ?, ?, 1) "
+                "INSERT INTO staff (staff, name, role, language, contacts, phone, active) VALUES (?, ?, ?, ?, ?, ?, 1) "
                 "ON CONFLICT(staff) DO UPDATE SET name = excluded.name, role = excluded.role, "
-                "language = excluded.language, contacts = excluded.contacts",
-                (staff.staff, staff.name, staff.role, staff.language, json.dumps(staff.contacts)),
+                "language = excluded.language, contacts = excluded.contacts, phone = excluded.phone",
+                (staff.staff, staff.name, staff.role, staff.language, json.dumps(staff.contacts), staff.phone),
             )
 
     def upsert_team(self, team: TeamIn) -> None:

@@ -44,9 +44,9 @@ def seed_registry(db_path: Path, households: int, inbox: LocalInbox) -> Registry
     registry = Registry(sqlite3.connect(db_path, timeout=30))
     registry.upsert_site(SiteIn(site=DEMO_SITE, name="Demo street"))
     staff = DEMO_STAFF
-    for role, (ident, name, language) in staff.items():
+    for n, (role, (ident, name, language)) in enumerate(staff.items(), start=1):
         registry.upsert_staff(StaffIn(staff=ident, name=name, role=role, language=language,
-                                      contacts=[inbox.url(ident)]))
+                                      contacts=[inbox.url(ident)], phone=f"+86 138 0000 000{n}"))
     registry.upsert_team(TeamIn(team="demo-team", name="Demo team", **{r: s[0] for r, s in staff.items()}))
     started = (datetime.now(ZoneInfo(DEFAULT_TIMEZONE)) - timedelta(days=3)).date()
     for n in range(1, households + 1):
