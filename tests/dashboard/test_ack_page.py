@@ -136,7 +136,7 @@ def test_someone_else_handling_is_shown_and_the_recipient_may_still_close_it(des
     page = client.get(f"/ack/{token}").text
     assert "王队长 正在处理（2026-11-26 04:44 起）" in page and 'id="handle"' not in page
     done = client.post(f"/ack/{token}/resolve", data={"form": form_token(page), "verdict": "confirmed_violation"})
-    assert "属实违规" in done.text and "陈社工 于 2026-11-26 04:42 处理完毕" in done.text
+    assert "处理结果：属实违规（陈社工，2026-11-26 04:42）" in done.text
     again = client.post(f"/ack/{token}/resolve", data={"form": form_token(page), "verdict": "false_alarm"})
     assert again.status_code == 200 and "属实违规" in again.text  # the first outcome stands, shown as such
 
