@@ -20,12 +20,13 @@ db_option = click.option("--db", "db_path", type=click.Path(dir_okay=False, path
 by_option = click.option("--by", default="admin-cli", show_default=True, help="Who is doing this (audit log).")
 
 
-def _registry(db_path: Path, *, create: bool = True) -> Registry:
-    """The registry in `db_path`, migrated; a missing database is created only when `create` says so."""
+def _registry(db_path: Path, *, create: bool = False, create_hint: str = "") -> Registry:
+    """The registry in `db_path`, migrated. A missing database is an error unless `create`: the default
+    --db is relative, so the wrong working directory would otherwise get a new, empty database that the
+    running gateway never reads, and the command would report success."""
     if not create and not db_path.exists():
-        raise click.ClickException(
-            f"no database at {db_path.resolve()}: give the gateway's database with --db (or ISOWATCH_DB), "
-            "or pass --create-db to start a new, empty one")
+        raise click.ClickException(f"no database at {db_path.resolve()}: give the gateway's database with --db "
+                                   f"(or ISOWATCH_DB){create_hint}")
     open_database(db_path).close()  # create and migrate when missing
     return Registry(connect(db_path), SystemClock())
 
@@ -46,7 +47,7 @@ def import_(file: Path, db_path: Path, by: str) -> None:
     """
     try:
         plan = parse_file(file)
-        counts = apply(plan, _registry(db_path), by=by, source=str(file))
+        counts = apply(plan, _registry(db_path, create=True), by=by, source=str(file))  # first setup
     except ImportProblem as exc:
         raise click.ClickException(f"{len(exc.problems)} problem(s):\n" + "\n".join(exc.problems)) from None
     click.echo(" ".join(f"{k}={v}" for k, v in counts.items()) or "nothing to import")
@@ -180,7 +181,7 @@ def create_user(username: str, role: str, display_name: str, language: str, staf
     from dashboard.accounts import AccountError, UserCreate
     from dashboard.accounts import create_user as create
 
-    registry = _registry(db_path, create=create_db)
+    registry = _registry(db_path, create=create_db, create_hint=", or pass --create-db to start a new, empty one")
     try:
         new = UserCreate(username=username, display_name=display_name, role=role, language=language,
                          password=password, staff=staff, teams=list(teams))

@@ -9,6 +9,9 @@ from fastapi.testclient import TestClient
 
 from dashboard.app import create_app
 from isowatch.cli import cli
+from tests.conftest import REPO_ROOT
+
+REGISTRY = REPO_ROOT / "tests" / "fixtures" / "registry.csv"
 
 
 def test_first_admin_is_created_from_the_command_line_and_can_log_in(tmp_path):
@@ -60,3 +63,14 @@ def test_a_failed_login_says_so_in_chinese_and_english(tmp_path):
     assert "用户名或密码错误。" in failed.text and "Wrong username or password." in failed.text
     made_up = client.get("/login", params={"error": "<b>call 110</b>"})
     assert "call 110" not in made_up.text  # only known errors are shown, not whatever the URL says
+
+
+def test_other_admin_commands_refuse_a_missing_database_too(tmp_path):
+    missing = tmp_path / "isowatch.db"
+    for args in (["register-device", "cam-1", "hh-1"], ["start-isolation", "hh-1", "2026-11-20"],
+                 ["resolve", "1", "false_alarm", "--staff", "chen"], ["extend-isolation", "1", "3"]):
+        result = CliRunner().invoke(cli, ["admin", *args, "--db", str(missing)])
+        assert result.exit_code == 1 and f"no database at {missing}" in result.output, (args, result.output)
+        assert not missing.exists()
+    imported = CliRunner().invoke(cli, ["admin", "import", str(REGISTRY), "--db", str(missing)])
+    assert imported.exit_code == 0, imported.output  # importing the registry is how a new database starts
