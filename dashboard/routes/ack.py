@@ -52,12 +52,12 @@ def _notice(request: Request, status: int, key: str, lang: str, **values: object
     return templates.TemplateResponse(request, "ack_notice.html", context, status_code=status, headers=NO_STORE)
 
 
-def _page(request: Request, token: str, view: LinkView, lang: str, done: str) -> Response:
+def _page(request: Request, token: str, view: LinkView, lang: str) -> Response:
     t = page_translator(lang)
     zone = view.timezone
     temperature = TEMPERATURE.search(view.detail) if view.kind in ("fever", "implausible_reading") else None
     context = {
-        "v": view, "t": t, "lang": lang, "token": token, "done": done,
+        "v": view, "t": t, "lang": lang, "token": token,
         "place": " ".join(p for p in (view.address, view.unit) if p) or view.household,
         "when": _local(view.last_event_at, zone), "opened": _local(view.opened_at, zone),
         "zone": t("zone", zone=zone, offset=_offset(zone, view.last_event_at)),
@@ -73,7 +73,7 @@ def _page(request: Request, token: str, view: LinkView, lang: str, done: str) ->
 
 
 @router.get("/ack/{token}", include_in_schema=False)
-def show(request: Request, token: str, desk: Desk, lang: str = "", done: str = "") -> Response:
+def show(request: Request, token: str, desk: Desk, lang: str = "") -> Response:
     """Read only: opening the link (a person or a preview bot) shows the alert and changes nothing."""
     try:
         view = desk.view(token)
@@ -81,11 +81,13 @@ def show(request: Request, token: str, desk: Desk, lang: str = "", done: str = "
         return _notice(request, 410, "expired", language_of(lang, None), id=exc.alert_id)
     except BadLink:
         return _notice(request, 404, "invalid", language_of(lang, None))
-    return _page(request, token, view, language_of(lang, view.language), done if done in ("handling", "resolved") else "")
+    return _page(request, token, view, language_of(lang, view.language))
 
 
 def _back(token: str, lang: str, done: str) -> RedirectResponse:
-    return RedirectResponse(f"/ack/{token}?lang={lang}&done={done}", status_code=303)
+    """Post/redirect/get: a reload shows the page again instead of sending the form twice. `done` only
+    tells the address of the handled page from the resolved one; the page shows the state itself."""
+    return RedirectResponse(f"/ack/{token}?lang={lang}&done={done}#act", status_code=303)
 
 
 def _refused(request: Request, exc: Exception, lang: str) -> Response:

@@ -86,7 +86,7 @@ def test_from_the_page_to_resolved_in_three_taps_on_a_phone_and_a_preview_bot_ch
 
         handle.tap()
         taps += 1
-        page.wait_for_url("**done=handling")
+        page.wait_for_url("**done=handling#act")
         assert query(service.db_path, "SELECT acknowledged_by, next_step_at FROM alerts") == [("chen-social", None)]
         assert "你正在处理" in page.inner_text("#act")
         offered = page.locator("button[name=verdict]").all_inner_texts()
@@ -96,7 +96,7 @@ def test_from_the_page_to_resolved_in_three_taps_on_a_phone_and_a_preview_bot_ch
 
         page.locator("button[name=verdict][value=authorised_exit]").tap()
         taps += 1
-        page.wait_for_url("**done=resolved")
+        page.wait_for_url("**done=resolved#act")
         assert "获准外出" in page.inner_text("#act") and "陈社工" in page.inner_text("#act")
         page.screenshot(path=str(ARTIFACTS / "03-resolved-zh.png"), full_page=True)
         assert taps <= 3
@@ -104,6 +104,12 @@ def test_from_the_page_to_resolved_in_three_taps_on_a_phone_and_a_preview_bot_ch
             ("resolved", "authorised_exit", "chen-social")]
         trail = query(service.db_path, "SELECT who, action FROM audit_log WHERE action LIKE 'alert.%' ORDER BY id")
         assert trail == [("chen-social", "alert.acknowledge"), ("chen-social", "alert.resolve")]
+
+        page.click("a.switch")  # the same page in English, for a reader who needs it
+        page.wait_for_url("**lang=en")
+        assert "Outcome: Authorised exit (陈社工" in page.inner_text("#act")
+        assert "Call +86 138 0000 0101" in page.inner_text("main")
+        page.screenshot(path=str(ARTIFACTS / "04-resolved-en.png"), full_page=True)
 
         page.click("a.dashboard")  # "open in dashboard": the login, then the alert itself
         page.wait_for_url("**/login?next=/alerts/*")
