@@ -9,9 +9,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from dashboard.deps import Scope
+from gateway.alerts import VERDICTS
 from gateway.registry import parse_iso
 
-Verdict = Literal["confirmed_violation", "false_alarm", "authorised_exit"]
+Verdict = Literal[VERDICTS]  # every outcome of gateway.alerts.OUTCOMES; resolve checks it fits the kind
 
 
 class Notified(BaseModel):

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dashboard.csv_cells import SafeWriter
 from dashboard.deps import Scope
+from gateway.alerts import VERDICTS
 from gateway.registry import iso
 
 EVENT_TYPES = ("door", "tamper")
@@ -25,7 +26,7 @@ EntryType = Literal["door", "tamper", "temperature", "contact"]
 AlertKind = Literal["door_opened", "repeated_door", "fever", "implausible_reading", "missed_reading",
                     "device_offline", "camera_tampered", "welfare_check", "sensor_disagree"]
 ALERT_KINDS: tuple[str, ...] = AlertKind.__args__  # type: ignore[attr-defined]
-VerdictName = Literal["confirmed_violation", "false_alarm", "authorised_exit"]
+VerdictName = Literal[VERDICTS]  # every outcome of gateway.alerts.OUTCOMES; resolve checks it fits the kind
 
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)

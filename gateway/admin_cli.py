@@ -32,7 +32,13 @@ by_option = click.option("--by", default="admin-cli", show_default=True, callbac
                          help="Who is doing this (audit log).")
 
 
-def _registry(db_path: Path) -> Registry:
+def _registry(db_path: Path, *, create: bool = False, create_hint: str = "") -> Registry:
+    """The registry in `db_path`, migrated. A missing database is an error unless `create`: the default
+    --db is relative, so the wrong working directory would otherwise get a new, empty database that the
+    running gateway never reads, and the command would report success."""
+    if not create and not db_path.exists():
+        raise click.ClickException(f"no database at {db_path.resolve()}: give the gateway's database with --db "
+                                   f"(or ISOWATCH_DB){create_hint}")
     open_database(db_path).close()  # create and migrate when missing
     return Registry(connect(db_path), SystemClock())
 
@@ -53,7 +59,7 @@ def import_(file: Path, db_path: Path, by: str) -> None:
     """
     try:
         plan = parse_file(file)
-        counts = apply(plan, _registry(db_path), by=by, source=str(file))
+        counts = apply(plan, _registry(db_path, create=True), by=by, source=str(file))  # first setup
     except ImportProblem as exc:
         raise click.ClickException(f"{len(exc.problems)} problem(s):\n" + "\n".join(exc.problems)) from None
     click.echo(" ".join(f"{k}={v}" for k, v in counts.items()) or "nothing to import")
@@ -177,23 +183,26 @@ def announce_visit(household: str, kind: str, starts_at: str, ends_at: str, note
                        help="At least 10 characters, not a common or repetitive password nor the username "
                             "(env ISOWATCH_NEW_PASSWORD).")
 @db_option
+@click.option("--create-db", is_flag=True,
+              help="Create the database when --db does not exist (a first admin before the gateway ever ran); "
+                   "without it a missing database is an error, so a mistyped path cannot create a user nobody sees.")
 @by_option
 def create_user(username: str, role: str, display_name: str, language: str, staff: str | None,
-                teams: tuple[str, ...], password: str, db_path: Path, by: str) -> None:
+                teams: tuple[str, ...], password: str, db_path: Path, create_db: bool, by: str) -> None:
     """Create a dashboard user (the first admin, issue 7); the password is stored as an argon2 hash."""
     from pydantic import ValidationError
 
     from dashboard.accounts import AccountError, UserCreate
     from dashboard.accounts import create_user as create
 
-    registry = _registry(db_path)
+    registry = _registry(db_path, create=create_db, create_hint=", or pass --create-db to start a new, empty one")
     try:
         new = UserCreate(username=username, display_name=display_name, role=role, language=language,
                          password=password, staff=staff, teams=list(teams))
         user = create(registry.conn, new, by=by, now=SystemClock().now())
     except (ValidationError, AccountError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"user={user.username} role={user.role} teams={','.join(user.teams) or '-'}")
+    click.echo(f"user={user.username} role={user.role} teams={','.join(user.teams) or '-'} db={db_path.resolve()}")
 
 
 @admin.command("resolve")

@@ -17,7 +17,27 @@ from gateway.registry import iso
 
 log = logging.getLogger(__name__)
 
-VERDICTS = ("confirmed_violation", "false_alarm", "authorised_exit")
+DOOR_OUTCOMES = ("confirmed_violation", "false_alarm", "authorised_exit")
+# How an alert may be closed, per kind: the one table the dashboard, the API, the ack page, the report and
+# the docs (docs/alerts.md, checked by tests) use. `false_alarm` means "nothing happened" wherever it
+# appears, so the report's false-alarm share counts only that.
+OUTCOMES: dict[str, tuple[str, ...]] = {
+    "door_opened": DOOR_OUTCOMES,
+    "repeated_door": DOOR_OUTCOMES,
+    "sensor_disagree": ("confirmed_violation", "false_alarm", "device_fault"),
+    "fever": ("seen_by_medical", "referred", "measurement_error"),
+    "implausible_reading": ("remeasured", "measurement_error", "device_fault"),
+    "missed_reading": ("reading_taken", "resident_visited", "device_fault"),
+    "device_offline": ("back_online", "device_fault", "resident_visited"),
+    "camera_tampered": ("confirmed_violation", "camera_fixed", "false_alarm"),
+    "welfare_check": ("resident_well", "help_given", "referred"),
+}
+VERDICTS: tuple[str, ...] = tuple(dict.fromkeys(v for outcomes in OUTCOMES.values() for v in outcomes))
+
+
+def outcomes_for(kind: str) -> tuple[str, ...]:
+    """The verdicts that fit this alert kind (all of them for a kind this table does not know yet)."""
+    return OUTCOMES.get(kind, VERDICTS)
 
 
 class AlertError(ValueError):
@@ -77,20 +97,24 @@ def acknowledge(conn: sqlite3.Connection, alert_id: int, staff: str, now: dateti
     return None
 
 
-def resolve(conn: sqlite3.Connection, alert_id: int, *, staff: str, verdict: str, note: str, now: datetime) -> None:
-    """Close with a verdict; acknowledges first if nobody had. One transaction."""
+def resolve(conn: sqlite3.Connection, alert_id: int, *, staff: str, verdict: str, note: str, now: datetime,
+            via: str = "") -> None:
+    """Close with a verdict; acknowledges first if nobody had. One transaction. `via` is for the audit log."""
     if verdict not in VERDICTS:
         raise AlertError(f"verdict must be one of {', '.join(VERDICTS)}")
     with conn:
-        row = conn.execute("SELECT resolved_at, acknowledged_by FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        row = conn.execute("SELECT resolved_at, acknowledged_by, kind FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         if row is None:
             raise AlertError(f"no such alert {alert_id}")
+        if verdict not in outcomes_for(row[2]):
+            raise AlertError(f"a {row[2]} alert is closed with one of {', '.join(outcomes_for(row[2]))}, not {verdict}")
         if row[0] is not None:
             raise AlertError(f"alert {alert_id} is already resolved")
         if row[1] is None:
-            acknowledge(conn, alert_id, staff, now, via="resolve")
+            acknowledge(conn, alert_id, staff, now, via=f"resolve {via}".strip())
         conn.execute("UPDATE alerts SET state = 'resolved', resolved_by = ?, resolved_at = ?, verdict = ?, note = ?, "
                      "next_step_at = NULL WHERE id = ?", (staff, iso(now), verdict, note, alert_id))
         conn.execute("UPDATE notifications SET state = 'cancelled', last_error = 'resolved' "
                      "WHERE alert_id = ? AND state = 'pending'", (alert_id,))
-        audit(conn, staff, "alert.resolve", f"alert:{alert_id}", {"verdict": verdict, "note": note}, now)
+        audit(conn, staff, "alert.resolve", f"alert:{alert_id}",
+              {"verdict": verdict, "note": note, **({"via": via} if via else {})}, now)

@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+URL = re.compile(r"https?://[^\s<>\"']+")
+
+
+def _linked(text: str) -> str:
+    """The message as HTML with its URLs clickable, as a chat app shows them."""
+    escaped = html.escape(text, quote=False)
+    return URL.sub(lambda m: f'<a href="{html.escape(m.group(0))}">{m.group(0)}</a>', escaped)
 
 
 @dataclass(frozen=True)
@@ -69,8 +79,9 @@ class LocalInbox:
                 else:
                     rows = "".join(
                         f"<article><h3>to {html.escape(m.recipient)}: {html.escape(m.title)}</h3>"
-                        f"<pre>{html.escape(m.body)}</pre></article>" for m in items)
-                    body = (f"<!doctype html><meta charset='utf-8'><title>isowatch inbox</title>"
+                        f"<pre>{_linked(m.body)}</pre></article>" for m in items)
+                    body = (f"<!doctype html><meta charset='utf-8'><meta name='viewport' "
+                            f"content='width=device-width, initial-scale=1'><title>isowatch inbox</title>"
                             f"<h1>Delivered notifications ({len(items)})</h1>{rows}").encode()
                     kind = "text/html; charset=utf-8"
                 self.send_response(200)

@@ -19,10 +19,12 @@ KIND_TEXT: dict[str, dict[str, str]] = {
 
 LABELS = {
     "zh": {"household": "住户", "when": "时间", "day": "隔离第 {day} 天（共 {days} 天）", "count": "本告警已累计 {count} 次",
-           "detail": "详情", "snapshot": "现场照片", "ack": "确认收到（点击即确认，无需登录）", "step": "升级第 {step} 步",
+           "detail": "详情", "snapshot": "现场照片", "ack": "处理（打开后点“我来处理”，无需登录）",
+           "step": "升级第 {step} 步",
            "renotify": "再次提醒（第 {round} 次）"},
     "en": {"household": "Household", "when": "When", "day": "Isolation day {day} of {days}", "count": "Occurrences so far: {count}",
-           "detail": "Detail", "snapshot": "Snapshot", "ack": "Acknowledge (one tap, no login)", "step": "Escalation step {step}",
+           "detail": "Detail", "snapshot": "Snapshot", "ack": "Handle it (open, then tap \"I'm handling it\"; no login)",
+           "step": "Escalation step {step}",
            "renotify": "Reminder {round}"},
 }
 

@@ -285,6 +285,11 @@ def _012_bound_isolation_periods(db: Database) -> None:
                     json.dumps(before, ensure_ascii=False, sort_keys=True)])
 
 
+def _014_staff_phone(db: Database) -> None:
+    """Issue 16: a phone number per staff member, for the call links on the acknowledge page."""
+    db.execute("ALTER TABLE staff ADD COLUMN phone TEXT NOT NULL DEFAULT ''")
+
+
 MIGRATIONS: list[Migration] = [
     _001_ingest,
     _002_registry_alerts,
@@ -296,6 +301,7 @@ MIGRATIONS: list[Migration] = [
     _008_drop_unread_seq_indexes,
     _010_pending_snapshots,
     _012_bound_isolation_periods,
+    _014_staff_phone,  # the lead renumbers on merge
 ]
 
 

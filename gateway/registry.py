@@ -119,6 +119,8 @@ class StaffIn(_In):
     language: Literal["zh", "en"] = "zh"
     contacts: list[Annotated[str, Field(max_length=500)]] = Field(
         default_factory=list, max_length=MAX_CONTACTS, description="Apprise URLs, tried in this order")
+    phone: str = Field("", max_length=32, pattern=r"^(\+?[0-9][0-9 -]{2,30})?$",
+                       description="For call links on the acknowledge page: digits, spaces, dashes, optional +")
 
     @field_validator("contacts", mode="before")
     @classmethod
@@ -261,10 +263,10 @@ class Registry:
                     raise RegistryError(f"{staff.staff} holds a team's {slot} slot; reassign it before changing "
                                         f"the role to {staff.role}")
             self.conn.execute(
-                "INSERT INTO staff (staff, name, role, language, contacts, active) VALUES (?, ?, ?, ?, ?, 1) "
+                "INSERT INTO staff (staff, name, role, language, contacts, phone, active) VALUES (?, ?, ?, ?, ?, ?, 1) "
                 "ON CONFLICT(staff) DO UPDATE SET name = excluded.name, role = excluded.role, "
-                "language = excluded.language, contacts = excluded.contacts",
-                (staff.staff, staff.name, staff.role, staff.language, json.dumps(staff.contacts)),
+                "language = excluded.language, contacts = excluded.contacts, phone = excluded.phone",
+                (staff.staff, staff.name, staff.role, staff.language, json.dumps(staff.contacts), staff.phone),
             )
 
     def upsert_team(self, team: TeamIn) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import tempfile
 import threading
@@ -22,6 +23,9 @@ from isowatch.broker import MosquittoBroker, start_embedded_broker
 from isowatch.demo_household import DemoHousehold
 
 DEMO_SITE = "demo-street"
+PASSWORD_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/l/I to misread
+DEMO_STAFF = {"leader": ("demo-leader", "王队长", "zh"), "medical": ("demo-medical", "Dr. Li", "en"),
+              "police": ("demo-police", "赵警官", "zh"), "social": ("demo-social", "陈社工", "zh")}
 
 
 def summary(service: GatewayService) -> dict[str, int]:
@@ -39,11 +43,10 @@ def seed_registry(db_path: Path, households: int, inbox: LocalInbox) -> Registry
     """Demo staff (one team of four, contact URLs pointing at the local inbox) and isolated households."""
     registry = Registry(sqlite3.connect(db_path, timeout=30))
     registry.upsert_site(SiteIn(site=DEMO_SITE, name="Demo street"))
-    staff = {"leader": ("demo-leader", "王队长", "zh"), "medical": ("demo-medical", "Dr. Li", "en"),
-             "police": ("demo-police", "赵警官", "zh"), "social": ("demo-social", "陈社工", "zh")}
-    for role, (ident, name, language) in staff.items():
+    staff = DEMO_STAFF
+    for n, (role, (ident, name, language)) in enumerate(staff.items(), start=1):
         registry.upsert_staff(StaffIn(staff=ident, name=name, role=role, language=language,
-                                      contacts=[inbox.url(ident)]))
+                                      contacts=[inbox.url(ident)], phone=f"+86 138 0000 000{n}"))
     registry.upsert_team(TeamIn(team="demo-team", name="Demo team", **{r: s[0] for r, s in staff.items()}))
     started = (datetime.now(ZoneInfo(DEFAULT_TIMEZONE)) - timedelta(days=3)).date()
     for n in range(1, households + 1):
@@ -53,6 +56,29 @@ def seed_registry(db_path: Path, households: int, inbox: LocalInbox) -> Registry
         if not registry.isolations(household):
             registry.start_isolation(IsolationIn(household=household, start_date=started), by="demo")
     return registry
+
+
+def _password() -> str:
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(16))
+
+
+def seed_logins(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """A demo admin and one login per staff role, each bound to its demo staff member (so it sees the demo
+    team's alerts), with fresh random passwords: (username, password), admin first. A kept --data-dir
+    gets new passwords on every run rather than a second set of users."""
+    from dashboard.accounts import UserCreate, UserExists, create_user, set_password
+
+    now = datetime.now(ZoneInfo("UTC"))
+    wanted = [UserCreate(username="demo-admin", display_name="Demo admin", role="admin", language="zh",
+                         password=_password())]
+    wanted += [UserCreate(username=ident, display_name=name, role=role, language=language, staff=ident,
+                          password=_password()) for role, (ident, name, language) in DEMO_STAFF.items()]
+    for user in wanted:
+        try:
+            create_user(conn, user, by="demo", now=now)
+        except UserExists:
+            set_password(conn, user.username, user.password, by="demo", now=now)
+    return [(user.username, user.password) for user in wanted]
 
 
 @click.command()
@@ -68,7 +94,10 @@ def seed_registry(db_path: Path, households: int, inbox: LocalInbox) -> Registry
 @click.option("--broker", "broker_choice", type=click.Choice(["auto", "mosquitto", "amqtt"]), default="auto",
               show_default=True, help="Which embedded broker: system Mosquitto when installed, else amqtt.")
 def demo(households: int, run_for: float | None, port: int, data_dir: Path | None, broker_choice: str) -> None:
-    """Run everything on this machine and print the dashboard URL.
+    """Run everything on this machine and print the dashboard URL, its logins and where the database is.
+
+    Logins are printed as `login: USER / PASSWORD` lines (random passwords, new on every run), the demo
+    admin first, then one staff member per role of the demo team.
 
     The last line printed is a JSON summary:
     {"events_stored": N, "rejected": N, "alerts": N, "notifications_sent": N}
@@ -86,10 +115,16 @@ def demo(households: int, run_for: float | None, port: int, data_dir: Path | Non
         # Staff phones are a local receiver here: every notification Apprise delivers lands in it.
         inbox = LocalInbox().start()
         registry = seed_registry(root / "isowatch.db", households, inbox)
+        logins = seed_logins(registry.conn)
         fleet: list[DemoHousehold] = []
         try:
             service.start()
+            click.echo(f"database: {(root / 'isowatch.db').resolve()} "
+                       + ("(kept)" if data_dir else "(temporary: deleted when the demo stops; --data-dir keeps it)"),
+                       err=True)
             click.echo(f"dashboard: http://127.0.0.1:{service.http_port}/", err=True)
+            for username, password in logins:
+                click.echo(f"login: {username} / {password}", err=True)
             click.echo(f"delivered notifications: {inbox.page} (JSON: {inbox.page}messages.json)", err=True)
             click.echo(f"generating door clips for {households} households...", err=True)
             for n in range(1, households + 1):

@@ -1,20 +1,30 @@
-"""Acknowledge links from notifications: GET acknowledges at once, from a phone, without logging in.
+"""The page behind a notification's link: a phone page to take the alert and close it, without logging in.
 
-The link itself is the credential (signed, expiring, single use, bound to one recipient), so a GET
-that changes state is deliberate here: staff tap it in a chat app that only opens URLs.
+GET shows the alert and never changes anything: chat apps fetch links for previews, and a bot must not
+acknowledge for the person. The recipient acts with the page's forms: "I'm handling it" (POST
+.../acknowledge), then an outcome that fits the alert kind (POST .../resolve). The signed link is the
+credential (see gateway.ack_links); each form carries a token derived from the link, so only the page's
+own forms can act.
 """
 
 from __future__ import annotations
 
-from html import escape
+import re
+from datetime import datetime
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from gateway.ack_links import AckDesk, BadLink, LinkExpired, LinkUsed
+from dashboard.ack_text import TODO, language_of, page_translator
+from dashboard.deps import templates
+from gateway.ack_links import AckDesk, BadForm, BadLink, LinkExpired, LinkView
+from gateway.alerts import AlertError
 
 router = APIRouter(tags=["acknowledge"])
+NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
+TEMPERATURE = re.compile(r"\d{2}\.\d °C")  # the reading in a fever / implausible alert's detail
 
 
 def ack_desk() -> AckDesk:
@@ -23,33 +33,103 @@ def ack_desk() -> AckDesk:
 
 Desk = Annotated[AckDesk, Depends(ack_desk)]
 
-PAGE = """<!doctype html><html><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>isowatch</title>
-<link rel="stylesheet" href="/static/ack.css">
-</head><body><h1>{headline}</h1><p>{text}</p></body></html>"""
+
+def _local(at: datetime, zone: str) -> str:
+    return f"{at.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M}"
 
 
-def _page(status: int, headline: str, text: str) -> HTMLResponse:
-    return HTMLResponse(PAGE.format(headline=escape(headline), text=escape(text)), status_code=status)
+def _offset(zone: str, at: datetime) -> str:
+    offset = at.astimezone(ZoneInfo(zone)).strftime("%z")
+    return f"{offset[:3]}:{offset[3:]}"
 
 
-@router.get("/ack/{token}", response_class=HTMLResponse, include_in_schema=False)
-def acknowledge(token: str, desk: Desk) -> HTMLResponse:
+def _notice(request: Request, status: int, key: str, lang: str, **values: object) -> Response:
+    """A page that only says something (bad, expired or stale link), in the chosen language and the other."""
+    others = [lang, *(x for x in ("zh", "en") if x != lang)]
+    lines = [(x, page_translator(x)(f"{key}_title"), page_translator(x)(f"{key}_text", **values)) for x in others]
+    context = {"lines": lines, "lang": lang, "alert_id": values.get("id"),
+               "dashboard": page_translator(lang)("open_dashboard")}
+    return templates.TemplateResponse(request, "ack_notice.html", context, status_code=status, headers=NO_STORE)
+
+
+def _page(request: Request, token: str, view: LinkView, lang: str) -> Response:
+    t = page_translator(lang)
+    zone = view.timezone
+    temperature = TEMPERATURE.search(view.detail) if view.kind in ("fever", "implausible_reading") else None
+    context = {
+        "v": view, "t": t, "lang": lang, "token": token,
+        "place": " ".join(p for p in (view.address, view.unit) if p) or view.household,
+        "when": _local(view.last_event_at, zone), "opened": _local(view.opened_at, zone),
+        "zone": t("zone", zone=zone, offset=_offset(zone, view.last_event_at)),
+        "temperature": temperature.group(0) if temperature else None,
+        "detail": view.detail if lang == "en" and not temperature else "",  # free text from the rules, in English
+        "acknowledged_at": _local(view.acknowledged_at, zone) if view.acknowledged_at else "",
+        "resolved_at": _local(view.resolved_at, zone) if view.resolved_at else "",
+        "expires": _local(view.expires_at, zone), "todo": TODO[lang].get(view.kind, ()),
+        "tel": lambda phone: "tel:" + re.sub(r"[^0-9+]", "", phone),
+        "other_lang": "en" if lang == "zh" else "zh",
+    }
+    return templates.TemplateResponse(request, "ack.html", context, headers=NO_STORE)
+
+
+@router.get("/ack/{token}", include_in_schema=False)
+def show(request: Request, token: str, desk: Desk, lang: str = "") -> Response:
+    """Read only: opening the link (a person or a preview bot) shows the alert and changes nothing."""
     try:
-        outcome = desk.redeem(token)
-    except LinkUsed as exc:
-        return _page(410, "已使用 / Already used", f"此链接已于 {exc.used_at} 使用。 This link was used at {exc.used_at}.")
-    except LinkExpired:
-        return _page(410, "已过期 / Expired", "此链接已过期。 This link has expired.")
+        view = desk.view(token)
+    except LinkExpired as exc:
+        return _notice(request, 410, "expired", language_of(lang, None), id=exc.alert_id)
     except BadLink:
-        return _page(404, "无效链接 / Invalid link", "此链接无效。 This link is not valid.")
-    if outcome.already_by:
-        return _page(200, "已有人确认 / Already acknowledged",
-                     f"告警 #{outcome.alert_id} 已由 {outcome.already_by} 确认。 "
-                     f"Alert #{outcome.alert_id} was already acknowledged by {outcome.already_by}.")
-    return _page(200, "已确认 / Acknowledged",
-                 f"告警 #{outcome.alert_id}（{outcome.household}）已由 {outcome.staff_name} 确认。 "
-                 f"Alert #{outcome.alert_id} ({outcome.household}, {outcome.kind}) acknowledged by {outcome.staff_name}.")
+        return _notice(request, 404, "invalid", language_of(lang, None))
+    return _page(request, token, view, language_of(lang, view.language))
+
+
+def _back(token: str, lang: str, done: str) -> RedirectResponse:
+    """Post/redirect/get: a reload shows the page again instead of sending the form twice. `done` only
+    tells the address of the handled page from the resolved one; the page shows the state itself."""
+    return RedirectResponse(f"/ack/{token}?lang={lang}&done={done}#act", status_code=303)
+
+
+def _refused(request: Request, exc: Exception, lang: str) -> Response:
+    if isinstance(exc, LinkExpired):
+        return _notice(request, 410, "expired", lang, id=exc.alert_id)
+    if isinstance(exc, BadForm):
+        return _notice(request, 403, "bad_form", lang)
+    return _notice(request, 404, "invalid", lang)
+
+
+@router.post("/ack/{token}/acknowledge", include_in_schema=False)
+def acknowledge(request: Request, token: str, desk: Desk, form: Annotated[str, Form(max_length=64)] = "",
+                lang: Annotated[str, Form(max_length=2)] = "") -> Response:
+    """"I'm handling it": the link's recipient acknowledges; the escalation stops."""
+    lang = language_of(lang, None)
+    try:
+        desk.acknowledge(token, form)
+    except (BadLink, LinkExpired, BadForm) as exc:
+        return _refused(request, exc, lang)
+    return _back(token, lang, "handling")
+
+
+@router.post("/ack/{token}/resolve", include_in_schema=False)
+def resolve(request: Request, token: str, desk: Desk, verdict: Annotated[str, Form(max_length=40)],
+            form: Annotated[str, Form(max_length=64)] = "", note: Annotated[str, Form(max_length=2000)] = "",
+            lang: Annotated[str, Form(max_length=2)] = "") -> Response:
+    """Close the alert as the link's recipient with an outcome that fits its kind."""
+    lang = language_of(lang, None)
+    try:
+        desk.resolve(token, form, verdict, note.strip())
+    except (BadLink, LinkExpired, BadForm) as exc:
+        return _refused(request, exc, lang)
+    except AlertError:
+        # Already resolved (by someone else, a moment ago) shows who and how; an unfitting outcome says so.
+        try:
+            view = desk.view(token)
+        except (BadLink, LinkExpired) as exc:
+            return _refused(request, exc, lang)
+        if view.resolved_at is not None:
+            return _back(token, lang, "resolved")
+        return _notice(request, 422, "unfit", lang)
+    return _back(token, lang, "resolved")
 
 
 @router.get("/ack/{token}/snapshot", include_in_schema=False)
@@ -60,4 +140,4 @@ def snapshot(token: str, desk: Desk) -> FileResponse:
         raise HTTPException(404, "not found") from None
     if path is None or not path.exists():
         raise HTTPException(404, "no snapshot for this alert")
-    return FileResponse(path, media_type="image/jpeg")
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})

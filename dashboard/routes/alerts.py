@@ -98,7 +98,8 @@ def alert_page(request: Request, alert_id: AlertId, row: AlertRow, db: ReadDB, c
                user: CurrentUser, done: str = "") -> Response:
     item = board.alert(db, alert_id, clock.now())
     t = translator(user.language)
-    return render(request, "alert.html", {"a": item, "age": lambda s: age_text(t, s), "done": done})
+    return render(request, "alert.html", {"a": item, "age": lambda s: age_text(t, s), "done": done,
+                                          "outcomes": alert_lib.outcomes_for(item.kind)})
 
 
 def _acknowledge(db: sqlite3.Connection, alert_id: AlertId, actor: str, clock) -> str | None:  # type: ignore[no-untyped-def]

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dashboard import accounts
 from dashboard.accounts import UserPublic
+from dashboard.i18n import translator
 from dashboard.deps import (
     SESSION_COOKIE,
     ClockDep,
@@ -60,10 +61,15 @@ def _safe_next(target: str) -> str:
     return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
 
 
+LOGIN_ERRORS = ("login_failed", "login_limited")
+
+
 @router.get("/login", include_in_schema=False)
 def login_form(request: Request, next: str = "/", error: str = "") -> Response:  # noqa: A002
     token = secrets.token_urlsafe(24)
-    response = render(request, "login.html", {"next": _safe_next(next), "login_csrf": token, "error": error})
+    # Nobody is logged in yet, so the page cannot know the reader's language: errors show in both.
+    errors = [translator(lang)(error) for lang in ("zh", "en")] if error in LOGIN_ERRORS else []
+    response = render(request, "login.html", {"next": _safe_next(next), "login_csrf": token, "errors": errors})
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
                         secure=request.url.scheme == "https", path="/login")
     return response

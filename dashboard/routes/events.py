@@ -28,7 +28,7 @@ from dashboard.deps import (
     render,
 )
 from dashboard.event_log import ALERT_KINDS, LogFilter, LogPage
-from gateway.alerts import audit
+from gateway.alerts import VERDICTS, audit
 from gateway.registry import iso
 from isowatch.clock import Clock
 
@@ -71,7 +71,8 @@ Before = Annotated[str | None, Query(max_length=200, description="next_cursor of
 def events_page(request: Request, db: ReadDB, scope: UserScope, f: FormFilter, before: Before = None) -> Response:
     result = event_log.page(db, f, scope, before=before, limit=50)
     query = {k: v for k, v in request.query_params.items() if k != "before"}
-    return render(request, "events.html", {"page": result, "f": f, "q": query, "kinds": ALERT_KINDS})
+    return render(request, "events.html", {"page": result, "f": f, "q": query, "kinds": ALERT_KINDS,
+                                           "verdicts": VERDICTS})
 
 
 def _csv_response(db: sqlite3.Connection, path: Path, f: LogFilter, scope: Scope, user: User,

@@ -109,7 +109,7 @@ class DeviceIn(_Body):
 
 class ResolveIn(_Body):
     staff: Ident
-    verdict: Literal["confirmed_violation", "false_alarm", "authorised_exit"]
+    verdict: Literal[alerts.VERDICTS]  # resolve checks that it fits the alert kind
     note: Text = ""
 
 

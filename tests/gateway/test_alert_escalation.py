@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from gateway.ack_links import BadLink, LinkExpired, LinkUsed
+from gateway.ack_links import BadForm, BadLink, LinkExpired
 from gateway.escalation import first_page
 from gateway.policy import AlertKind, load_policy
 from gateway.registry import HouseholdIn, VisitIn
@@ -111,32 +111,43 @@ def test_every_step_of_the_default_policy_pages_its_roles_on_time(world, inbox, 
     assert reminders == sorted(last * rounds)
 
 
-def test_acknowledge_link_stops_the_escalation_and_works_once(world, inbox):
+def test_acknowledge_link_stops_the_escalation_and_serves_acknowledge_then_resolve(world, inbox):
     world.door()
     world.worker.settle()
     token = ack_token(inbox.received()[0].body)
-    outcome = world.links.redeem(world.conn, token)
+    view = world.links.view(world.conn, token)  # what GET shows: reading changes nothing
+    assert (view.kind, view.recipient, view.acknowledged_by) == ("door_opened", "chen-social", None)
+    assert view.outcomes == ("confirmed_violation", "false_alarm", "authorised_exit")
+    with pytest.raises(BadForm):
+        world.links.acknowledge(world.conn, token, "")
+    outcome = world.links.acknowledge(world.conn, token, view.form_token)
     assert (outcome.staff, outcome.already_by) == ("chen-social", None)
-    with pytest.raises(LinkUsed):
-        world.links.redeem(world.conn, token)
+    again = world.links.acknowledge(world.conn, token, view.form_token)  # a second tap is harmless
+    assert again.already_by == "chen-social"
     world.clock.advance(3600)
     world.worker.settle()
     assert world.recipients() == ["chen-social"]
     (alert,) = world.rows("SELECT * FROM alerts")
     assert (alert["state"], alert["acknowledged_by"], alert["next_step_at"]) == ("acknowledged", "chen-social", None)
+    world.links.resolve(world.conn, token, view.form_token, "false_alarm", "邻居送菜")
+    (alert,) = world.rows("SELECT * FROM alerts")
+    assert (alert["state"], alert["resolved_by"], alert["verdict"]) == ("resolved", "chen-social", "false_alarm")
     actions = [r["action"] for r in world.rows("SELECT action FROM audit_log WHERE object = 'alert:1'")]
-    assert actions == ["alert.acknowledge"]
+    assert actions == ["alert.acknowledge", "alert.ack_again", "alert.resolve"]
 
 
 def test_forged_and_expired_links_are_refused(world, inbox):
     world.door()
     world.worker.settle()
     token = ack_token(inbox.received()[0].body)
+    form = world.links.view(world.conn, token).form_token
     with pytest.raises(BadLink):
-        world.links.redeem(world.conn, token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1])
+        world.links.acknowledge(world.conn, token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1], form)
     world.clock.advance(POLICY.ack_link_ttl_hours * 3600)
     with pytest.raises(LinkExpired):
-        world.links.redeem(world.conn, token)
+        world.links.view(world.conn, token)
+    with pytest.raises(LinkExpired):
+        world.links.acknowledge(world.conn, token, form)
 
 
 def test_door_opening_inside_an_announced_visit_notifies_nobody(world, inbox):

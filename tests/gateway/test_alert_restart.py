@@ -120,7 +120,10 @@ def test_sigkill_after_first_page_then_restart_escalates_once_on_time(mosquitto,
         link = re.search(r"(http://\S+/ack/\S+)", door_pages()[1].body).group(1)
         import httpx
 
-        assert httpx.get(link, timeout=10).status_code == 200
+        page = httpx.get(link, timeout=10)
+        assert page.status_code == 200
+        form = re.search(r'name="form" value="([0-9a-f]+)"', page.text).group(1)
+        assert httpx.post(f"{link}/acknowledge", data={"form": form}, timeout=10).status_code == 303
         assert query(db, "SELECT acknowledged_by FROM alerts WHERE kind = 'door_opened'") == [("wang-leader",)]
     finally:
         uplink.stop()

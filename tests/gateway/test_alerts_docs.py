@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from gateway.alerts import OUTCOMES
 from gateway.policy import AlertKind, Policy, Renotify, Rules, Snapshots
 from tests.conftest import REPO_ROOT
 
@@ -32,3 +33,9 @@ def test_every_audit_action_written_by_the_gateway_is_documented():
     assert actions, "no audit actions found"
     missing = sorted(a for a in actions if f"`{a}`" not in DOC)
     assert not missing, f"audit actions missing from docs/alerts.md: {missing}"
+
+
+@pytest.mark.parametrize("kind", list(AlertKind))
+def test_every_alert_kind_has_its_outcomes_and_they_are_documented(kind):
+    outcomes = OUTCOMES[kind.value]
+    assert f"| `{kind.value}` | {', '.join(f'`{v}`' for v in outcomes)} |" in DOC

@@ -52,7 +52,13 @@ def started_gateway_and_camera(mosquitto, db, inbox: LocalInbox) -> tuple[Gatewa
     return service, Uplink(mosquitto.add_user("cam-3502", password), DeviceIdentity("site-a", "hh-3-502", "cam-3502"))
 
 
-def test_door_event_pages_social_worker_once_and_the_link_acknowledges_once(mosquitto, tmp_path):
+def form_token(page: str) -> str:
+    return re.search(r'name="form" value="([0-9a-f]+)"', page).group(1)
+
+
+def test_door_event_pages_social_worker_once_and_only_the_links_page_form_acknowledges(mosquitto, tmp_path):
+    """Chat apps fetch links for their previews: opening the link must change nothing; the person acts on
+    the page it opens (a POST with the page's form token), first "I'm handling it", then an outcome."""
     db = tmp_path / "gw.db"
     with LocalInbox() as inbox:
         service, uplink = started_gateway_and_camera(mosquitto, db, inbox)
@@ -65,16 +71,38 @@ def test_door_event_pages_social_worker_once_and_the_link_acknowledges_once(mosq
             link = re.search(r"(http://127\.0\.0\.1:\d+/ack/\S+)", message.body).group(1)
             assert link.startswith(f"http://127.0.0.1:{service.http_port}/ack/")
 
-            first = httpx.get(link, timeout=10)
-            assert first.status_code == 200 and "已确认" in first.text and "陈社工" in first.text
-            again = httpx.get(link, timeout=10)
-            assert again.status_code == 410
-            forged = httpx.get(link[:-3] + "xyz", timeout=10)
-            assert forged.status_code == 404
+            bot = {"User-Agent": "WhatsApp/2.23 (link preview)"}
+            for _ in range(3):  # a preview bot, a second device, a reload: reading only
+                seen = httpx.get(link, headers=bot, timeout=10)
+                assert seen.status_code == 200 and "我来处理" in seen.text and "开门" in seen.text
+                assert "door_opened" not in seen.text.replace("kind-door_opened", "")
+            httpx.head(link, timeout=10)
+            assert httpx.get(f"{link}/acknowledge", timeout=10).status_code == 405
+            assert query(db, "SELECT state, acknowledged_by FROM alerts") == [("notified", None)]
+            assert scalar(db, "SELECT count(*) FROM audit_log WHERE action LIKE 'alert.%'") == 0
 
+            forged = httpx.post(f"{link}/acknowledge", data={"form": "0" * 32}, timeout=10)
+            assert forged.status_code == 403
+            wrong_link = httpx.get(link[:-3] + "xyz", timeout=10)
+            assert wrong_link.status_code == 404
+            assert query(db, "SELECT state, acknowledged_by FROM alerts") == [("notified", None)]
+
+            page = httpx.get(link, timeout=10).text
+            handled = httpx.post(f"{link}/acknowledge", data={"form": form_token(page), "lang": "zh"}, timeout=10,
+                                 follow_redirects=True)
+            assert handled.status_code == 200 and "你正在处理" in handled.text and "属实违规" in handled.text
             assert query(db, "SELECT state, acknowledged_by FROM alerts") == [("acknowledged", "chen-social")]
-            assert scalar(db, "SELECT count(*) FROM audit_log WHERE action = 'alert.acknowledge' "
-                              "AND who = 'chen-social'") == 1
+            unfit = httpx.post(f"{link}/resolve", data={"form": form_token(page), "verdict": "seen_by_medical"},
+                               timeout=10)
+            assert unfit.status_code == 422  # a medical outcome does not close a door alert
+            resolved = httpx.post(f"{link}/resolve", data={"form": form_token(page), "verdict": "authorised_exit",
+                                                           "note": "去医院复查", "lang": "zh"},
+                                  timeout=10, follow_redirects=True)
+            assert resolved.status_code == 200 and "获准外出" in resolved.text and "陈社工" in resolved.text
+            assert query(db, "SELECT state, verdict, resolved_by, note FROM alerts") == [
+                ("resolved", "authorised_exit", "chen-social", "去医院复查")]
+            assert query(db, "SELECT who, action FROM audit_log WHERE action LIKE 'alert.%' ORDER BY id") == [
+                ("chen-social", "alert.acknowledge"), ("chen-social", "alert.resolve")]
             service.ingest.wait_idle(quiet_s=1.0)
             assert len(inbox.received()) == 1
             assert scalar(db, "SELECT count(*) FROM notifications") == 1
