@@ -211,8 +211,16 @@ class EdgeAgent:
         if self.camera is not None:
             self._spawn("camera", self.camera.run)
             self._spawn("camera-watchdog", self.camera.watchdog)
-        for n, sensor in enumerate(self.config.sensors):
+        for n, sensor in enumerate(s for s in self.config.sensors if s.type != "zigbee"):
             self._spawn(f"sensor-{n}-{sensor.type}", lambda stop, s=sensor: self._run_sensor(s, stop))
+        # One connection per local broker for all its Zigbee sensors: two with the same credentials (or
+        # the same client id) would take turns disconnecting each other.
+        zigbee: dict[str, list[str]] = {}
+        for sensor in self.config.sensors:
+            if sensor.type == "zigbee":
+                zigbee.setdefault(sensor.broker, []).append(sensor.friendly_name)
+        for n, (broker, names) in enumerate(zigbee.items()):
+            self._spawn(f"zigbee-{n}", lambda stop, b=broker, ns=names: self._run_zigbee(b, ns, stop))
         self._spawn("heartbeat", self._heartbeats)
         return self
 
@@ -264,10 +272,11 @@ class EdgeAgent:
                        "interval_s": sensor.interval_s}
             config = stream.modbus_config(sensor.preset, **options)
             stream.stream_modbus(ModbusThermometer(sensor.port, config), self.recorder, stop)
-        elif sensor.type == "zigbee":
-            from edge.zigbee import run_zigbee_sensor
 
-            run_zigbee_sensor(sensor.broker, sensor.friendly_name, self.recorder, stop)
+    def _run_zigbee(self, broker: str, friendly_names: list[str], stop: threading.Event) -> None:
+        from edge.zigbee import run_zigbee_sensor
+
+        run_zigbee_sensor(broker, friendly_names, self.recorder, stop)
 
     def _heartbeats(self, stop: threading.Event) -> None:
         frames_before, t_before = 0, time.monotonic()
