@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import cv2
 from pydantic import ValidationError
@@ -20,31 +20,13 @@ from edge.config import EdgeConfig, format_errors
 from edge.courier import Courier
 from edge.door_watch import DetectorEvent, DoorClosed, DoorOpened, DoorWatcher, FrameError, TamperEnded, TamperStarted
 from edge.outbox import Outbox
+from edge.recorder import Recorder
 from edge.snapshots import Snapshot
 from edge.uplink import DeviceIdentity, Stamper, Uplink
 from isowatch.clock import Clock, SystemClock
-from isowatch.contract import DeviceConfig, DeviceMessage, DoorEvent, Heartbeat, SnapshotMeta, TamperEvent
+from isowatch.contract import DeviceConfig, DoorEvent, Heartbeat, SnapshotMeta, TamperEvent
 
 log = logging.getLogger(__name__)
-
-M = TypeVar("M", bound=DeviceMessage)
-
-
-class Recorder:
-    """What every input records through: stamp a message, then store it in the outbox, which numbers it.
-
-    The same `stamp`/`send` shape as the uplink, so firmware_bridge loops use either unchanged.
-    """
-
-    def __init__(self, stamper: Stamper, outbox: Outbox) -> None:
-        self.stamper = stamper
-        self.outbox = outbox
-
-    def stamp(self, model: type[M], *, at: datetime | None = None, **fields: Any) -> M:
-        return self.stamper.make(model, 0, at=at, **fields)  # the outbox assigns the real seq
-
-    def send(self, message: M) -> M:
-        return self.outbox.add(lambda seq: message.model_copy(update={"seq": seq}))
 
 
 def cpu_temperature() -> float | None:
