@@ -93,7 +93,9 @@ class Uplink:
         self._status_topic = self._topic(TopicKind.STATUS)
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"edge-{identity.device}",
+            # Our Mosquitto names a connection by its user whatever we send; sending the user name too keeps
+            # brokers that instead refuse a client id other than the user name (docs/deployment.md) working.
+            client_id=self.broker.username or f"edge-{identity.device}",
             clean_session=True,
             protocol=mqtt.MQTTv311,
         )

@@ -67,12 +67,14 @@ def reading(uplink: Uplink, celsius: float) -> TemperatureReading:
     return uplink.stamp(TemperatureReading, type="temperature", celsius=celsius, subject="ambient")
 
 
-def test_a_device_with_the_gateways_client_id_cannot_evict_it(mosquitto, tmp_path):
+# The gateway's id as the service sends it, and as Mosquitto names it (its user).
+@pytest.mark.parametrize("claimed", ["isowatch-gateway", "gateway"])
+def test_a_device_with_the_gateways_client_id_cannot_evict_it(mosquitto, tmp_path, claimed):
     db = tmp_path / "gw.db"
     service = GatewayService(db, mosquitto.url(), alerts=False).start()
     gateway_disconnects = count_disconnects(service.ingest.client)
     honest = Uplink(mosquitto.add_user("cam-honest"), DeviceIdentity(SITE, "hh-1", "cam-honest")).start()
-    attacker = Attacker(mosquitto.add_user("cam-evil"), "isowatch-gateway")
+    attacker = Attacker(mosquitto.add_user("cam-evil"), claimed)
     try:
         assert attacker.connected.wait(15), f"attacker not connected: {attacker.refused}"
         for n in range(20):
@@ -112,12 +114,14 @@ def test_a_clean_session_under_the_gateways_id_does_not_wipe_its_queue(mosquitto
         honest.stop()
 
 
-def test_a_device_with_another_devices_client_id_cannot_evict_it(mosquitto, tmp_path):
+# The id the uplink sends (its user name) and the one it used to send.
+@pytest.mark.parametrize("claimed", ["cam-victim", "edge-cam-victim"])
+def test_a_device_with_another_devices_client_id_cannot_evict_it(mosquitto, tmp_path, claimed):
     db = tmp_path / "gw.db"
     service = GatewayService(db, mosquitto.url(), alerts=False).start()
     victim = Uplink(mosquitto.add_user("cam-victim"), DeviceIdentity(SITE, "hh-1", "cam-victim")).start()
     victim_disconnects = count_disconnects(victim.client)
-    attacker = Attacker(mosquitto.add_user("cam-evil"), "edge-cam-victim")
+    attacker = Attacker(mosquitto.add_user("cam-evil"), claimed)
     try:
         assert attacker.connected.wait(15), f"attacker not connected: {attacker.refused}"
         for n in range(20):
