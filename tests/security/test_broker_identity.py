@@ -135,3 +135,32 @@ def test_a_device_with_another_devices_client_id_cannot_evict_it(mosquitto, tmp_
         attacker.stop()
         victim.stop()
         service.stop()
+
+
+def test_the_dashboards_config_push_goes_over_the_gateways_own_connection(mosquitto, tmp_path):
+    """A second connection with the gateway's user would take over (and, clean, wipe) the gateway's session."""
+    from dashboard.routes.devices import config_pusher
+    from isowatch.contract import DeviceConfig
+
+    service = GatewayService(tmp_path / "gw.db", mosquitto.url(), alerts=False, http_port=0).start()
+    gateway_disconnects = count_disconnects(service.ingest.client)
+    configs: list[bytes] = []
+    device = Uplink(mosquitto.add_user("cam-cfg"), DeviceIdentity(SITE, "hh-1", "cam-cfg"),
+                    on_config=configs.append).start()
+    try:
+        push = service._http_server.config.app.dependency_overrides[config_pusher]()  # what the route calls
+        push(SITE, "hh-1", DeviceConfig(version="v2", device="cam-cfg"))
+        wait_until(lambda: configs, what="the config at the device")
+        assert b'"v2"' in configs[0]
+        assert gateway_disconnects == []
+    finally:
+        device.stop()
+        service.stop()
+
+
+def test_push_config_refuses_the_gateways_user(mosquitto):
+    from gateway.device_config import PushError, push_device_config
+    from isowatch.contract import DeviceConfig
+
+    with pytest.raises(PushError, match="gateway"):
+        push_device_config(mosquitto.url(), SITE, "hh-1", DeviceConfig(version="v2", device="cam-cfg"))
