@@ -164,3 +164,17 @@ def test_push_config_refuses_the_gateways_user(mosquitto):
 
     with pytest.raises(PushError, match="gateway"):
         push_device_config(mosquitto.url(), SITE, "hh-1", DeviceConfig(version="v2", device="cam-cfg"))
+
+
+def test_two_processes_sharing_a_devices_user_are_reported_not_silent(mosquitto, caplog):
+    """Both connect as the device's user, so the broker keeps dropping the older: say so at ERROR."""
+    url = mosquitto.add_user("cam-shared")
+    first = Uplink(url, DeviceIdentity(SITE, "hh-1", "cam-shared"), reconnect_max_s=1).start()
+    second = Uplink(url, DeviceIdentity(SITE, "hh-1", "cam-shared"), reconnect_max_s=1).start()
+    try:
+        wait_until(lambda: any(r.levelname == "ERROR" and "another process" in r.getMessage() for r in caplog.records),
+                   what="an ERROR naming the shared broker user")
+        assert max(first.short_connections, second.short_connections) >= 3
+    finally:
+        first.stop()
+        second.stop()
