@@ -378,7 +378,8 @@ def run_fleet(broker: BrokerUrl, fleet: Fleet, profile: Profile, duration_s: flo
 
 @click.command()
 @click.option("--broker", "broker_url", required=True, envvar="ISOWATCH_BROKER",
-              help="mqtt://user:password@host:port; a test/bench credential allowed to write device topics, never the gateway's (it would take over the gateway's session).")
+              help="mqtt://user:password@host:port; a test/bench credential allowed to write device topics, "
+                   "never the gateway's (it would take over the gateway's session).")
 @click.option("--households", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--sites", type=click.IntRange(1), default=1, show_default=True, help="Spread households over sites.")
 @click.option("--rate", type=click.FloatRange(0), default=1.0, show_default=True,
