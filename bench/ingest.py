@@ -107,9 +107,11 @@ def one_run(root: Path, events: int) -> dict[str, float | str]:
     db = root / "gw.db"
     register_fleet(db, Fleet(DEVICES), isolated=False)  # registered households; rules evaluate, nobody paged
     gateway = start_gateway(broker.url(), db)
-    bare = BareSubscriber(broker.url(), events)
+    # Users of their own: the broker names each connection by its user (use_username_as_clientid).
+    bare = BareSubscriber(broker.add_user("bench-bare", full_access=True), events)
     go, started = multiprocessing.Event(), multiprocessing.Value("d", 0.0)
-    publisher = multiprocessing.Process(target=_publish, args=(str(broker.url()), events, go, started))
+    load = broker.add_user("bench-load", full_access=True)
+    publisher = multiprocessing.Process(target=_publish, args=(str(load), events, go, started))
     try:
         publisher.start()
         cpu_before = cpu_seconds(gateway.pid)

@@ -125,13 +125,16 @@ def main() -> None:
         seed(db, args.samples, inboxes, other)
         gateway = start_gateway(broker.url(), db, "--http-port", str(free_port()))
         publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-door", protocol=mqtt.MQTTv311)
-        publisher.username_pw_set("gateway", broker.users["gateway"])  # may publish as any device
+        # Users of their own (may publish as any device): the broker names each connection by its user.
+        door = broker.add_user("bench-door", full_access=True)
+        load = broker.add_user("bench-load", full_access=True)
+        publisher.username_pw_set(door.username, door.password)
         publisher.connect("127.0.0.1", broker.port)
         publisher.loop_start()
         duration = args.samples * args.interval + 3
         counter = multiprocessing.Value("q", 0)
         loader = multiprocessing.Process(target=load_process,
-                                         args=(str(broker.url()), args.load, time.monotonic() + duration + 2, counter))
+                                         args=(str(load), args.load, time.monotonic() + duration + 2, counter))
         sent_at: dict[str, float] = {}
         sent_wall: dict[str, float] = {}
         try:

@@ -52,13 +52,15 @@ def one_run(root: Path, households: int, seconds: float) -> dict[str, float]:
     broker = MosquittoBroker(root / "broker").start()
     gateway = start_gateway(broker.url(), db)
     counts = multiprocessing.Array("q", 4)
-    loader = multiprocessing.Process(target=_load, args=(str(broker.url()), households, WARMUP_S + seconds + 2, counts))
+    # Users of their own (may publish as any device): the broker names each connection by its user.
+    load, probe_user = broker.add_user("bench-fleet", full_access=True), broker.add_user("bench-probe", full_access=True)
+    loader = multiprocessing.Process(target=_load, args=(str(load), households, WARMUP_S + seconds + 2, counts))
     sent_at: dict[str, float] = {}
     rss: list[float] = []
     try:
         loader.start()
         time.sleep(WARMUP_S)  # the heartbeats are spread over their period from the first second
-        probe = WirePublisher(broker.url(), "bench-probe")
+        probe = WirePublisher(probe_user, "bench-probe")
         cpu_before, started = cpu_seconds(gateway.pid), time.monotonic()
         for n in range(probes.households):
             topic, payload = probes.door(n)

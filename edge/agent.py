@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import cv2
 from pydantic import ValidationError
@@ -20,31 +20,13 @@ from edge.config import EdgeConfig, format_errors
 from edge.courier import Courier
 from edge.door_watch import DetectorEvent, DoorClosed, DoorOpened, DoorWatcher, FrameError, TamperEnded, TamperStarted
 from edge.outbox import Outbox
+from edge.recorder import Recorder
 from edge.snapshots import Snapshot
 from edge.uplink import DeviceIdentity, Stamper, Uplink
 from isowatch.clock import Clock, SystemClock
-from isowatch.contract import DeviceConfig, DeviceMessage, DoorEvent, Heartbeat, SnapshotMeta, TamperEvent
+from isowatch.contract import DeviceConfig, DoorEvent, Heartbeat, SnapshotMeta, TamperEvent
 
 log = logging.getLogger(__name__)
-
-M = TypeVar("M", bound=DeviceMessage)
-
-
-class Recorder:
-    """What every input records through: stamp a message, then store it in the outbox, which numbers it.
-
-    The same `stamp`/`send` shape as the uplink, so firmware_bridge loops use either unchanged.
-    """
-
-    def __init__(self, stamper: Stamper, outbox: Outbox) -> None:
-        self.stamper = stamper
-        self.outbox = outbox
-
-    def stamp(self, model: type[M], *, at: datetime | None = None, **fields: Any) -> M:
-        return self.stamper.make(model, 0, at=at, **fields)  # the outbox assigns the real seq
-
-    def send(self, message: M) -> M:
-        return self.outbox.add(lambda seq: message.model_copy(update={"seq": seq}))
 
 
 def cpu_temperature() -> float | None:
@@ -211,8 +193,16 @@ class EdgeAgent:
         if self.camera is not None:
             self._spawn("camera", self.camera.run)
             self._spawn("camera-watchdog", self.camera.watchdog)
-        for n, sensor in enumerate(self.config.sensors):
+        for n, sensor in enumerate(s for s in self.config.sensors if s.type != "zigbee"):
             self._spawn(f"sensor-{n}-{sensor.type}", lambda stop, s=sensor: self._run_sensor(s, stop))
+        # One connection per local broker for all its Zigbee sensors: two with the same credentials (or
+        # the same client id) would take turns disconnecting each other.
+        zigbee: dict[str, list[str]] = {}
+        for sensor in self.config.sensors:
+            if sensor.type == "zigbee":
+                zigbee.setdefault(sensor.broker, []).append(sensor.friendly_name)
+        for n, (broker, names) in enumerate(zigbee.items()):
+            self._spawn(f"zigbee-{n}", lambda stop, b=broker, ns=names: self._run_zigbee(b, ns, stop))
         self._spawn("heartbeat", self._heartbeats)
         return self
 
@@ -264,10 +254,11 @@ class EdgeAgent:
                        "interval_s": sensor.interval_s}
             config = stream.modbus_config(sensor.preset, **options)
             stream.stream_modbus(ModbusThermometer(sensor.port, config), self.recorder, stop)
-        elif sensor.type == "zigbee":
-            from edge.zigbee import run_zigbee_sensor
 
-            run_zigbee_sensor(sensor.broker, sensor.friendly_name, self.recorder, stop)
+    def _run_zigbee(self, broker: str, friendly_names: list[str], stop: threading.Event) -> None:
+        from edge.zigbee import run_zigbee_sensor
+
+        run_zigbee_sensor(broker, friendly_names, self.recorder, stop)
 
     def _heartbeats(self, stop: threading.Event) -> None:
         frames_before, t_before = 0, time.monotonic()

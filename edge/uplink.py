@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,6 +44,11 @@ class DeviceIdentity:
 
 # Status messages are retained state, not part of the device's numbered stream.
 STATUS_SEQ = 0
+
+# Connections lost this soon after connecting, this many times in a row, look like a second process
+# connecting with the same broker user: the broker names connections by user and drops the older one.
+SHORT_CONNECTION_S = 10.0
+SHORT_CONNECTIONS_REPORTED = 3
 
 
 class Stamper:
@@ -89,11 +95,15 @@ class Uplink:
         self.on_config = on_config
         self.status_fields = status_fields or dict
         self.connections = 0  # how many times we connected; the courier resends everything on a new one
+        self.short_connections = 0  # lost within SHORT_CONNECTION_S of connecting, in a row
+        self._connected_at = 0.0
         self._connected = threading.Event()
         self._status_topic = self._topic(TopicKind.STATUS)
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"edge-{identity.device}",
+            # Our Mosquitto names a connection by its user whatever we send; sending the user name too keeps
+            # brokers that instead refuse a client id other than the user name (docs/deployment.md) working.
+            client_id=self.broker.username or f"edge-{identity.device}",
             clean_session=True,
             protocol=mqtt.MQTTv311,
         )
@@ -131,6 +141,7 @@ class Uplink:
             client.subscribe(subscriptions)
         self.publish_status()
         self.connections += 1
+        self._connected_at = time.monotonic()
         self._connected.set()
         log.info("uplink connected device=%s", self.identity.device)
 
@@ -151,9 +162,21 @@ class Uplink:
         return self.client.publish(self._status_topic, encode(status), qos=1, retain=True)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        was_connected = self._connected.is_set()
         self._connected.clear()
-        if reason.is_failure:
-            log.warning("uplink lost device=%s reason=%s", self.identity.device, reason)
+        if not reason.is_failure:
+            return
+        log.warning("uplink lost device=%s reason=%s", self.identity.device, reason)
+        if not was_connected:
+            return
+        if time.monotonic() - self._connected_at >= SHORT_CONNECTION_S:
+            self.short_connections = 0
+            return
+        self.short_connections += 1
+        if self.short_connections in (SHORT_CONNECTIONS_REPORTED, 10 * SHORT_CONNECTIONS_REPORTED):
+            log.error("uplink keeps losing its connection right after connecting device=%s times=%d: is another "
+                      "process connecting with this device's broker user? Each needs its own (docs/deployment.md)",
+                      self.identity.device, self.short_connections)
 
     def start(self, wait: float = 10.0) -> "Uplink":
         self.client.connect_async(self.broker.host, self.broker.port, keepalive=self.keepalive)

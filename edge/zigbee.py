@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import re
+import secrets
 import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -138,7 +139,7 @@ class Zigbee2MqttInput:
         silent_after_s: float = 2 * 3600.0,
         repeat_after_s: float = 600.0,
         check_every_s: float = 30.0,
-        client_id: str = "isowatch-zigbee",
+        client_id: str | None = None,
     ) -> None:
         self.broker = BrokerUrl.parse(broker) if isinstance(broker, str) else broker
         self.sink = sink
@@ -158,6 +159,9 @@ class Zigbee2MqttInput:
         self._connected = threading.Event()
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
+        # A fixed id shared by two inputs (two sensor workers, two agents on one box) made the broker
+        # disconnect each in turn whenever the other reconnected; a clean session needs no stable id.
+        client_id = client_id or f"isowatch-zigbee-{secrets.token_hex(4)}"
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True, protocol=mqtt.MQTTv311)
         if self.broker.username:
             self.client.username_pw_set(self.broker.username, self.broker.password)
@@ -336,6 +340,9 @@ def run_zigbee_sensor(
     **options: Any,
 ) -> None:
     """Follow one (or several) Zigbee2MQTT devices until `stop`: the edge agent's sensor worker.
+
+    The agent runs one worker per local broker with all of that broker's sensors: a broker that uses the
+    username as client id (ours does) lets only one connection per user stay connected.
 
     A broker that is not up yet (Zigbee2MQTT's Mosquitto starting after us at boot) is retried,
     never raised: the worker must outlive it.

@@ -1,12 +1,14 @@
-"""`isowatch bridge`: read a serial or Modbus sensor once, or stream its readings to the edge uplink."""
+"""`isowatch bridge`: read a serial or Modbus sensor once, or stream its readings through an outbox to the gateway."""
 
 from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -18,6 +20,7 @@ from firmware_bridge.presets import PRESETS
 from firmware_bridge.readings import MemorySink, ReadingSink, StdoutSink, dumps
 from firmware_bridge.serial_link import DEFAULT_BAUDRATE, Backoff, SerialLink
 from firmware_bridge.stream import describe, modbus_config, stream_line, stream_modbus
+from isowatch.broker import BrokerError
 
 
 class _RegisterAddress(click.ParamType):
@@ -87,7 +90,9 @@ def bridge() -> None:
 @click.option("--broker", help="Uplink broker, mqtt://device:password@host:port.")
 @click.option("--site", help="Site id for the uplink topics.")
 @click.option("--household", help="Household id for the uplink topics.")
-@click.option("--device", help="Device id, which is also the broker username.")
+@click.option("--device", help="Device id, which is also the broker username; the bridge's own, not an edge agent's.")
+@click.option("--outbox", "outbox_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Outbox file: readings wait here until the gateway has stored them [outbox-DEVICE.db].")
 @click.option("--stdout", "to_stdout", is_flag=True, help="Print contract JSON, one reading per line, instead of publishing.")
 @click.option("--for", "duration", type=click.FloatRange(min=0), help="Stop after this many seconds.")
 @click.option("--count", type=click.IntRange(min=1), help="Stop after this many readings.")
@@ -99,12 +104,17 @@ def run(
     site: str | None,
     household: str | None,
     device: str | None,
+    outbox_path: Path | None,
     to_stdout: bool,
     duration: float | None,
     count: int | None,
     **modbus: Any,
 ) -> None:
-    """Stream readings from a sensor to the edge uplink (or to stdout) until stopped."""
+    """Stream readings from a sensor to the gateway (or to stdout) until stopped.
+
+    Each reading is written to the outbox before the sensor gets its ACK, and leaves it only when the
+    gateway has stored it: nothing is lost if the broker or the bridge restarts meanwhile.
+    """
     sink: ReadingSink
     uplink = None
     config = _config(baud, modbus) if protocol == "modbus" else None  # bad options fail before connecting
@@ -114,11 +124,13 @@ def run(
         missing = [name for name, value in (("--broker", broker), ("--site", site), ("--household", household), ("--device", device)) if not value]
         if missing:
             raise click.UsageError(f"publishing needs {', '.join(missing)} (or use --stdout)")
-        from edge.uplink import DeviceIdentity, Uplink, UplinkError
+        from edge.durable_uplink import DurableUplink
+        from edge.uplink import DeviceIdentity
 
         try:
-            uplink = Uplink(broker, DeviceIdentity(site, household, device)).start()  # type: ignore[arg-type]
-        except (UplinkError, ValueError) as exc:
+            identity = DeviceIdentity(site, household, device)  # type: ignore[arg-type]
+            uplink = DurableUplink(broker, identity, outbox_path or Path(f"outbox-{device}.db")).start()  # type: ignore[arg-type]
+        except (BrokerError, ValueError, OSError, sqlite3.Error) as exc:
             raise click.ClickException(str(exc)) from exc
         sink = uplink
     try:

@@ -1,7 +1,7 @@
 """Sensor values become wire-contract readings (isowatch.contract) and go to a `ReadingSink`.
 
-The sink is the edge uplink today and the durable outbox after issue 5; both only need `stamp` and
-`send`, so that is all this module asks for.
+The sink is the edge outbox (the agent's Recorder, or `bridge run`'s DurableUplink) or stdout; all of them
+only need `stamp` and `send`, so that is all this module asks for.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ M = TypeVar("M", bound=DeviceMessage)
 
 
 class ReadingSink(Protocol):
-    """What the bridge needs from the uplink (edge.uplink.Uplink, later the outbox)."""
+    """What the bridge needs from where its readings go (edge.recorder.Recorder, edge.durable_uplink.DurableUplink)."""
 
     def stamp(self, model: type[M], *, at: datetime | None = None, **fields: Any) -> M: ...
 

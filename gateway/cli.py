@@ -25,8 +25,9 @@ def gateway() -> None:
               show_default=True, help="SQLite database file (created and migrated if missing).")
 @click.option("--site", "sites", multiple=True,
               help="Only this site's topics (repeatable); default all sites.")
-@click.option("--client-id", default="isowatch-gateway", show_default=True,
-              help="MQTT client id; the broker keeps this id's session while the gateway is down.")
+@click.option("--client-id", default=None,
+              help="MQTT client id; the broker keeps this id's session while the gateway is down. Default: the "
+                   "broker user, which is what our Mosquitto config (use_username_as_clientid) makes it anyway.")
 @click.option("--http-port", type=int, default=None, help="Also serve the dashboard on this port.")
 @click.option("--http-host", default="127.0.0.1", show_default=True)
 @click.option("--policy", "policy_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -35,7 +36,7 @@ def gateway() -> None:
               help="Base URL of acknowledge links as phones reach this server; default http://HTTP_HOST:HTTP_PORT.")
 @click.option("--admin-token", default="", envvar="ISOWATCH_ADMIN_TOKEN",
               help="Bearer token for the registry REST API (env ISOWATCH_ADMIN_TOKEN); API off when empty.")
-def run(broker_url: str, db_path: Path, sites: tuple[str, ...], client_id: str, http_port: int | None,
+def run(broker_url: str, db_path: Path, sites: tuple[str, ...], client_id: str | None, http_port: int | None,
         http_host: str, policy_path: Path | None, public_url: str | None, admin_token: str) -> None:
     """Consume device messages and store them; stops cleanly on SIGTERM or Ctrl-C."""
     try:
@@ -43,7 +44,8 @@ def run(broker_url: str, db_path: Path, sites: tuple[str, ...], client_id: str, 
     except BrokerError as exc:
         raise click.BadParameter(str(exc), param_hint="--broker") from None
     try:
-        service = GatewayService(db_path, broker, sites=sites or ("+",), client_id=client_id,
+        service = GatewayService(db_path, broker, sites=sites or ("+",),
+                                 client_id=client_id or broker.username or "isowatch-gateway",
                                  http_host=http_host, http_port=http_port, policy=policy_path,
                                  public_url=public_url, admin_token=admin_token)
     except PolicyError as exc:
@@ -63,7 +65,8 @@ def run(broker_url: str, db_path: Path, sites: tuple[str, ...], client_id: str, 
 
 
 @gateway.command("push-config")
-@click.option("--broker", "broker_url", required=True, envvar="ISOWATCH_BROKER", help="mqtt://gateway:password@host:port")
+@click.option("--broker", "broker_url", required=True, envvar="ISOWATCH_BROKER",
+              help="mqtt://operator:password@host:port: a broker user of its own, not the running gateway's.")
 @click.option("--site", required=True, help="The device's site.")
 @click.option("--household", required=True, help="The device's household.")
 @click.argument("config_file", type=click.File("rb"))

@@ -42,7 +42,6 @@ class GatewayService:
         self.clock = clock or SystemClock()
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
         self.store = Store(self.db_path, snapshot_quota_bytes=int(self.policy.snapshots.quota_mib_per_hour * 2**20))
-        self.broker = broker  # issue 7: the dashboard pushes device configs through it
         self.http_host = http_host
         self.http_port = (http_port or free_port()) if http_port is not None else None
         # Issue 6: rules, escalation and notifications run in their own worker; ingest only wakes it.
@@ -91,10 +90,11 @@ class GatewayService:
         admin = RegistryDesk(self.db_path, self.clock, self.admin_token)
         from gateway.device_config import push_device_config
 
-        broker = self.broker
+        connection = self.ingest.client  # the broker names connections by user: ours is the only one we may use
         app = create_app(self.db_path, ack_desk=self.ack_desk, admin=admin, extra_routers=self.extra_routers,
                          clock=self.clock, snapshot_dir=self.store.snapshot_dir,
-                         push_config=lambda site, household, config: push_device_config(broker, site, household, config))
+                         push_config=lambda site, household, config: push_device_config(connection, site, household,
+                                                                                        config))
         config = uvicorn.Config(app, host=self.http_host, port=self.http_port,
                                 log_level="warning", access_log=False,
                                 timeout_graceful_shutdown=3)  # open live boards (SSE) must not hold up a stop

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -30,11 +31,9 @@ GATEWAY_USER = "gateway"
 
 # Devices publish only under their own device segment (their username); the gateway reads and
 # writes everything. Mosquitto substitutes %u with the client's username.
-DEVICE_ACL = """\
-# isowatch ACL: generated, do not edit by hand.
-user {gateway}
-topic readwrite isowatch/v1/#
-
+_ACL_HEADER = "# isowatch ACL: generated, do not edit by hand.\n"
+_FULL_ACCESS = "user {user}\ntopic readwrite isowatch/v1/#\n"
+_DEVICE_PATTERNS = """\
 pattern write isowatch/v1/+/+/%u/event
 pattern write isowatch/v1/+/+/%u/reading
 pattern write isowatch/v1/+/+/%u/status
@@ -43,6 +42,13 @@ pattern write isowatch/v1/+/+/%u/snapshot/+
 pattern read isowatch/v1/+/+/%u/config
 pattern read isowatch/v1/+/+/%u/ack
 """
+DEVICE_ACL = _ACL_HEADER + _FULL_ACCESS.replace("{user}", "{gateway}") + "\n" + _DEVICE_PATTERNS
+
+
+def acl_text(full_access: Iterable[str]) -> str:
+    """The ACL for these gateway-like users (read and write everything) plus every device's own topics."""
+    users = "".join(_FULL_ACCESS.format(user=user) for user in full_access)
+    return _ACL_HEADER + users + "\n" + _DEVICE_PATTERNS
 
 
 class BrokerError(RuntimeError):
@@ -104,8 +110,8 @@ def write_password_file(path: Path, users: dict[str, str]) -> None:
     _write_atomic(path, "".join(lines), mode=0o600)
 
 
-def write_acl_file(path: Path, gateway_user: str = GATEWAY_USER) -> None:
-    _write_atomic(path, DEVICE_ACL.format(gateway=gateway_user), mode=0o600)
+def write_acl_file(path: Path, full_access: Iterable[str] = (GATEWAY_USER,)) -> None:
+    _write_atomic(path, acl_text(full_access), mode=0o600)
 
 
 def _write_atomic(path: Path, text: str, mode: int) -> None:
@@ -165,6 +171,7 @@ class MosquittoBroker:
         self.acl_file = self.data_dir / "acl"
         self.config_file = self.data_dir / "mosquitto.conf"
         self.users: dict[str, str] = {GATEWAY_USER: secrets.token_urlsafe(16)}
+        self.full_access: list[str] = [GATEWAY_USER]
         self.process: subprocess.Popen[bytes] | None = None
 
     @staticmethod
@@ -174,10 +181,18 @@ class MosquittoBroker:
     def url(self, username: str = GATEWAY_USER) -> BrokerUrl:
         return BrokerUrl("127.0.0.1", self.port, username, self.users[username])
 
-    def add_user(self, username: str, password: str | None = None) -> BrokerUrl:
-        """Give a client credentials (a device's username is its device id); reloads a running broker."""
+    def add_user(self, username: str, password: str | None = None, *, full_access: bool = False) -> BrokerUrl:
+        """Give a client credentials; reloads a running broker.
+
+        A device's username is its device id. `full_access` users read and write every topic as the
+        gateway does: another gateway shard, an operator pushing configs, a test's own subscriber or a load
+        generator. The broker uses the username as client id, so each process that connects needs its own.
+        """
         self.users[username] = password or secrets.token_urlsafe(16)
         write_password_file(self.password_file, self.users)
+        if full_access and username not in self.full_access:
+            self.full_access.append(username)
+            write_acl_file(self.acl_file, self.full_access)
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGHUP)
             time.sleep(0.05)  # Mosquitto rereads the files asynchronously
@@ -185,7 +200,7 @@ class MosquittoBroker:
 
     def start(self) -> "MosquittoBroker":
         write_password_file(self.password_file, self.users)
-        write_acl_file(self.acl_file)
+        write_acl_file(self.acl_file, self.full_access)
         self.config_file.write_text(local_config_text(self.port, self.data_dir, self.password_file, self.acl_file))
         self.process = subprocess.Popen(
             [self.binary, "-c", str(self.config_file)],
@@ -249,8 +264,8 @@ class AmqttBroker:
     def url(self, username: str = GATEWAY_USER) -> BrokerUrl:
         return BrokerUrl("127.0.0.1", self.port, username, self.users[username])
 
-    def add_user(self, username: str, password: str | None = None) -> BrokerUrl:
-        self.users[username] = password or secrets.token_urlsafe(16)
+    def add_user(self, username: str, password: str | None = None, *, full_access: bool = False) -> BrokerUrl:
+        self.users[username] = password or secrets.token_urlsafe(16)  # amqtt checks no ACL: all access
         return self.url(username)
 
     def start(self) -> "AmqttBroker":

@@ -5,8 +5,10 @@ Fifty thousand households cannot be fifty thousand paho clients in one Python pr
 of a benchmark on a small machine. So a few `WirePublisher` connections (a minimal MQTT 3.1.1 QoS 1
 publisher on a plain socket) publish under every simulated device's topics. Each device still has its own
 id, sequence counter and UUIDv7 message ids, and every payload is one the contract accepts (tests decode
-them). The connection needs a bench/test-only credential that may write device topics (the gateway user
-does; see docs/deployment.md): never give one to anything in production.
+them). The connection needs a bench/test-only credential that may write device topics (see
+docs/deployment.md), never the gateway's own: the broker names a connection by its user, so connecting as
+the gateway would take over (and, with a clean session, wipe) the gateway's session. Never give such a
+credential to anything in production.
 
 Used by the benchmarks (bench/ingest.py, bench/steady_load.py) and `isowatch simulate`.
 """
@@ -268,19 +270,18 @@ class WirePublisher:
 # -- behaviour --------------------------------------------------------------------------------------
 
 
-def flood(broker: BrokerUrl, fleet: Fleet, count: int, *, readings_share: float = 0.5, connections: int = 1,
+def flood(broker: BrokerUrl, fleet: Fleet, count: int, *, readings_share: float = 0.5,
           client_id: str = "isowatch-sim-flood") -> float:
     """Publish `count` door events and temperature readings as fast as the broker takes them, round-robin
     over the fleet's devices; returns the seconds until the broker acknowledged the last one."""
-    publishers = [WirePublisher(broker, f"{client_id}-{c}") for c in range(connections)]
+    publisher = WirePublisher(broker, client_id)
     every = max(1, round(1 / readings_share)) if readings_share > 0 else 0
     started = time.perf_counter()
     for i in range(count):
         n = i % fleet.households
         topic, payload = fleet.temperature(n) if every and i % every == 0 else fleet.door(n)
-        publishers[i % connections].publish(topic, payload)
-    for publisher in publishers:
-        publisher.close()
+        publisher.publish(topic, payload)
+    publisher.close()
     return time.perf_counter() - started
 
 
@@ -377,7 +378,8 @@ def run_fleet(broker: BrokerUrl, fleet: Fleet, profile: Profile, duration_s: flo
 
 @click.command()
 @click.option("--broker", "broker_url", required=True, envvar="ISOWATCH_BROKER",
-              help="mqtt://user:password@host:port; a test/bench credential allowed to write device topics.")
+              help="mqtt://user:password@host:port; a test/bench credential allowed to write device topics, "
+                   "never the gateway's (it would take over the gateway's session).")
 @click.option("--households", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--sites", type=click.IntRange(1), default=1, show_default=True, help="Spread households over sites.")
 @click.option("--rate", type=click.FloatRange(0), default=1.0, show_default=True,

@@ -49,7 +49,7 @@ def push_config(mosquitto, payload: bytes) -> None:
     """Raw bytes, as a broken or hostile publisher would send them."""
     import paho.mqtt.publish as publish
 
-    gw = mosquitto.url()
+    gw = mosquitto.add_user("operator", full_access=True)  # not the gateway's user: that would take over its session
     publish.single(topic("site-a", "hh-1", "cam-1", TopicKind.CONFIG), payload, qos=1, retain=True,
                    hostname=gw.host, port=gw.port, auth={"username": gw.username, "password": gw.password})
 
@@ -65,7 +65,7 @@ def test_remote_config_is_applied_and_a_bad_one_is_refused(mosquitto, tmp_path, 
     try:
         x, y, w, h = labels["roi"]
         good = DeviceConfig(version="v2", device="cam-1", camera={"roi": [x, y, w - 2, h], "open_confirm_s": 0.5})
-        push_device_config(mosquitto.url(), "site-a", "hh-1", good)
+        push_device_config(gateway.ingest.client, "site-a", "hh-1", good)  # as the dashboard does
         wait_until(lambda: status() and status()[0][0] == "v2", what="v2 reported")
         wait_until(lambda: agent.camera.camera.roi == (x, y, w - 2, h), what="ROI applied live")
 

@@ -152,7 +152,7 @@ def test_run_without_an_uplink_or_stdout_is_a_usage_error(tmp_path: Path) -> Non
     assert "--broker, --household, --device" in result.output
 
 
-def test_run_publishes_through_the_edge_uplink_to_a_real_broker(tmp_path: Path, mosquitto) -> None:
+def test_run_publishes_through_the_outbox_to_a_real_broker(tmp_path: Path, mosquitto) -> None:
     device_url = mosquitto.add_user("edge-3-502")
     received: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
     gateway = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-gateway")
@@ -168,7 +168,8 @@ def test_run_publishes_through_the_edge_uplink_to_a_real_broker(tmp_path: Path, 
         assert subscribed.wait(WAIT)
         with VirtualPort(tmp_path / "usb-nano") as port, SimulatedFirmware(port) as sim:
             feeder = firmware_thread(sim, FRAMES[:3])
-            args = ["--broker", str(device_url), "--site", "site-a", "--household", "hh-3-502", "--device", "edge-3-502"]
+            args = ["--broker", str(device_url), "--site", "site-a", "--household", "hh-3-502", "--device", "edge-3-502",
+                    "--outbox", str(tmp_path / "outbox.db")]
             result = CliRunner().invoke(cli, ["bridge", "run", "--port", str(port.link), *args, "--count", "1", "--for", "60"])
             feeder.join(WAIT)
         assert result.exit_code == 0, result.output

@@ -153,6 +153,9 @@ def test_availability_offline_makes_a_sensor_silent_at_once() -> None:
 # -- through a real Mosquitto --------------------------------------------------------------
 
 ZIGBEE_USER = "zigbee2mqtt"
+# Our input reads with a user of its own: the broker names connections by user, so sharing Zigbee2MQTT's
+# would make the two take turns disconnecting each other.
+INPUT_USER = "edge-zigbee"
 
 
 def mqtt_client(url: BrokerUrl, client_id: str) -> mqtt.Client:
@@ -164,7 +167,9 @@ def mqtt_client(url: BrokerUrl, client_id: str) -> mqtt.Client:
 @pytest.fixture
 def local_broker(mosquitto: MosquittoBroker) -> Iterator[MosquittoBroker]:
     """Our production Mosquitto, with an account that may use zigbee2mqtt/# as on the edge box."""
-    mosquitto.acl_file.write_text(DEVICE_ACL.format(gateway=GATEWAY_USER) + f"\nuser {ZIGBEE_USER}\ntopic readwrite zigbee2mqtt/#\n")
+    mosquitto.acl_file.write_text(DEVICE_ACL.format(gateway=GATEWAY_USER)
+                                  + "".join(f"\nuser {u}\ntopic readwrite zigbee2mqtt/#\n" for u in (ZIGBEE_USER, INPUT_USER)))
+    mosquitto.add_user(INPUT_USER)
     mosquitto.add_user(ZIGBEE_USER)  # rewrites the passwords and sends SIGHUP, which rereads the ACL too
     # Wait (not assert on time) until the reload took effect: a probe must come back to us.
     probe = mqtt_client(mosquitto.url(ZIGBEE_USER), "acl-probe")
@@ -195,7 +200,7 @@ def test_zigbee2mqtt_payloads_through_mosquitto_become_readings_on_the_uplink(lo
     gateway.loop_start()
     uplink = Uplink(local_broker.add_user("edge-z-7"), DeviceIdentity("site-z", "hh-7", "edge-z-7")).start()
     sensors = [ZigbeeSensor(friendly_name="front door"), ZigbeeSensor(friendly_name="living room/thermo", sensor="livingroom")]
-    zigbee = Zigbee2MqttInput(local_broker.url(ZIGBEE_USER), sensors, uplink, silent_after_s=3600).start()
+    zigbee = Zigbee2MqttInput(local_broker.url(INPUT_USER), sensors, uplink, silent_after_s=3600).start()
     z2m = mqtt_client(local_broker.url(ZIGBEE_USER), "zigbee2mqtt-bridge")
     z2m.connect("127.0.0.1", local_broker.port)
     z2m.loop_start()
@@ -244,7 +249,7 @@ def test_run_zigbee_sensor_worker_forwards_until_stopped(local_broker: Mosquitto
 
     sink = MemorySink("edge-w")
     stop = threading.Event()
-    worker = threading.Thread(target=run_zigbee_sensor, args=(local_broker.url(ZIGBEE_USER), "hall contact", sink, stop), daemon=True)
+    worker = threading.Thread(target=run_zigbee_sensor, args=(local_broker.url(INPUT_USER), "hall contact", sink, stop), daemon=True)
     worker.start()
     z2m = mqtt_client(local_broker.url(ZIGBEE_USER), "zigbee2mqtt-bridge")
     z2m.connect("127.0.0.1", local_broker.port)

@@ -118,7 +118,7 @@ def world(seeded):
 
 @pytest.fixture
 def world_with_broker(seeded, mosquitto):
-    broker = mosquitto.url()
+    broker = mosquitto.add_user("operator", full_access=True)
     app = create_app(seeded.db_path, snapshot_dir=seeded.snapshot_dir,
                      admin=RegistryDesk(seeded.db_path, SystemClock(), admin_token=""),
                      push_config=lambda site, household, config: push_device_config(broker, site, household, config))

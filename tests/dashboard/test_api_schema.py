@@ -40,7 +40,7 @@ def api(seeded_template, broker, tmp_path_factory):
     root = tmp_path_factory.mktemp("schemathesis") / "gw"
     shutil.copytree(seeded_template.db_path.parent, root)
     db_path = root / "gw.db"
-    url = broker.url()
+    url = broker.add_user("operator", full_access=True)
     app = create_app(db_path, snapshot_dir=root / "snapshots",
                      admin=RegistryDesk(db_path, SystemClock(), ADMIN_TOKEN),
                      push_config=lambda site, household, config: push_device_config(url, site, household, config))

@@ -149,7 +149,7 @@ def test_registered_devices_are_confined_by_the_generated_password_and_acl_files
         honest = Uplink(mosquitto.url("gateway").with_user("cam-7101", other),
                         DeviceIdentity("site-a", "hh-7-101", "cam-7101"))
         try:
-            # One after the other: both use the client id edge-cam-7101 and would take turns kicking each other off.
+            # One after the other, so the thief's publish is settled before the honest event is awaited.
             thief.start()
             thief.send(thief.stamp(DoorEvent, type="door", state="open")).wait_for_publish(10)
             thief.stop()

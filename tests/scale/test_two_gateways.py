@@ -43,10 +43,12 @@ def stored(db) -> dict[str, str]:
 def test_two_gateways_store_only_their_sites_and_nothing_twice_or_lost(mosquitto, tmp_path):
     fleet = Fleet(households=40, sites=4)
     dbs = {name: tmp_path / f"{name}.db" for name in SHARDS}
-    gateways = {name: start_gateway(str(mosquitto.url()), dbs[name], sites, f"isowatch-gateway-{name}")
+    # Each shard and the load generator connect as users of their own: the broker names connections by user.
+    gateways = {name: start_gateway(str(mosquitto.add_user(f"gw-{name}", full_access=True)), dbs[name], sites,
+                                    f"isowatch-gateway-{name}")
                 for name, sites in SHARDS.items()}
     try:
-        publisher = WirePublisher(mosquitto.url(), "test-fleet")
+        publisher = WirePublisher(mosquitto.add_user("test-fleet", full_access=True), "test-fleet")
         sent: dict[str, str] = {}  # id -> site
         # "gateway running" comes before the broker's SUBACK: a message published in between reaches no
         # subscriber. Warm up until each shard has stored something; only what was stored counts as sent.

@@ -1,0 +1,27 @@
+"""What every input of an edge device records through: stamp a message, then store it in the outbox,
+which numbers it; the courier publishes it from there."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeVar
+
+from edge.outbox import Outbox
+from edge.uplink import Stamper
+from isowatch.contract import DeviceMessage
+
+M = TypeVar("M", bound=DeviceMessage)
+
+
+class Recorder:
+    """The same `stamp`/`send` shape as the uplink, so firmware_bridge loops use either unchanged."""
+
+    def __init__(self, stamper: Stamper, outbox: Outbox) -> None:
+        self.stamper = stamper
+        self.outbox = outbox
+
+    def stamp(self, model: type[M], *, at: datetime | None = None, **fields: Any) -> M:
+        return self.stamper.make(model, 0, at=at, **fields)  # the outbox assigns the real seq
+
+    def send(self, message: M) -> M:
+        return self.outbox.add(lambda seq: message.model_copy(update={"seq": seq}))
