@@ -58,7 +58,9 @@ def _retained_rejects(db) -> int:
 
 def test_retained_messages_off_the_status_topic_are_rejected_once_and_cleared(mosquitto, tmp_path):
     db = tmp_path / "gw.db"
-    gateway_url = BrokerUrl.parse(str(mosquitto.url()))
+    # The test looks at the broker's retained store as a user of its own: the broker names connections by
+    # user, so connecting as the gateway would take over (and, clean, wipe) the gateway's session.
+    probe_url = mosquitto.add_user("retained-probe", full_access=True)
     device = Uplink(mosquitto.add_user(DEVICE), DeviceIdentity(SITE, HOUSEHOLD, DEVICE)).start()
     prefix = f"isowatch/v1/{SITE}/{HOUSEHOLD}/{DEVICE}"
     reading = json.dumps(reading_fields(DEVICE, 1)).encode()
@@ -70,7 +72,7 @@ def test_retained_messages_off_the_status_topic_are_rejected_once_and_cleared(mo
                               retain=True).wait_for_publish(10)
         # MQTT 3.1.1 delivers a live message without its retain flag: the reading is stored as sent...
         wait_until(lambda: scalar(db, "SELECT count(*) FROM readings") == 1, what="the live reading stored")
-        retained = retained_at_broker(gateway_url, prefix)
+        retained = retained_at_broker(probe_url, prefix)
         assert f"{prefix}/reading" in retained and f"{prefix}/status" in retained
     finally:
         service.stop()
@@ -79,7 +81,7 @@ def test_retained_messages_off_the_status_topic_are_rejected_once_and_cleared(mo
         service = GatewayService(db, mosquitto.url(), alerts=False).start()
         try:
             wait_until(lambda: _retained_rejects(db) == expected, what="the retained messages rejected")
-            wait_until(lambda: set(retained_at_broker(gateway_url, prefix)) == {f"{prefix}/status"},
+            wait_until(lambda: set(retained_at_broker(probe_url, prefix)) == {f"{prefix}/status"},
                        what="the retained messages cleared at the broker (the status stays)")
             assert service.ingest.wait_idle(quiet_s=0.5)
             assert _retained_rejects(db) == expected, f"counted again after restart {restart}"
