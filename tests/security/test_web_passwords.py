@@ -72,6 +72,6 @@ def test_set_password_applies_the_same_policy(seeded):
 @pytest.mark.parametrize("password, says", [("aaaaaaaaaa", "may not be a repeated character"),
                                              ("1234567890", "one of the most common passwords")])
 def test_the_cli_refuses_weak_passwords(tmp_path, password, says):
-    result = CliRunner().invoke(cli, ["admin", "create-user", "root", "--db", str(tmp_path / "gw.db")],
+    result = CliRunner().invoke(cli, ["admin", "create-user", "root", "--db", str(tmp_path / "gw.db"), "--create-db"],
                                 env={"ISOWATCH_NEW_PASSWORD": password})
     assert result.exit_code == 1 and says in result.output and "密码" in result.output, result.output
