@@ -174,14 +174,16 @@ def test_events_outside_the_isolation_and_from_unregistered_devices_alert_nobody
 
 def test_further_events_attach_and_a_second_violation_pages_police_and_leader(world, inbox):
     first = world.door()
-    world.door(at=START + timedelta(seconds=20))  # the same opening seen again within the merge window
+    again = world.door(at=START + timedelta(seconds=20))  # the same opening seen again within the merge window
     world.worker.settle()
     assert world.recipients() == ["chen-social"]
     world.door(at=START + timedelta(minutes=2))
     world.worker.settle()
     assert sorted(world.recipients()) == ["chen-social", "wang-leader", "zhao-police"]
     counts = {r["kind"]: r["count"] for r in world.rows("SELECT kind, count FROM alerts")}
-    assert counts == {"door_opened": 3, "repeated_door": 1}
+    assert counts == {"door_opened": 2, "repeated_door": 1}  # two openings; the one seen twice counts once
+    assert world.rows("SELECT outcome FROM rule_log WHERE ref = ?", (again.id,))[0][0] == "merged"
+    assert world.rows("SELECT count(*) FROM alert_events WHERE ref = ?", (again.id,))[0][0] == 1  # linked
     assert world.rows("SELECT first_event_id FROM alerts WHERE kind = 'door_opened'")[0][0] == first.id
 
 
