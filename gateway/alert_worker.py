@@ -27,7 +27,7 @@ from gateway.escalation import Page, first_page, next_page
 from gateway.messages import AlertFacts, render
 from gateway.policy import Policy
 from gateway.registry import Registry, iso, isolation_day, parse_iso
-from gateway.rules import SCANS, Finding, evaluate_event, evaluate_reading, may_page_now, screen
+from gateway.rules import SCANS, Finding, evaluate_event, evaluate_reading, flag_clock_skew, may_page_now, screen
 from gateway.store import BatchOutcome, connect
 from isowatch.clock import Clock
 
@@ -239,6 +239,8 @@ class AlertWorker:
 
     def _scan(self, now: datetime) -> None:
         with self.conn:
+            if changed := flag_clock_skew(self.conn, self.policy):
+                log.info("clock_skew health flag changed devices=%d", changed)
             for scan in SCANS:
                 for finding in scan(self.conn, self.registry, self.policy, now):
                     self._raise(finding, now)

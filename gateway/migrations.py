@@ -255,7 +255,7 @@ def _009_gateway_time(db: Database) -> None:
     of b-trees for each stored message to update.
     """
     for column, kind in (("status_device_time", str), ("heartbeat_device_time", str), ("clock_skew_s", float),
-                         ("clock_skew_at", str)):
+                         ("clock_skew_at", str), ("clock_skew", int)):
         db["devices"].add_column(column, kind)
     db.execute("UPDATE devices SET status_device_time = status_time, heartbeat_device_time = last_heartbeat, "
                "status_time = CASE WHEN status_time > last_seen THEN last_seen ELSE status_time END, "

@@ -42,7 +42,7 @@ class Finding:
 class Verdict:
     """What the rules made of one event or reading: an outcome for rule_log, and findings to alert on."""
 
-    outcome: str  # alert, expected, outside_isolation, unregistered, no_alert
+    outcome: str  # alert, expected, merged, outside_isolation, unregistered, no_alert
     findings: tuple[Finding, ...] = ()
     detail: str = ""
 
@@ -592,3 +592,15 @@ def _openings(conn: sqlite3.Connection, lo: str, hi: str, households: list[str] 
 
 
 SCANS = (scan_offline, scan_missed_readings, scan_welfare, scan_disagreements)
+
+
+def flag_clock_skew(conn: sqlite3.Connection, policy: Policy) -> int:
+    """Set the `clock_skew` health flag of devices whose clock (as the store last measured it) is further
+    than `clock_skew_max_s` from the gateway's, and clear it when it is back; returns how many changed.
+    Nothing pages for it: the rules go by receive time, so a wrong clock changes no decision. One pass over
+    devices, writing only the rows whose flag changes."""
+    return conn.execute(
+        "UPDATE devices SET clock_skew = (abs(clock_skew_s) > ?1) "
+        "WHERE clock_skew_s IS NOT NULL AND clock_skew IS NOT (abs(clock_skew_s) > ?1)",
+        (policy.rules.clock_skew_max_s,)).rowcount
+
