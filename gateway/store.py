@@ -298,15 +298,14 @@ class Store:
                 heartbeats.append(row)
         # One row per device per batch: first_seen only when new; last_seen, max_seq and the clock skew move
         # forward (store processes may commit batches out of receive order).
+        newer_skew = "excluded.clock_skew_s IS NOT NULL AND excluded.last_seen >= coalesce(clock_skew_at, '')"
         conn.executemany(
-            "INSERT INTO devices (device, site, household, first_seen, last_seen, max_seq, clock_skew_s, clock_skew_at) "
-            "VALUES (?, ?, ?, ?4, ?4, ?5, ?6, CASE WHEN ?6 IS NOT NULL THEN ?4 END) "
+            "INSERT INTO devices (device, site, household, first_seen, last_seen, max_seq, clock_skew_s, "
+            "clock_skew_at) VALUES (?, ?, ?, ?4, ?4, ?5, ?6, CASE WHEN ?6 IS NOT NULL THEN ?4 END) "
             "ON CONFLICT(device) DO UPDATE SET last_seen = max(coalesce(last_seen, ''), excluded.last_seen), "
             "max_seq = max(coalesce(max_seq, 0), excluded.max_seq), "
-            "clock_skew_s = CASE WHEN excluded.clock_skew_s IS NOT NULL AND excluded.last_seen >= coalesce(clock_skew_at, '') "
-            "THEN excluded.clock_skew_s ELSE clock_skew_s END, "
-            "clock_skew_at = CASE WHEN excluded.clock_skew_s IS NOT NULL AND excluded.last_seen >= coalesce(clock_skew_at, '') "
-            "THEN excluded.last_seen ELSE clock_skew_at END",
+            f"clock_skew_s = CASE WHEN {newer_skew} THEN excluded.clock_skew_s ELSE clock_skew_s END, "
+            f"clock_skew_at = CASE WHEN {newer_skew} THEN excluded.last_seen ELSE clock_skew_at END",
             devices.values(),
         )
         new_ids = self._absent_ids(conn, "events", events) | self._absent_ids(conn, "readings", readings)
