@@ -87,11 +87,15 @@ def summary(db: sqlite3.Connection, h: sqlite3.Row, now: datetime) -> HouseholdS
     hh = h["household"]
     iso_now = current_isolation(db, hh, now, h["timezone"])
     active = iso_now is not None and iso_now[0].ended_at is None and 1 <= iso_now[1] <= iso_now[0].days
-    # The latest by the gateway's receive time: a reading dated 2099 by a wrong clock is not "latest" forever.
-    door = db.execute("SELECT state, device_time FROM events WHERE household = ? AND type = 'door' "
-                      "ORDER BY received_at DESC, id DESC LIMIT 1", (hh,)).fetchone()
-    temp = db.execute("SELECT celsius, device_time FROM readings WHERE household = ? AND type = 'temperature' "
-                      "ORDER BY received_at DESC, id DESC LIMIT 1", (hh,)).fetchone()
+    # The latest by the gateway's receive time: a reading dated 2099 by a wrong clock is not "latest" for ever.
+    # The door as the camera or the door contact last reported it. (+type: walk the household's index.)
+    seen = db.execute("SELECT state, received_at FROM events WHERE household = ? AND +type = 'door' "
+                      "ORDER BY received_at DESC LIMIT 1", (hh,)).fetchone()
+    contact = db.execute("SELECT CASE WHEN open THEN 'open' ELSE 'closed' END, received_at FROM readings "
+                         "WHERE household = ? AND type = 'contact' ORDER BY received_at DESC LIMIT 1", (hh,)).fetchone()
+    door = max((r for r in (seen, contact) if r is not None), key=lambda r: r[1], default=None)
+    temp = db.execute("SELECT celsius, received_at FROM readings WHERE household = ? AND type = 'temperature' "
+                      "ORDER BY received_at DESC LIMIT 1", (hh,)).fetchone()
     devices = db.execute("SELECT * FROM devices WHERE household = ?", (hh,)).fetchall()
     alerts_open = db.execute("SELECT count(*) FROM alerts WHERE household = ? AND resolved_at IS NULL",
                              (hh,)).fetchone()[0]

@@ -6,8 +6,13 @@ a camera's do. A box with both reports one opening twice, in either order: it pa
 
 from __future__ import annotations
 
+import sqlite3
+from datetime import datetime, timezone
+
 import pytest
 
+from dashboard.deps import Scope
+from dashboard.household_view import summaries
 from edge.uplink import DeviceIdentity, Uplink
 from gateway.policy import load_policy
 from gateway.service import GatewayService
@@ -83,6 +88,12 @@ def test_a_contact_opening_from_a_box_without_camera_pages_like_a_camera_opening
     # A box without a camera has nothing to disagree with: no sensor_disagree page 60 s later.
     wait_until(lambda: disagreement_scan_passed(db, opened.id), timeout=30, what="the disagreement scan")
     assert scalar(db, "SELECT count(*) FROM alerts WHERE kind = 'sensor_disagree'") == 0
+    # The household page shows the door as the magnet last reported it.
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    doors = {s.household: s.door for s in summaries(conn, Scope(None, None), datetime.now(timezone.utc))}
+    conn.close()
+    assert doors == {"hh-3-502": "closed", "hh-7-101": "open"}
 
 
 def test_camera_and_contact_reporting_one_opening_page_once_whichever_arrives_first(street, inbox):
