@@ -233,7 +233,11 @@ def _door_opening(conn: sqlite3.Connection, registry: Registry, policy: Policy, 
 def evaluate_reading(conn: sqlite3.Connection, registry: Registry, policy: Policy, row: sqlite3.Row) -> Verdict | None:
     """Body temperatures, and door contacts opening (a door opening like a camera's); None for the rest."""
     if row["type"] == "contact":
-        return _door_opening(conn, registry, policy, row, "contact", None) if row["open"] else None
+        if not row["open"]:
+            return None
+        if _contact_was_open(conn, row):
+            return Verdict("no_alert", detail="the door contact was open already")
+        return _door_opening(conn, registry, policy, row, "contact", None)
     if row["type"] != "temperature" or row["subject"] != "body":
         return None
     method = row["method"]
@@ -248,6 +252,16 @@ def evaluate_reading(conn: sqlite3.Connection, registry: Registry, policy: Polic
     base = dict(site=row["site"], household=row["household"], at=at, ref=row["id"], isolation_id=active[0].id)
     kind = AlertKind.FEVER if row["plausible"] else AlertKind.IMPLAUSIBLE_READING
     return Verdict("alert", (Finding(kind, detail=f"{row['celsius']:.1f} °C ({method or 'unknown'})", **base),))
+
+
+def _contact_was_open(conn: sqlite3.Connection, row: sqlite3.Row) -> bool:
+    """Whether this door contact's previous report (in receive order) was open too: sensors repeat their state
+    (a battery update, a periodic report), and only a change to open is an opening."""
+    before = conn.execute(
+        "SELECT open FROM readings WHERE household = ? AND type = 'contact' AND device = ? AND received_at <= ? "
+        "AND rowid < ? ORDER BY received_at DESC, rowid DESC LIMIT 1",
+        (row["household"], row["device"], row["received_at"], row["rowid"])).fetchone()
+    return before is not None and bool(before[0])
 
 
 # -- silences: scanned periodically with the injected clock ----------------------------------------

@@ -262,3 +262,22 @@ def test_the_batch_screen_reaches_the_verdicts_the_rules_reach_row_by_row(world)
             assert decided == ["outside_isolation"] * 3 + ["unregistered"]
         else:
             assert decided == ["outside_isolation"] * 2
+
+
+def test_a_door_contact_repeating_open_while_the_door_stays_open_is_one_opening(world, inbox):
+    """Sensors report their state again (a battery update, a periodic report): only a change to open is an
+    opening, or a door left open would page the police as a repeated violation."""
+    first = world.contact(True)
+    world.clock.advance(300)
+    again = world.contact(True)  # still open, 5 minutes later
+    world.worker.settle()
+    assert world.recipients() == ["chen-social"]
+    world.clock.advance(60)
+    world.contact(False)
+    world.clock.advance(60)
+    world.contact(True)  # a second opening
+    world.worker.settle()
+    assert sorted(world.recipients()) == ["chen-social", "wang-leader", "zhao-police"]
+    outcomes = dict(world.rows("SELECT ref, outcome FROM rule_log"))
+    assert outcomes[first.id] == "alert" and outcomes[again.id] == "no_alert"
+    assert world.rows("SELECT count(*) FROM door_violations")[0][0] == 2
