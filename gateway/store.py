@@ -108,10 +108,11 @@ def _row(item: Accepted) -> tuple[Any, ...]:
 
 def clock_skew(item: Accepted) -> float | None:
     """How far the device's clock is ahead of the gateway's (negative: behind), in seconds, as one message
-    shows it; None for a Last Will, made at connect and delivered at loss. A message that waited in the
-    outbox looks behind by its wait: a batch keeps its freshest message's figure (`Store._apply_all`)."""
+    shows it; None for a status, which is retained: a Last Will is made at connect and delivered at loss, and
+    a birth is handed out again to every new subscriber. A message that waited in the outbox looks behind by
+    its wait: a batch keeps its freshest message's figure (`Store._apply_all`)."""
     msg = item.message
-    if isinstance(msg, Status) and msg.state == "offline":
+    if isinstance(msg, Status):
         return None
     return round((msg.device_time - item.received_at).total_seconds(), 3)
 

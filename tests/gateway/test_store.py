@@ -182,3 +182,24 @@ def test_classify_never_raises_and_names_the_reason():
 def test_seq_ranges_compress_runs():
     assert seq_ranges([9, 1, 2, 3, 7, 10, 2]) == [(1, 3), (7, 7), (9, 10)]
     assert seq_ranges([]) == []
+
+
+def test_the_clock_skew_is_the_freshest_message_of_a_batch_and_statuses_do_not_count(tmp_path):
+    store = Store(tmp_path / "gw.db")
+    skew = lambda: store.db.execute("SELECT clock_skew_s, clock_skew_at FROM devices").fetchone()  # noqa: E731
+    waited = Heartbeat(type="heartbeat", id=uuid7(), device="cam-1", seq=1, device_time=NOW - timedelta(minutes=10),
+                       uptime_s=1)  # ten minutes in the outbox
+    fresh = DoorEvent(type="door", id=uuid7(), device="cam-1", seq=2, device_time=NOW - timedelta(seconds=1),
+                      state="open")
+    store.write_batch([accepted(waited), accepted(fresh)])
+    assert skew() == (-1.0, iso(NOW))
+    will = Status(type="status", id=uuid7(), device="cam-1", seq=0, device_time=NOW - timedelta(days=3),
+                  state="offline")
+    store.write_batch([Accepted(Topic.parse(topic_for("s", "h", will)), will, NOW + timedelta(seconds=5),
+                                encode(will))])
+    assert skew() == (-1.0, iso(NOW))
+    ahead = TemperatureReading(type="temperature", id=uuid7(), device="cam-1", seq=3,
+                               device_time=NOW.replace(year=2099), celsius=36.6, subject="body")
+    later = NOW + timedelta(seconds=10)
+    store.write_batch([Accepted(Topic.parse(topic_for("s", "h", ahead)), ahead, later, encode(ahead))])
+    assert skew()[0] > 70 * 365 * 86400 and skew()[1] == iso(later)
