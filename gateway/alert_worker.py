@@ -239,8 +239,11 @@ class AlertWorker:
 
     def _scan(self, now: datetime) -> None:
         with self.conn:
-            if changed := flag_clock_skew(self.conn, self.policy):
-                log.info("clock_skew health flag changed devices=%d", changed)
+            for device, skew, flagged in flag_clock_skew(self.conn, self.policy):
+                if flagged:
+                    log.warning("device clock off device=%s skew_s=%.0f (rules use the gateway's time)", device, skew)
+                else:
+                    log.info("device clock back in bounds device=%s skew_s=%.1f", device, skew)
             for scan in SCANS:
                 for finding in scan(self.conn, self.registry, self.policy, now):
                     self._raise(finding, now)

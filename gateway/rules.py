@@ -608,13 +608,12 @@ def _openings(conn: sqlite3.Connection, lo: str, hi: str, households: list[str] 
 SCANS = (scan_offline, scan_missed_readings, scan_welfare, scan_disagreements)
 
 
-def flag_clock_skew(conn: sqlite3.Connection, policy: Policy) -> int:
+def flag_clock_skew(conn: sqlite3.Connection, policy: Policy) -> list[tuple[str, float, bool]]:
     """Set the `clock_skew` health flag of devices whose clock (as the store last measured it) is further
-    than `clock_skew_max_s` from the gateway's, and clear it when it is back; returns how many changed.
-    Nothing pages for it: the rules go by receive time, so a wrong clock changes no decision. One pass over
-    devices, writing only the rows whose flag changes."""
+    than `clock_skew_max_s` from the gateway's, and clear it when it is back; returns (device, skew, flag)
+    of the rows that changed. Nothing pages for it: the rules go by receive time, so a wrong clock changes no
+    decision. One pass over devices, writing only the rows whose flag changes."""
     return conn.execute(
         "UPDATE devices SET clock_skew = (abs(clock_skew_s) > ?1) "
-        "WHERE clock_skew_s IS NOT NULL AND clock_skew IS NOT (abs(clock_skew_s) > ?1)",
-        (policy.rules.clock_skew_max_s,)).rowcount
-
+        "WHERE clock_skew_s IS NOT NULL AND clock_skew IS NOT (abs(clock_skew_s) > ?1) "
+        "RETURNING device, clock_skew_s, clock_skew", (policy.rules.clock_skew_max_s,)).fetchall()
