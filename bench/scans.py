@@ -132,11 +132,11 @@ def populate(db: Path, households: int, now: datetime, *, seed: int = 1) -> dict
               HEARTBEAT, fleet.device(n)) for n in n_all))
         conn.executemany("UPDATE households SET elderly_alone = 1 WHERE household = ?",
                          ((fleet.household(n),) for n in vulnerable))
-        conn.executemany("DELETE FROM readings WHERE household = ? AND type = 'temperature' AND device_time > ?",
+        conn.executemany("DELETE FROM readings WHERE household = ? AND type = 'temperature' AND received_at > ?",
                          ((fleet.household(n), iso(slot[0])) for n in missed))
         quiet_since = iso(now - timedelta(hours=rules.welfare_quiet_hours + 1))
         for table_name in ("readings", "events"):
-            conn.executemany(f"DELETE FROM {table_name} WHERE household = ? AND device_time > ?",  # noqa: S608
+            conn.executemany(f"DELETE FROM {table_name} WHERE household = ? AND received_at > ?",  # noqa: S608
                              ((fleet.household(n), quiet_since) for n in quiet))
     conn.execute("ANALYZE")
     conn.close()

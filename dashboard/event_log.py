@@ -1,8 +1,11 @@
-"""Event log review: filtered, keyset-paged over (device_time, id), CSV export of the same filter (issue 7).
+"""Event log review: filtered, keyset-paged over (received_at, id), CSV export of the same filter (issue 7).
+
+Ordered and filtered by the gateway's receive time: a device's own clock may be decades off (issue 13);
+its `device_time` is shown beside it.
 
 Keyset, not OFFSET: page 500 costs what page 1 costs, because each page starts from an index seek on
 the last row seen. Events (door, tamper) and readings (temperature, contact) are paged per table and
-merged, so each side walks its own (…, device_time, id) index.
+merged, so each side walks its own (…, received_at, id) index.
 """
 
 from __future__ import annotations
@@ -84,13 +87,13 @@ class LogPage(BaseModel):
 
 
 def encode_cursor(entry: LogEntry) -> str:
-    return f"{entry.device_time}|{entry.id}"
+    return f"{entry.received_at}|{entry.id}"
 
 
 def decode_cursor(text: str) -> tuple[str, str]:
     time_part, sep, id_part = text.partition("|")
     if not sep or not id_part or len(text) > 200:
-        raise BadCursor("cursor must be DEVICE_TIME|ID as returned in next_cursor")
+        raise BadCursor("cursor must be RECEIVED_AT|ID as returned in next_cursor")
     return time_part, id_part
 
 
@@ -108,10 +111,10 @@ def _table_query(table: str, f: LogFilter, scope: Scope, before: tuple[str, str]
             where.append(f"{column} = ?")
             params.append(value)
     if f.since is not None:
-        where.append("e.device_time >= ?")
+        where.append("e.received_at >= ?")
         params.append(iso(f.since))
     if f.until is not None:
-        where.append("e.device_time < ?")
+        where.append("e.received_at < ?")
         params.append(iso(f.until))
     if f.alert_kind is not None or f.verdict is not None:
         # Alerts are far fewer than events: SQLite drives this from the alerts side through the ref index.
@@ -126,10 +129,10 @@ def _table_query(table: str, f: LogFilter, scope: Scope, before: tuple[str, str]
                      + " AND ".join(cond) + ")")
         params += cond_params
     if before is not None:
-        where.append("(e.device_time, e.id) < (?, ?)")
+        where.append("(e.received_at, e.id) < (?, ?)")
         params += list(before)
     sql = (f"SELECT e.id, e.site, e.household, e.device, e.type, {detail} AS detail, e.device_time, e.received_at "  # noqa: S608
-           f"FROM {table} e WHERE {' AND '.join(where)} ORDER BY e.device_time DESC, e.id DESC LIMIT ?")
+           f"FROM {table} e WHERE {' AND '.join(where)} ORDER BY e.received_at DESC, e.id DESC LIMIT ?")
     return sql, [*params, limit]
 
 
@@ -147,7 +150,7 @@ def _fetch(db: sqlite3.Connection, f: LogFilter, scope: Scope, before: tuple[str
     for table in _tables(f):
         sql, params = _table_query(table, f, scope, before, limit)
         rows += db.execute(sql, params).fetchall()
-    rows.sort(key=lambda r: (r["device_time"], r["id"]), reverse=True)
+    rows.sort(key=lambda r: (r["received_at"], r["id"]), reverse=True)
     return [LogEntry(**dict(r)) for r in rows[:limit]]
 
 
@@ -197,4 +200,4 @@ def export_csv(db: sqlite3.Connection, f: LogFilter, scope: Scope, *, chunk: int
         buffer.truncate()
         if len(entries) < chunk:
             return
-        before = (entries[-1].device_time, entries[-1].id)
+        before = (entries[-1].received_at, entries[-1].id)

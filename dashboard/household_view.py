@@ -29,6 +29,7 @@ class HouseholdSummary(BaseModel):
     temperature_at: str | None
     devices_online: int
     devices: int
+    devices_clock_skew: int = 0
     open_alerts: int
 
 
@@ -86,10 +87,15 @@ def summary(db: sqlite3.Connection, h: sqlite3.Row, now: datetime) -> HouseholdS
     hh = h["household"]
     iso_now = current_isolation(db, hh, now, h["timezone"])
     active = iso_now is not None and iso_now[0].ended_at is None and 1 <= iso_now[1] <= iso_now[0].days
-    door = db.execute("SELECT state, device_time FROM events WHERE household = ? AND type = 'door' "
-                      "ORDER BY device_time DESC LIMIT 1", (hh,)).fetchone()
-    temp = db.execute("SELECT celsius, device_time FROM readings WHERE household = ? AND type = 'temperature' "
-                      "ORDER BY device_time DESC LIMIT 1", (hh,)).fetchone()
+    # The latest by the gateway's receive time: a reading dated 2099 by a wrong clock is not "latest" for ever.
+    # The door as the camera or the door contact last reported it. (+type: walk the household's index.)
+    seen = db.execute("SELECT state, received_at FROM events WHERE household = ? AND +type = 'door' "
+                      "ORDER BY received_at DESC LIMIT 1", (hh,)).fetchone()
+    contact = db.execute("SELECT CASE WHEN open THEN 'open' ELSE 'closed' END, received_at FROM readings "
+                         "WHERE household = ? AND type = 'contact' ORDER BY received_at DESC LIMIT 1", (hh,)).fetchone()
+    door = max((r for r in (seen, contact) if r is not None), key=lambda r: r[1], default=None)
+    temp = db.execute("SELECT celsius, received_at FROM readings WHERE household = ? AND type = 'temperature' "
+                      "ORDER BY received_at DESC LIMIT 1", (hh,)).fetchone()
     devices = db.execute("SELECT * FROM devices WHERE household = ?", (hh,)).fetchall()
     alerts_open = db.execute("SELECT count(*) FROM alerts WHERE household = ? AND resolved_at IS NULL",
                              (hh,)).fetchone()[0]
@@ -99,7 +105,8 @@ def summary(db: sqlite3.Connection, h: sqlite3.Row, now: datetime) -> HouseholdS
         isolation_days=iso_now[0].days if active and iso_now else None,
         door=door[0] if door else None, door_at=door[1] if door else None,
         temperature=temp[0] if temp else None, temperature_at=temp[1] if temp else None,
-        devices_online=sum(device_online(d, now) for d in devices), devices=len(devices), open_alerts=alerts_open)
+        devices_online=sum(device_online(d, now) for d in devices), devices=len(devices), open_alerts=alerts_open,
+        devices_clock_skew=sum(bool(d["clock_skew"]) for d in devices))
 
 
 def timeline_window(db: sqlite3.Connection, h: sqlite3.Row, now: datetime) -> tuple[datetime, datetime]:
@@ -116,15 +123,16 @@ def timeline_window(db: sqlite3.Connection, h: sqlite3.Row, now: datetime) -> tu
 
 def timeline(db: sqlite3.Connection, household: str, since: datetime, until: datetime,
              limit: int = 1000) -> list[TimelineItem]:
-    """Events, readings, alerts (opened, acknowledged, resolved with verdict) and pages, newest first."""
+    """Events, readings, alerts (opened, acknowledged, resolved with verdict) and pages, newest first, all
+    by the gateway's clock (events and readings when received: a device's clock may be decades off)."""
     a, b = iso(since), iso(until + timedelta(minutes=1))
     items: list[TimelineItem] = []
-    for r in db.execute("SELECT e.id, e.type, e.state, e.device_time, s.sha256 FROM events e "
-                        "LEFT JOIN snapshots s ON s.event_id = e.id WHERE e.household = ? AND e.device_time >= ? "
-                        "AND e.device_time < ? ORDER BY e.device_time DESC LIMIT ?", (household, a, b, limit)):
+    for r in db.execute("SELECT e.id, e.type, e.state, e.received_at, s.sha256 FROM events e "
+                        "LEFT JOIN snapshots s ON s.event_id = e.id WHERE e.household = ? AND e.received_at >= ? "
+                        "AND e.received_at < ? ORDER BY e.received_at DESC LIMIT ?", (household, a, b, limit)):
         items.append(TimelineItem(at=r[3], what="event", kind=r[1], detail=r[2] or "", ref=r[0], snapshot=r[4]))
-    for r in db.execute("SELECT id, type, celsius, open, device_time FROM readings WHERE household = ? "
-                        "AND device_time >= ? AND device_time < ? ORDER BY device_time DESC LIMIT ?",
+    for r in db.execute("SELECT id, type, celsius, open, received_at FROM readings WHERE household = ? "
+                        "AND received_at >= ? AND received_at < ? ORDER BY received_at DESC LIMIT ?",
                         (household, a, b, limit)):
         detail = f"{r[2]:.1f} °C" if r[1] == "temperature" and r[2] is not None else ("open" if r[3] else "closed")
         items.append(TimelineItem(at=r[4], what="reading", kind=r[1], detail=detail, ref=r[0]))
@@ -153,8 +161,8 @@ def timeline(db: sqlite3.Connection, household: str, since: datetime, until: dat
 def temperature_svg(db: sqlite3.Connection, household: str, since: datetime, until: datetime, *,
                     width: int = 640, height: int = 200, title: str = "Temperature") -> str:
     """An inline SVG line chart of temperature readings over the window, with the fever line; no JS, no CDN."""
-    rows = db.execute("SELECT device_time, celsius FROM readings WHERE household = ? AND type = 'temperature' "
-                      "AND celsius IS NOT NULL AND device_time >= ? AND device_time < ? ORDER BY device_time",
+    rows = db.execute("SELECT received_at, celsius FROM readings WHERE household = ? AND type = 'temperature' "
+                      "AND celsius IS NOT NULL AND received_at >= ? AND received_at < ? ORDER BY received_at",
                       (household, iso(since), iso(until + timedelta(minutes=1)))).fetchall()
     lo, hi = 35.0, 40.0
     pad_l, pad_r, pad_t, pad_b = 36, 8, 8, 20

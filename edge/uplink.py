@@ -117,8 +117,14 @@ class Uplink:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
-        will = self.stamper.make(Status, STATUS_SEQ, type="status", state="offline", firmware=firmware)
-        self.client.will_set(self._status_topic, encode(will), qos=1, retain=True)
+        self.client.on_pre_connect = self._set_will
+
+    def _set_will(self, client: mqtt.Client, userdata: Any) -> None:
+        """A fresh Last Will before every connect and reconnect, stamped with this connection's start: one made
+        once at start carries a time older than every later birth (issue 14). The gateway orders status by its
+        receive time anyway; the device time is what a person reading the retained topic sees."""
+        will = self.stamper.make(Status, STATUS_SEQ, type="status", state="offline", firmware=self.firmware)
+        client.will_set(self._status_topic, encode(will), qos=1, retain=True)
 
     def _topic(self, kind: TopicKind, event_id: str | None = None) -> str:
         ident = self.identity

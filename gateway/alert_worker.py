@@ -27,7 +27,7 @@ from gateway.escalation import Page, first_page, next_page
 from gateway.messages import AlertFacts, render
 from gateway.policy import Policy
 from gateway.registry import Registry, iso, isolation_day, parse_iso
-from gateway.rules import SCANS, Finding, evaluate_event, evaluate_reading, may_page_now, screen
+from gateway.rules import SCANS, Finding, evaluate_event, evaluate_reading, flag_clock_skew, may_page_now, screen
 from gateway.store import BatchOutcome, connect
 from isowatch.clock import Clock
 
@@ -182,10 +182,11 @@ class AlertWorker:
 
     CURSOR_SAVE_S = 2.0  # a cursor that only moved past rows no rule cared about is saved this often
 
-    # Only the columns the rules read: a reading's JSON payload stays on disk.
+    # Only the columns the rules read: a reading's JSON payload stays on disk. The rules go by the gateway's
+    # receive time; the device's own time is for display.
     _COLUMNS = {
-        "events": "rowid, id, site, household, device, type, device_time, state, payload",
-        "readings": "rowid, id, site, household, device, type, device_time, celsius, subject, method, plausible",
+        "events": "rowid, id, site, household, device, type, received_at, state, payload",
+        "readings": "rowid, id, site, household, device, type, received_at, celsius, subject, method, plausible, open",
     }
 
     def _candidates(self, table: str) -> tuple[str, tuple]:
@@ -193,8 +194,8 @@ class AlertWorker:
         if table == "events":
             # Unary + keeps the planner on the rowid range rather than an index on type.
             return "((+type = 'door' AND +state = 'open') OR (+type = 'tamper' AND +state = 'start'))", ()
-        return ("+type = 'temperature' AND +subject = 'body' AND (+plausible = 0 OR +celsius >= ?)",
-                (self.policy.rules.lowest_fever,))
+        return ("((+type = 'temperature' AND +subject = 'body' AND (+plausible = 0 OR +celsius >= ?)) "
+                "OR (+type = 'contact' AND +open = 1))", (self.policy.rules.lowest_fever,))
 
     def _process_new(self, now: datetime, table: str, evaluate: Callable, batch: int = 1000) -> None:
         """Rules over rows stored since the cursor. Rows committed later have higher rowids (one writer)."""
@@ -219,22 +220,30 @@ class AlertWorker:
         self._cursor_saved[table] = mono
         screened = screen(self.conn, rows)
         at = iso(now)
-        # One transaction, one wait for the write turn: the rules record door violations as they go.
+        # One transaction, one wait for the write turn: the rules record door violations as they go, and each
+        # row's alerts are raised before the next row is evaluated (a second report of one opening joins them).
         with self.conn:
-            verdicts = [(row, v) for row in rows
-                        if (v := screened.get(row["rowid"]) or evaluate(self.conn, self.registry, self.policy, row))]
+            verdicts = []
+            for row in rows:
+                verdict = screened.get(row["rowid"]) or evaluate(self.conn, self.registry, self.policy, row)
+                if verdict:
+                    verdicts.append((row, verdict))
+                    for finding in verdict.findings:
+                        self._raise(finding, now)
             self.conn.executemany(
                 "INSERT OR IGNORE INTO rule_log (ref, household, outcome, kind, detail, at) VALUES (?, ?, ?, ?, ?, ?)",
                 [(row["id"], row["household"], verdict.outcome, ",".join(f.kind.value for f in verdict.findings),
                   verdict.detail, at) for row, verdict in verdicts],
             )
-            for _row, verdict in verdicts:
-                for finding in verdict.findings:
-                    self._raise(finding, now)
             self.conn.execute("UPDATE worker_cursors SET position = ? WHERE name = ?", (high, table))
 
     def _scan(self, now: datetime) -> None:
         with self.conn:
+            for device, skew, flagged in flag_clock_skew(self.conn, self.policy):
+                if flagged:
+                    log.warning("device clock off device=%s skew_s=%.0f (rules use the gateway's time)", device, skew)
+                else:
+                    log.info("device clock back in bounds device=%s skew_s=%.1f", device, skew)
             for scan in SCANS:
                 for finding in scan(self.conn, self.registry, self.policy, now):
                     self._raise(finding, now)

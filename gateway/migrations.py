@@ -247,6 +247,31 @@ def _008_drop_unread_seq_indexes(db: Database) -> None:
         db.execute(f"DROP INDEX IF EXISTS {name}")
 
 
+def _009_gateway_time(db: Database) -> None:
+    """Issue 13: time is the gateway's. Rules, ordering and "latest" go by `received_at`; a device's own
+    clock is kept for display and its skew recorded on the device row.
+
+    `status_time` and `last_heartbeat` become receive times (the device's times move to `*_device_time`),
+    and rows a future-dated message froze are capped at `last_seen`, the last receive time. The keyset
+    and scan indexes over `device_time` are replaced by the same ones over `received_at`: the same number
+    of b-trees for each stored message to update.
+    """
+    for column, kind in (("status_device_time", str), ("heartbeat_device_time", str), ("clock_skew_s", float),
+                         ("clock_skew_at", str), ("clock_skew", int)):
+        db["devices"].add_column(column, kind)
+    db.execute("UPDATE devices SET status_device_time = status_time, heartbeat_device_time = last_heartbeat, "
+               "status_time = CASE WHEN status_time > last_seen THEN last_seen ELSE status_time END, "
+               "last_heartbeat = CASE WHEN last_heartbeat > last_seen THEN last_seen ELSE last_heartbeat END")
+    for table in ("events", "readings"):
+        for columns in (["device_time", "id"], ["household", "device_time", "id"], ["site", "device_time", "id"],
+                        ["type", "device_time", "id"]):
+            db.execute(f"DROP INDEX IF EXISTS {table}_log_{'_'.join(columns)}")
+            by_receipt = ["received_at" if c == "device_time" else c for c in columns]
+            db[table].create_index(by_receipt, index_name=f"{table}_log_{'_'.join(by_receipt)}")
+    db.execute("DROP INDEX IF EXISTS idx_readings_household_type_device_time")
+    db["readings"].create_index(["household", "type", "received_at"])
+
+
 def _010_pending_snapshots(db: Database) -> None:
     """Issue 13: a snapshot is shown only with an event of the same device and household. One that arrives
     before its event waits in `pending_snapshots` (on no timeline) and moves to `snapshots` when the event
@@ -299,6 +324,7 @@ MIGRATIONS: list[Migration] = [
     _006_set_based_scans,
     _007_drop_covered_indexes,
     _008_drop_unread_seq_indexes,
+    _009_gateway_time,
     _010_pending_snapshots,
     _012_bound_isolation_periods,
     _014_staff_phone,  # the lead renumbers on merge

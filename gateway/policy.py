@@ -83,6 +83,9 @@ class Rules(_Model):
     reading_grace_minutes: float = Field(60, ge=0, le=12 * 60)
     welfare_quiet_hours: float = Field(12, gt=0, le=7 * 24, description="No sign of life from a vulnerable household")
     disagree_window_s: float = Field(60, gt=0, le=3600, description="Camera and contact must agree within this")
+    clock_skew_max_s: float = Field(
+        300, gt=0, le=7 * 24 * 3600,
+        description="A device clock further than this from the gateway's gets the clock_skew health flag")
 
     @field_validator("fever_by_method")
     @classmethod

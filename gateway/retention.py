@@ -88,7 +88,7 @@ def purge(conn: sqlite3.Connection, policy: Policy, now: datetime, snapshot_dir:
         before = iso(end)
         with conn:
             readings = conn.execute(
-                "DELETE FROM readings WHERE household = ? AND device_time <= ? AND rowid < (SELECT max(rowid) FROM readings)",
+                "DELETE FROM readings WHERE household = ? AND received_at <= ? AND rowid < (SELECT max(rowid) FROM readings)",
                 (household, before)).rowcount
             paths = [r[0] for r in conn.execute(
                 "SELECT path FROM snapshots WHERE household = ? AND received_at <= ?", (household, before))]

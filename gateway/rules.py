@@ -4,6 +4,10 @@ Pure decisions (`count_openings`, `disagreements`, `reading_deadline`, `is_fever
 functions that read the database for them. Nothing here pages anyone: the alert worker turns
 findings into alerts and pages. Events outside an active isolation, or from a device not registered
 to that household, are logged in `rule_log` and alert nobody.
+
+Time is the gateway's: every decision and ordering here uses `received_at`, never `device_time`. A box
+without a real-time clock boots in 1970, and one message dated 2099 must neither escape the isolation
+period nor count as the newest sign of life (issue 13).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from zoneinfo import ZoneInfo
 from gateway.policy import AlertKind, Policy, Rules
 from gateway.registry import DEFAULT_TIMEZONE, Isolation, Registry, iso, isolation_active, parse_iso
 from gateway.store import BatchOutcome
-from isowatch.contract import DoorEvent, TamperEvent, TemperatureReading
+from isowatch.contract import ContactReading, DoorEvent, TamperEvent, TemperatureReading
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ class Finding:
 class Verdict:
     """What the rules made of one event or reading: an outcome for rule_log, and findings to alert on."""
 
-    outcome: str  # alert, expected, outside_isolation, unregistered, no_alert
+    outcome: str  # alert, expected, merged, outside_isolation, unregistered, no_alert
     findings: tuple[Finding, ...] = ()
     detail: str = ""
 
@@ -96,8 +100,8 @@ def reading_deadline(now: datetime, expected: list[time], grace_minutes: float, 
 
 
 def may_page_now(outcome: BatchOutcome, policy: Policy) -> bool:
-    """Whether a stored batch holds something that may page at once: a door opening, a tamper start, a
-    fever or an implausible reading. Everything else (normal readings, closings) waits for the worker's
+    """Whether a stored batch holds something that may page at once: a door opening (camera or contact), a
+    tamper start, a fever or an implausible reading. Everything else (normal readings, closings) waits for the worker's
     next regular pass, a fraction of a second away; waking it for every batch at 1,000 messages a second
     would cost more than it saves.
     """
@@ -105,6 +109,8 @@ def may_page_now(outcome: BatchOutcome, policy: Policy) -> bool:
     for item in outcome.stored:
         msg = item.message
         if isinstance(msg, (DoorEvent, TamperEvent)) and msg.state in ("open", "start"):
+            return True
+        if isinstance(msg, ContactReading) and msg.open:
             return True
         if isinstance(msg, TemperatureReading) and (not msg.plausible or msg.celsius >= fever_floor):
             return True
@@ -121,8 +127,8 @@ def _chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:
 
 
 def screen(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> dict[int, Verdict]:
-    """Verdicts for a batch of candidate rows (door opens, tamper starts, fevers, implausible readings)
-    that two lookups for the whole batch decide, by rowid: a device not registered to the row's household,
+    """Verdicts for a batch of candidate rows (door opens, contact opens, tamper starts, fevers, implausible
+    readings) that two lookups for the whole batch decide, by rowid: a device not registered to the row's household,
     or a household with no isolation period that had not ended by the row's time.
 
     The same verdicts `evaluate_event` and `evaluate_reading` reach, at a fraction of their per-row
@@ -150,7 +156,7 @@ def screen(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> dict[int, Verdi
             decided[row["rowid"]] = _unregistered(row["device"])
         elif household not in latest_end:
             decided[row["rowid"]] = Verdict("outside_isolation")
-        elif (end := latest_end[household]) is not None and parse_iso(row["device_time"]) >= end:
+        elif (end := latest_end[household]) is not None and parse_iso(row["received_at"]) >= end:
             decided[row["rowid"]] = Verdict("outside_isolation")
     return decided
 
@@ -167,29 +173,55 @@ def evaluate_event(conn: sqlite3.Connection, registry: Registry, policy: Policy,
         return None
     if row["type"] == "tamper" and row["state"] != "start":
         return None
+    if row["type"] == "door":
+        snapshots = payload.get("snapshots") or []
+        detail = payload.get("source", "camera") + (", exit suspected" if payload.get("exit_suspected") else "")
+        return _door_opening(conn, registry, policy, row, detail, snapshots[0]["sha256"] if snapshots else None)
     if not _registered(conn, row["device"], row["household"]):
         return _unregistered(row["device"])
-    at = parse_iso(row["device_time"])
+    at = parse_iso(row["received_at"])
     active = registry.active_isolation(row["household"], at)
     if active is None:
         return Verdict("outside_isolation")
-    period, _tz = active
-    base = dict(site=row["site"], household=row["household"], at=at, ref=row["id"], isolation_id=period.id)
-    if row["type"] == "tamper":
-        return Verdict("alert", (Finding(AlertKind.CAMERA_TAMPERED, detail=payload.get("reason", ""), **base),))
+    base = dict(site=row["site"], household=row["household"], at=at, ref=row["id"], isolation_id=active[0].id)
+    return Verdict("alert", (Finding(AlertKind.CAMERA_TAMPERED, detail=payload.get("reason", ""), **base),))
+
+
+def _door_opening(conn: sqlite3.Connection, registry: Registry, policy: Policy, row: sqlite3.Row, detail: str,
+                  snapshot: str | None) -> Verdict:
+    """One door opening, seen by the camera (a door event) or a door contact (a contact reading): the same
+    rules for both. The camera and the contact report the same opening separately, in either order; the
+    second to be evaluated within `opening_merge_s` of the first joins the first's alert, and pages nobody.
+    """
+    if not _registered(conn, row["device"], row["household"]):
+        return _unregistered(row["device"])
+    at = parse_iso(row["received_at"])
+    active = registry.active_isolation(row["household"], at)
+    if active is None:
+        return Verdict("outside_isolation")
     visit = registry.visit_covering(row["household"], at)
     if visit is not None:
         return Verdict("expected", detail=f"announced visit {visit}")
-    snapshots = payload.get("snapshots") or []
-    snapshot = snapshots[0]["sha256"] if snapshots else None
+    rules = policy.rules
+    merge = timedelta(seconds=rules.opening_merge_s)
+    first = conn.execute(
+        "SELECT event_id FROM door_violations WHERE household = ? AND at >= ? AND at <= ? AND event_id != ? "
+        "ORDER BY at LIMIT 1", (row["household"], iso(at - merge), iso(at + merge), row["id"])).fetchone()
     conn.execute("INSERT OR IGNORE INTO door_violations (event_id, household, at) VALUES (?, ?, ?)",
                  (row["id"], row["household"], iso(at)))
-    rules = policy.rules
+    if first is not None:
+        # Linked to the first report's alerts as evidence (a camera's snapshot too), not counted as an event.
+        conn.execute("INSERT OR IGNORE INTO alert_events (alert_id, ref, at) SELECT alert_id, ?, ? FROM alert_events "
+                     "WHERE ref = ?", (row["id"], iso(at), first[0]))
+        if snapshot is not None:
+            conn.execute("UPDATE alerts SET snapshot = coalesce(snapshot, ?) "
+                         "WHERE id IN (SELECT alert_id FROM alert_events WHERE ref = ?)", (snapshot, first[0]))
+        return Verdict("merged", detail=f"{detail}: the opening {first[0]} reported")
+    base = dict(site=row["site"], household=row["household"], at=at, ref=row["id"], isolation_id=active[0].id)
     since = at - timedelta(hours=rules.repeat_window_hours)
     times = [parse_iso(t) for (t,) in conn.execute(
         "SELECT at FROM door_violations WHERE household = ? AND at > ? AND at <= ?",
         (row["household"], iso(since), iso(at)))]
-    detail = f"{payload.get('source', 'camera')}" + (", exit suspected" if payload.get("exit_suspected") else "")
     findings = [Finding(AlertKind.DOOR_OPENED, detail=detail, snapshot=snapshot, **base)]
     openings = count_openings(times, rules.opening_merge_s)
     if openings >= rules.repeat_count:
@@ -199,6 +231,13 @@ def evaluate_event(conn: sqlite3.Connection, registry: Registry, policy: Policy,
 
 
 def evaluate_reading(conn: sqlite3.Connection, registry: Registry, policy: Policy, row: sqlite3.Row) -> Verdict | None:
+    """Body temperatures, and door contacts opening (a door opening like a camera's); None for the rest."""
+    if row["type"] == "contact":
+        if not row["open"]:
+            return None
+        if _contact_was_open(conn, row):
+            return Verdict("no_alert", detail="the door contact was open already")
+        return _door_opening(conn, registry, policy, row, "contact", None)
     if row["type"] != "temperature" or row["subject"] != "body":
         return None
     method = row["method"]
@@ -206,13 +245,23 @@ def evaluate_reading(conn: sqlite3.Connection, registry: Registry, policy: Polic
         return None  # the common case decides without a database lookup: most readings are normal
     if not _registered(conn, row["device"], row["household"]):
         return _unregistered(row["device"])
-    at = parse_iso(row["device_time"])
+    at = parse_iso(row["received_at"])
     active = registry.active_isolation(row["household"], at)
     if active is None:
         return Verdict("outside_isolation")
     base = dict(site=row["site"], household=row["household"], at=at, ref=row["id"], isolation_id=active[0].id)
     kind = AlertKind.FEVER if row["plausible"] else AlertKind.IMPLAUSIBLE_READING
     return Verdict("alert", (Finding(kind, detail=f"{row['celsius']:.1f} °C ({method or 'unknown'})", **base),))
+
+
+def _contact_was_open(conn: sqlite3.Connection, row: sqlite3.Row) -> bool:
+    """Whether this door contact's previous report (in receive order) was open too: sensors repeat their state
+    (a battery update, a periodic report), and only a change to open is an opening."""
+    before = conn.execute(
+        "SELECT open FROM readings WHERE household = ? AND type = 'contact' AND device = ? AND received_at <= ? "
+        "AND rowid < ? ORDER BY received_at DESC, rowid DESC LIMIT 1",
+        (row["household"], row["device"], row["received_at"], row["rowid"])).fetchone()
+    return before is not None and bool(before[0])
 
 
 # -- silences: scanned periodically with the injected clock ----------------------------------------
@@ -398,7 +447,7 @@ def _missed_in_zone(conn: sqlite3.Connection, zones: dict[str, list[str]], tz: s
     # (were it isolated later for this deadline, that reading would earn it the same mark).
     rows = conn.execute(
         f"SELECT h.household, EXISTS (SELECT 1 FROM readings r WHERE r.household = h.household "  # noqa: S608
-        "AND r.type = 'temperature' AND r.subject = 'body' AND r.device_time > :start AND r.device_time <= :deadline) "
+        "AND r.type = 'temperature' AND r.subject = 'body' AND r.received_at > :start AND r.received_at <= :deadline) "
         f"FROM households h WHERE {pick} AND {in_zone} AND NOT EXISTS (SELECT 1 FROM rule_marks m "
         "WHERE m.household = h.household AND m.rule = 'missed_reading' AND m.mark >= :deadline) "
         "AND EXISTS (SELECT 1 FROM isolation_periods o WHERE o.household = h.household AND o.ended_at IS NULL) "
@@ -427,10 +476,10 @@ def scan_welfare(conn: sqlite3.Connection, registry: Registry, policy: Policy, n
     # households have one, and the first row found ends the search).
     rows = conn.execute(
         "WITH still AS MATERIALIZED (SELECT h.household FROM households h WHERE (h.elderly_alone = 1 OR h.disabled = 1) "
-        "AND NOT EXISTS (SELECT 1 FROM readings r WHERE r.household = h.household AND r.device_time > ?1) "
-        "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.household = h.household AND e.device_time > ?1)) "
-        "SELECT household, (SELECT max(device_time) FROM events e WHERE e.household = still.household), "
-        "(SELECT max(device_time) FROM readings r WHERE r.household = still.household) FROM still",
+        "AND NOT EXISTS (SELECT 1 FROM readings r WHERE r.household = h.household AND r.received_at > ?1) "
+        "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.household = h.household AND e.received_at > ?1)) "
+        "SELECT household, (SELECT max(received_at) FROM events e WHERE e.household = still.household), "
+        "(SELECT max(received_at) FROM readings r WHERE r.household = still.household) FROM still",
         (_at_most(now - quiet),),
     ).fetchall()
     isolated = _isolated(conn, (household for household, _, _ in rows), now)
@@ -492,9 +541,16 @@ def scan_disagreements(conn: sqlite3.Connection, registry: Registry, policy: Pol
     earlier = [household for household, at in since.items() if at < lookback]
     if earlier:  # a mark from before the lookback: that household's openings since it
         openings += _openings(conn, iso(min(since[h] for h in earlier) - window), iso(lookback - window), earlier)
+    day_ago = iso(now - timedelta(days=1))
     with_contact = {household for (household,) in conn.execute(
         "SELECT DISTINCT household FROM readings WHERE household IN (SELECT value FROM json_each(?)) "
-        "AND type = 'contact' AND device_time > ?", (json.dumps(sorted(isolated)), iso(now - timedelta(days=1))))}
+        "AND type = 'contact' AND received_at > ?", (json.dumps(sorted(isolated)), day_ago))}
+    # A box with a magnet and no camera has nothing to disagree with: its contact openings page as doors.
+    with_camera = {household for (household,) in conn.execute(
+        "SELECT DISTINCT household FROM devices WHERE household IN (SELECT value FROM json_each(?1)) "
+        "AND camera IN ('ok', 'tampered', 'no_signal') UNION SELECT DISTINCT household FROM events "
+        "WHERE household IN (SELECT value FROM json_each(?1)) AND type = 'door' AND received_at > ?2 "
+        "AND coalesce(json_extract(payload, '$.source'), 'camera') = 'camera'", (json.dumps(sorted(isolated)), day_ago))}
     by_household: dict[str, list[tuple[str, str]]] = {}
     for household, source, at in openings:
         by_household.setdefault(household, []).append((source, at))
@@ -505,8 +561,8 @@ def scan_disagreements(conn: sqlite3.Connection, registry: Registry, policy: Pol
         if until <= since[household]:
             continue
         looked.append((household, iso(until)))
-        if household not in with_contact:
-            continue  # no contact sensor reporting: nothing to disagree with
+        if household not in with_contact or household not in with_camera:
+            continue  # one kind of sensor only: nothing to disagree with
         lo = iso(since[household] - window)
         seen: dict[str, list[datetime]] = {"camera": [], "contact": []}
         for source, at in by_household.get(household, []):
@@ -538,16 +594,26 @@ def _starting_today(conn: sqlite3.Connection, last: dict | None, now: datetime) 
 
 def _openings(conn: sqlite3.Connection, lo: str, hi: str, households: list[str] | None = None
               ) -> list[tuple[str, str, str]]:
-    """(household, camera or contact, device time) of door openings in (lo, hi], of `households` if given."""
+    """(household, camera or contact, receive time) of door openings in (lo, hi], of `households` if given."""
     only = "" if households is None else "household IN (SELECT value FROM json_each(?3)) AND "
     return conn.execute(
-        f"SELECT household, json_extract(payload, '$.source'), device_time FROM events WHERE {only}"  # noqa: S608
-        "type = 'door' AND device_time > ?1 AND device_time <= ?2 AND state = 'open' "
-        "AND json_extract(payload, '$.source') IN ('camera', 'contact') "
-        f"UNION ALL SELECT household, 'contact', device_time FROM readings WHERE {only}type = 'contact' "
-        "AND device_time > ?1 AND device_time <= ?2 AND open = 1",
+        f"SELECT household, coalesce(json_extract(payload, '$.source'), 'camera'), received_at FROM events "  # noqa: S608
+        f"WHERE {only}type = 'door' AND received_at > ?1 AND received_at <= ?2 AND state = 'open' "
+        f"UNION ALL SELECT household, 'contact', received_at FROM readings WHERE {only}type = 'contact' "
+        "AND received_at > ?1 AND received_at <= ?2 AND open = 1",
         (lo, hi) if households is None else (lo, hi, json.dumps(households)),
     ).fetchall()
 
 
 SCANS = (scan_offline, scan_missed_readings, scan_welfare, scan_disagreements)
+
+
+def flag_clock_skew(conn: sqlite3.Connection, policy: Policy) -> list[tuple[str, float, bool]]:
+    """Set the `clock_skew` health flag of devices whose clock (as the store last measured it) is further
+    than `clock_skew_max_s` from the gateway's, and clear it when it is back; returns (device, skew, flag)
+    of the rows that changed. Nothing pages for it: the rules go by receive time, so a wrong clock changes no
+    decision. One pass over devices, writing only the rows whose flag changes."""
+    return conn.execute(
+        "UPDATE devices SET clock_skew = (abs(clock_skew_s) > ?1) "
+        "WHERE clock_skew_s IS NOT NULL AND clock_skew IS NOT (abs(clock_skew_s) > ?1) "
+        "RETURNING device, clock_skew_s, clock_skew", (policy.rules.clock_skew_max_s,)).fetchall()

@@ -113,11 +113,22 @@ def _row(item: Accepted) -> tuple[Any, ...]:
                 None if is_temp else int(msg.open),
                 item.payload.decode())
     if isinstance(msg, Status):
-        return (msg.state, iso(msg.device_time), msg.firmware, msg.config_version, msg.config_error, msg.camera,
-                topic.device)
+        return (msg.state, _received_iso(item.received_at), iso(msg.device_time), msg.firmware, msg.config_version,
+                msg.config_error, msg.camera, topic.device)
     if isinstance(msg, Heartbeat):
-        return (iso(msg.device_time), item.payload.decode(), topic.device)
+        return (_received_iso(item.received_at), iso(msg.device_time), item.payload.decode(), topic.device)
     raise TypeError(f"unhandled message type {type(msg).__name__}")  # pragma: no cover - the union is closed
+
+
+def clock_skew(item: Accepted) -> float | None:
+    """How far the device's clock is ahead of the gateway's (negative: behind), in seconds, as one message
+    shows it; None for a status, which is retained: a Last Will is made at connect and delivered at loss, and
+    a birth is handed out again to every new subscriber. A message that waited in the outbox looks behind by
+    its wait: a batch keeps its freshest message's figure (`Store._apply_all`)."""
+    msg = item.message
+    if isinstance(msg, Status):
+        return None
+    return round((msg.device_time - item.received_at).total_seconds(), 3)
 
 
 class WriteTurn:
@@ -301,7 +312,7 @@ class Store:
         Inside the BEGIN IMMEDIATE transaction nobody else writes, so ids found absent here are the ones
         the INSERTs store; a second copy of an id within the batch is a duplicate, like one stored before.
         """
-        devices: dict[str, tuple[str, str, str, str, int]] = {}
+        devices: dict[str, tuple[str, str, str, str, int, float | None]] = {}
         events: list[tuple[Accepted, tuple[Any, ...]]] = []
         readings: list[tuple[Accepted, tuple[Any, ...]]] = []
         statuses: list[tuple[Any, ...]] = []
@@ -310,7 +321,11 @@ class Store:
             msg, topic = item.message, item.topic
             seen = devices.get(topic.device)
             seq = msg.seq if seen is None else max(seen[4], msg.seq)
-            devices[topic.device] = (topic.device, topic.site, topic.household, _received_iso(item.received_at), seq)
+            skew = clock_skew(item)
+            if seen is not None and seen[5] is not None:
+                skew = seen[5] if skew is None else max(seen[5], skew)
+            devices[topic.device] = (topic.device, topic.site, topic.household, _received_iso(item.received_at), seq,
+                                     skew)
             if isinstance(msg, (DoorEvent, TamperEvent)):
                 events.append((item, row))
             elif isinstance(msg, (TemperatureReading, ContactReading)):
@@ -319,11 +334,16 @@ class Store:
                 statuses.append(row)
             else:
                 heartbeats.append(row)
-        # One row per device per batch: first_seen only when new, last_seen and max_seq move forward.
+        # One row per device per batch: first_seen only when new; last_seen, max_seq and the clock skew move
+        # forward (store processes may commit batches out of receive order).
+        newer_skew = "excluded.clock_skew_s IS NOT NULL AND excluded.last_seen >= coalesce(clock_skew_at, '')"
         conn.executemany(
-            "INSERT INTO devices (device, site, household, first_seen, last_seen, max_seq) VALUES (?, ?, ?, ?4, ?4, ?5) "
-            "ON CONFLICT(device) DO UPDATE SET last_seen = excluded.last_seen, "
-            "max_seq = max(coalesce(max_seq, 0), excluded.max_seq)",
+            "INSERT INTO devices (device, site, household, first_seen, last_seen, max_seq, clock_skew_s, "
+            "clock_skew_at) VALUES (?, ?, ?, ?4, ?4, ?5, ?6, CASE WHEN ?6 IS NOT NULL THEN ?4 END) "
+            "ON CONFLICT(device) DO UPDATE SET last_seen = max(coalesce(last_seen, ''), excluded.last_seen), "
+            "max_seq = max(coalesce(max_seq, 0), excluded.max_seq), "
+            f"clock_skew_s = CASE WHEN {newer_skew} THEN excluded.clock_skew_s ELSE clock_skew_s END, "
+            f"clock_skew_at = CASE WHEN {newer_skew} THEN excluded.last_seen ELSE clock_skew_at END",
             devices.values(),
         )
         new_ids = self._absent_ids(conn, "events", events) | self._absent_ids(conn, "readings", readings)
@@ -343,13 +363,16 @@ class Store:
             else:
                 (outcome.stored if item.message.id in new_ids else outcome.duplicates).append(item)
                 new_ids.discard(item.message.id)  # a second copy in this batch is a duplicate
-        # In arrival order; the time guards keep the newest when a device's messages arrive out of order.
+        # In arrival order; the guards on the gateway's receive time keep the newest when batches commit out of
+        # order. Never the device's time: a Will is built at connect and delivered at loss, after the birth it
+        # must overrule, and one message dated 2099 would freeze the row.
         conn.executemany(
-            "UPDATE devices SET status = ?1, status_time = ?2, firmware = ?3, config_version = ?4, config_error = ?5, "
-            "camera = ?6 WHERE device = ?7 AND (status_time IS NULL OR status_time <= ?2)", statuses)
+            "UPDATE devices SET status = ?1, status_time = ?2, status_device_time = ?3, firmware = ?4, "
+            "config_version = ?5, config_error = ?6, camera = ?7 "
+            "WHERE device = ?8 AND (status_time IS NULL OR status_time <= ?2)", statuses)
         conn.executemany(
-            "UPDATE devices SET last_heartbeat = ?1, heartbeat = ?2 "
-            "WHERE device = ?3 AND (last_heartbeat IS NULL OR last_heartbeat <= ?1)", heartbeats)
+            "UPDATE devices SET last_heartbeat = ?1, heartbeat_device_time = ?2, heartbeat = ?3 "
+            "WHERE device = ?4 AND (last_heartbeat IS NULL OR last_heartbeat <= ?1)", heartbeats)
 
     @staticmethod
     def _absent_ids(conn: sqlite3.Connection, table: str, items: list[tuple[Accepted, Any]]) -> set[str]:

@@ -53,6 +53,8 @@ class DevicePublic(BaseModel):
     firmware: str | None
     config_version: str | None
     config_error: str | None
+    clock_skew: bool = Field(description="The device clock is further from the gateway's than the policy allows")
+    clock_skew_s: float | None = Field(description="Device clock minus gateway clock, seconds, as last measured")
 
 
 class ConfigIn(BaseModel):
@@ -98,7 +100,8 @@ def public(row: sqlite3.Row, now) -> DevicePublic:  # type: ignore[no-untyped-de
                         online=device_online(row, now), status=row["status"], last_seen=row["last_seen"],
                         last_heartbeat=row["last_heartbeat"], outbox_depth=beat.get("outbox_depth"),
                         outbox_dropped=beat.get("outbox_dropped"), camera=row["camera"], firmware=row["firmware"],
-                        config_version=row["config_version"], config_error=row["config_error"])
+                        config_version=row["config_version"], config_error=row["config_error"],
+                        clock_skew=bool(row["clock_skew"]), clock_skew_s=row["clock_skew_s"])
 
 
 def list_devices(db: sqlite3.Connection, scope, now, limit: int = 500, offset: int = 0) -> list[DevicePublic]:  # type: ignore[no-untyped-def]

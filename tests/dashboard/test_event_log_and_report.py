@@ -17,11 +17,13 @@ from gateway.store import open_database
 
 ALL = Scope(None, None)
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+BOOT = datetime(1970, 1, 1, tzinfo=timezone.utc)  # a box without a real-time clock, before NTP
 
 
 @pytest.fixture(scope="module")
 def log_db(tmp_path_factory):
-    """300 events and 100 readings over 3 households and 2 sites; many share a device_time (ties)."""
+    """300 events and 100 readings over 3 households and 2 sites; many share a receive time (ties). Every
+    device clock is stuck in 1970: the log goes by the gateway's receive time."""
     path = tmp_path_factory.mktemp("log") / "gw.db"
     db = open_database(path)
     with db.conn:
@@ -31,12 +33,12 @@ def log_db(tmp_path_factory):
                 "INSERT INTO events (id, site, household, device, seq, type, device_time, received_at, state, payload) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '{}')",
                 (f"e{n:04d}", f"site-{n % 2}", hh, f"cam-{n % 3}", n, "door" if n % 4 else "tamper",
-                 iso(T0 + timedelta(minutes=n // 3)), iso(T0), "open"))
+                 iso(BOOT), iso(T0 + timedelta(minutes=n // 3)), "open"))
         for n in range(100):
             db.conn.execute(
                 "INSERT INTO readings (id, site, household, device, seq, type, device_time, received_at, celsius, "
                 "subject, method, plausible, payload) VALUES (?, 'site-0', 'hh-0', 'cam-0', ?, 'temperature', ?, ?, "
-                "36.6, 'body', 'axillary', 1, '{}')", (f"r{n:04d}", n, iso(T0 + timedelta(minutes=n)), iso(T0)))
+                "36.6, 'body', 'axillary', 1, '{}')", (f"r{n:04d}", n, iso(BOOT), iso(T0 + timedelta(minutes=n))))
         db.conn.execute("INSERT INTO alerts (id, site, household, kind, state, opened_at, verdict) "
                         "VALUES (1, 'site-0', 'hh-0', 'door_opened', 'resolved', ?, 'false_alarm')", (iso(T0),))
         for ref in ("e0000", "e0006", "e0012"):
@@ -59,17 +61,17 @@ def walk(conn, f: LogFilter, scope: Scope = ALL, limit: int = 7) -> list[str]:
 
 
 def expected(conn, f: LogFilter, scope: Scope = ALL) -> list[str]:
-    rows = conn.execute("SELECT id, site, household, type, device_time FROM events UNION ALL "
-                        "SELECT id, site, household, type, device_time FROM readings").fetchall()
+    rows = conn.execute("SELECT id, site, household, type, received_at FROM events UNION ALL "
+                        "SELECT id, site, household, type, received_at FROM readings").fetchall()
     linked = {r[0] for r in conn.execute("SELECT ref FROM alert_events ae JOIN alerts a ON a.id = ae.alert_id "
                                          "WHERE (? IS NULL OR a.verdict = ?) AND (? IS NULL OR a.kind = ?)",
                                          (f.verdict, f.verdict, f.alert_kind, f.alert_kind))}
     keep = [r for r in rows
             if (f.site is None or r["site"] == f.site) and (f.household is None or r["household"] == f.household)
             and (f.type is None or r["type"] == f.type) and scope.allows(r["household"])
-            and (f.since is None or r["device_time"] >= iso(f.since)) and (f.until is None or r["device_time"] < iso(f.until))
+            and (f.since is None or r["received_at"] >= iso(f.since)) and (f.until is None or r["received_at"] < iso(f.until))
             and ((f.verdict is None and f.alert_kind is None) or r["id"] in linked)]
-    return [r["id"] for r in sorted(keep, key=lambda r: (r["device_time"], r["id"]), reverse=True)]
+    return [r["id"] for r in sorted(keep, key=lambda r: (r["received_at"], r["id"]), reverse=True)]
 
 
 @settings(max_examples=60, deadline=None)

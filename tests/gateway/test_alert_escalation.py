@@ -185,14 +185,16 @@ def test_events_outside_the_isolation_and_from_unregistered_devices_alert_nobody
 
 def test_further_events_attach_and_a_second_violation_pages_police_and_leader(world, inbox):
     first = world.door()
-    world.door(at=START + timedelta(seconds=20))  # the same opening seen again within the merge window
+    again = world.door(at=START + timedelta(seconds=20))  # the same opening seen again within the merge window
     world.worker.settle()
     assert world.recipients() == ["chen-social"]
     world.door(at=START + timedelta(minutes=2))
     world.worker.settle()
     assert sorted(world.recipients()) == ["chen-social", "wang-leader", "zhao-police"]
     counts = {r["kind"]: r["count"] for r in world.rows("SELECT kind, count FROM alerts")}
-    assert counts == {"door_opened": 3, "repeated_door": 1}
+    assert counts == {"door_opened": 2, "repeated_door": 1}  # two openings; the one seen twice counts once
+    assert world.rows("SELECT outcome FROM rule_log WHERE ref = ?", (again.id,))[0][0] == "merged"
+    assert world.rows("SELECT count(*) FROM alert_events WHERE ref = ?", (again.id,))[0][0] == 1  # linked
     assert world.rows("SELECT first_event_id FROM alerts WHERE kind = 'door_opened'")[0][0] == first.id
 
 
@@ -271,3 +273,22 @@ def test_the_batch_screen_reaches_the_verdicts_the_rules_reach_row_by_row(world)
             assert decided == ["outside_isolation"] * 3 + ["unregistered"]
         else:
             assert decided == ["outside_isolation"] * 2
+
+
+def test_a_door_contact_repeating_open_while_the_door_stays_open_is_one_opening(world, inbox):
+    """Sensors report their state again (a battery update, a periodic report): only a change to open is an
+    opening, or a door left open would page the police as a repeated violation."""
+    first = world.contact(True)
+    world.clock.advance(300)
+    again = world.contact(True)  # still open, 5 minutes later
+    world.worker.settle()
+    assert world.recipients() == ["chen-social"]
+    world.clock.advance(60)
+    world.contact(False)
+    world.clock.advance(60)
+    world.contact(True)  # a second opening
+    world.worker.settle()
+    assert sorted(world.recipients()) == ["chen-social", "wang-leader", "zhao-police"]
+    outcomes = dict(world.rows("SELECT ref, outcome FROM rule_log"))
+    assert outcomes[first.id] == "alert" and outcomes[again.id] == "no_alert"
+    assert world.rows("SELECT count(*) FROM door_violations")[0][0] == 2

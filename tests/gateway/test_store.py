@@ -5,9 +5,10 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from gateway.migrations import MIGRATIONS, migrate
+from gateway.registry import iso
 from gateway.store import Accepted, Rejected, SnapshotUpload, Store, WriteTurn, connect
 from gateway.store_process import WalCheckpointer, classify, seq_ranges
 from isowatch.contract import DoorEvent, Heartbeat, Status, TemperatureReading, Topic, encode, topic_for
@@ -112,17 +113,31 @@ def test_readings_keep_their_values_in_columns(tmp_path):
     assert row == (38.2, "body", "tympanic", 1)
 
 
-def test_status_and_heartbeat_update_the_device_and_older_ones_do_not_win(tmp_path):
+def test_status_and_heartbeat_go_by_receive_time_whatever_the_device_clock_says(tmp_path):
     store = Store(tmp_path / "gw.db")
-    later = Status(type="status", id=uuid7(), device="cam-1", seq=5, device_time=NOW, state="offline")
-    earlier = Status(type="status", id=uuid7(), device="cam-1", seq=4,
-                     device_time=NOW.replace(hour=11), state="online")
-    beat = Heartbeat(type="heartbeat", id=uuid7(), device="cam-1", seq=6, device_time=NOW, uptime_s=5,
-                     outbox_depth=3)
-    outcome = store.write_batch([accepted(later), accepted(earlier), accepted(beat)])
+    birth = Status(type="status", id=uuid7(), device="cam-1", seq=0, device_time=NOW, state="online")
+    # A Last Will made at connect (its time is older than the birth's) and delivered at loss, after it.
+    will = Status(type="status", id=uuid7(), device="cam-1", seq=0, device_time=NOW.replace(hour=11), state="offline")
+    beat = Heartbeat(type="heartbeat", id=uuid7(), device="cam-1", seq=6, device_time=NOW.replace(year=2099),
+                     uptime_s=5, outbox_depth=3)
+    outcome = store.write_batch([accepted(birth), accepted(will), accepted(beat)])
     assert len(outcome.updates) == 3 and not outcome.stored
-    status, max_seq, heartbeat = store.db.execute("SELECT status, max_seq, heartbeat FROM devices").fetchone()
-    assert status == "offline" and max_seq == 6 and '"outbox_depth":3' in heartbeat
+    row = store.db.execute("SELECT status, status_time, status_device_time, max_seq, heartbeat, last_heartbeat, "
+                           "heartbeat_device_time FROM devices").fetchone()
+    assert row[0] == "offline" and row[1] == iso(NOW) and row[2] == iso(NOW.replace(hour=11)) and row[3] == 6
+    assert '"outbox_depth":3' in row[4] and row[5] == iso(NOW) and row[6].startswith("2099")
+
+    # A batch received earlier that commits later (another store process) does not win; a later one does,
+    # although the 2099 heartbeat came before it.
+    stale = Status(type="status", id=uuid7(), device="cam-1", seq=0, device_time=NOW.replace(year=2099), state="online")
+    store.write_batch([Accepted(Topic.parse(topic_for("s", "h", stale)), stale, NOW - timedelta(seconds=5),
+                                encode(stale))])
+    assert store.db.execute("SELECT status FROM devices").fetchone()[0] == "offline"
+    later = NOW + timedelta(seconds=30)
+    fresh = Heartbeat(type="heartbeat", id=uuid7(), device="cam-1", seq=7, device_time=later, uptime_s=35)
+    store.write_batch([Accepted(Topic.parse(topic_for("s", "h", fresh)), fresh, later, encode(fresh))])
+    assert store.db.execute("SELECT last_heartbeat, heartbeat_device_time FROM devices").fetchone() == (
+        iso(later), iso(later))
 
 
 def test_a_device_bound_to_one_household_cannot_speak_for_another(tmp_path):
@@ -168,3 +183,24 @@ def test_classify_never_raises_and_names_the_reason():
 def test_seq_ranges_compress_runs():
     assert seq_ranges([9, 1, 2, 3, 7, 10, 2]) == [(1, 3), (7, 7), (9, 10)]
     assert seq_ranges([]) == []
+
+
+def test_the_clock_skew_is_the_freshest_message_of_a_batch_and_statuses_do_not_count(tmp_path):
+    store = Store(tmp_path / "gw.db")
+    skew = lambda: store.db.execute("SELECT clock_skew_s, clock_skew_at FROM devices").fetchone()  # noqa: E731
+    waited = Heartbeat(type="heartbeat", id=uuid7(), device="cam-1", seq=1, device_time=NOW - timedelta(minutes=10),
+                       uptime_s=1)  # ten minutes in the outbox
+    fresh = DoorEvent(type="door", id=uuid7(), device="cam-1", seq=2, device_time=NOW - timedelta(seconds=1),
+                      state="open")
+    store.write_batch([accepted(waited), accepted(fresh)])
+    assert skew() == (-1.0, iso(NOW))
+    will = Status(type="status", id=uuid7(), device="cam-1", seq=0, device_time=NOW - timedelta(days=3),
+                  state="offline")
+    store.write_batch([Accepted(Topic.parse(topic_for("s", "h", will)), will, NOW + timedelta(seconds=5),
+                                encode(will))])
+    assert skew() == (-1.0, iso(NOW))
+    ahead = TemperatureReading(type="temperature", id=uuid7(), device="cam-1", seq=3,
+                               device_time=NOW.replace(year=2099), celsius=36.6, subject="body")
+    later = NOW + timedelta(seconds=10)
+    store.write_batch([Accepted(Topic.parse(topic_for("s", "h", ahead)), ahead, later, encode(ahead))])
+    assert skew()[0] > 70 * 365 * 86400 and skew()[1] == iso(later)
