@@ -112,7 +112,7 @@ def test_a_reading_dated_2099_neither_stays_the_latest_nor_silences_the_welfare_
     # Nothing heard from the elderly resident since the isolation began: the check fires once; it is resolved.
     ((first, _),) = wait_until(welfare, timeout=30, what="the first welfare check")
     conn = sqlite3.connect(gw.db, timeout=30)
-    alerts.resolve(conn, first, staff="chen-social", verdict="false_alarm", note="visited",
+    alerts.resolve(conn, first, staff="chen-social", verdict="resident_well", note="visited",
                    now=datetime.now(timezone.utc))
     conn.close()
 
