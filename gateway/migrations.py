@@ -245,6 +245,19 @@ def _008_drop_unread_seq_indexes(db: Database) -> None:
         db.execute(f"DROP INDEX IF EXISTS {name}")
 
 
+def _011_delivery_until_delivered(db: Database) -> None:
+    """Issue 14: a page carries an idempotency key (the same in every copy), is retried while its alert is
+    live, and is reported once when it has not got through for a while; a send cut off by a stop is
+    resumed knowing when it began."""
+    db["notifications"].add_column("delivery_key", str)
+    db["notifications"].add_column("sending_since", str)
+    db["notifications"].add_column("undelivered_at", str)
+    db.execute("UPDATE notifications SET delivery_key = 'isowatch-' || lower(hex(randomblob(16)))")
+    # Pages still to deliver, for the overdue check and the board.
+    db.execute("CREATE INDEX notifications_open ON notifications (created_at) "
+               "WHERE state IN ('pending', 'sending', 'undeliverable')")
+
+
 MIGRATIONS: list[Migration] = [
     _001_ingest,
     _002_registry_alerts,
@@ -254,6 +267,7 @@ MIGRATIONS: list[Migration] = [
     _006_set_based_scans,
     _007_drop_covered_indexes,
     _008_drop_unread_seq_indexes,
+    _011_delivery_until_delivered,
 ]
 
 

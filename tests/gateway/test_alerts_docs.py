@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from gateway.policy import AlertKind, Policy, Renotify, Rules
+from gateway.policy import AlertKind, Delivery, Policy, Renotify, Rules
 from tests.conftest import REPO_ROOT
 
 DOC = (REPO_ROOT / "docs" / "alerts.md").read_text()
@@ -17,9 +17,11 @@ def test_every_alert_kind_is_documented(kind):
     assert f"`{kind.value}`" in DOC
 
 
-@pytest.mark.parametrize("key", [*(f"`{k}`" for k in Policy.model_fields if k not in ("rules", "renotify", "kinds")),
-                                 *(f"`rules.{k}`" for k in Rules.model_fields),
-                                 *(f"`renotify.{k}`" for k in Renotify.model_fields)])
+SECTIONS = {"rules": Rules, "renotify": Renotify, "delivery": Delivery}
+
+
+@pytest.mark.parametrize("key", [*(f"`{k}`" for k in Policy.model_fields if k not in (*SECTIONS, "kinds")),
+                                 *(f"`{name}.{k}`" for name, model in SECTIONS.items() for k in model.model_fields)])
 def test_every_policy_key_is_documented(key):
     assert key in DOC
 
