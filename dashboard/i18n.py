@@ -34,6 +34,7 @@ EN: dict[str, str] = {
     "welfare_check": "Welfare check", "implausible_reading": "Implausible reading",
     "sensor_disagree": "Sensors disagree", "acknowledged": "acknowledged", "notified_state": "notified",
     "resolved": "resolved", "escalated": "escalated", "address": "Address",
+    "page_undelivered": "Page not delivered",
 }
 
 ZH: dict[str, str] = {
@@ -63,6 +64,7 @@ ZH: dict[str, str] = {
     "camera_tampered": "摄像头被遮挡", "welfare_check": "关怀探视", "implausible_reading": "体温读数异常",
     "sensor_disagree": "传感器不一致", "acknowledged": "已确认", "notified_state": "已通知", "resolved": "已处理",
     "escalated": "已升级", "address": "地址",
+    "page_undelivered": "通知未送达",
 }
 
 MESSAGES = {"en": EN, "zh": ZH}
