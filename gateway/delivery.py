@@ -20,6 +20,7 @@ import logging
 import queue
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -64,6 +65,10 @@ class Deliveries:
         self.sender: Sender = sender or notify.send
         self.limiter = notify.RateLimiter(clock, rate_limits)
         self.pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="notify")
+        # A service that hangs (every attempt waits out the timeout) may hold only part of the pool, so
+        # pages to other services, the next escalation step's among them, still go at once.
+        self.per_service = max(1, pool_size // 2)
+        self._busy: Counter[str] = Counter()
         self._done: queue.Queue[_Done] = queue.Queue()
         self._in_flight: set[Future] = set()
         self._flight_lock = threading.Lock()
@@ -105,9 +110,15 @@ class Deliveries:
             "SELECT id, urls, url_index, attempts, title, body, delivery_key FROM notifications "
             "WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT 200", (iso(now),),
         ).fetchall()
+        deferred = []
         for row in due:
             urls = json.loads(row["urls"])
             url = urls[row["url_index"] % len(urls)]
+            with self._flight_lock:
+                full = self._busy[notify.service_key(url)] >= self.per_service
+            if full:
+                deferred.append((iso(now + timedelta(seconds=1)), row["id"]))
+                continue
             wait = self.limiter.take(url)
             with self.conn:
                 if wait > 0:  # the service's budget is spent: try again when a token is back, without blocking
@@ -118,16 +129,26 @@ class Deliveries:
                                   "sending_since = ? WHERE id = ?", (iso(now), row["id"]))
             self._submit(row["id"], url, row["attempts"] + 1, row["title"], row["body"], row["delivery_key"] or "",
                          now)
+        if deferred:  # out of the due list for a moment, so the LIMIT does not keep picking them over others
+            with self.conn:
+                self.conn.executemany("UPDATE notifications SET next_attempt_at = ? WHERE id = ?", deferred)
 
     def _submit(self, notification_id: int, url: str, attempt: int, title: str, body: str, key: str,
                 now: datetime) -> None:
         timeout_s = self.policy.timeout_s
+        service = notify.service_key(url)
 
         def run() -> None:
-            result = self.sender(url, title, body, key=key, timeout_s=timeout_s)
+            try:
+                result = self.sender(url, title, body, key=key, timeout_s=timeout_s)
+            finally:
+                with self._flight_lock:
+                    self._busy[service] -= 1
             self._done.put(_Done(notification_id, url, attempt, now, result))
             self.wake()
 
+        with self._flight_lock:
+            self._busy[service] += 1
         future = self.pool.submit(run)
         with self._flight_lock:
             self._in_flight.add(future)

@@ -174,7 +174,7 @@ def test_a_receiver_that_answers_after_20_s_gets_each_page_once(mosquitto, tmp_p
             time.sleep(25.0)  # copies sent meanwhile are still being answered
             pages = [m for m in inbox.received("chen-social") if DOOR in m.title or "摄像头" in m.title]
             assert len(pages) == 2, [(m.title, m.key) for m in pages]
-            assert query(db, "SELECT DISTINCT state FROM notifications n JOIN alerts a ON a.id = n.alert_id "
+            assert query(db, "SELECT DISTINCT n.state FROM notifications n JOIN alerts a ON a.id = n.alert_id "
                              "WHERE a.kind IN ('door_opened', 'camera_tampered')") == [("sent",)]
         finally:
             uplink.stop()
@@ -190,12 +190,14 @@ def test_sigkill_mid_send_leaves_at_most_one_copy_at_an_idempotent_receiver(mosq
         try:
             uplink.send(uplink.stamp(DoorEvent, type="door", state="open"))
             wait_until(lambda: door_pages(inbox), timeout=30, what="the page at the receiver")
-            assert query(db, "SELECT state FROM notifications") == [("sending",)]  # taken, not yet answered
+            door_page = ("SELECT n.state FROM notifications n JOIN alerts a ON a.id = n.alert_id "
+                         "WHERE a.kind = 'door_opened'")
+            assert query(db, door_page) == [("sending",)]  # taken, not yet answered
             gateway.kill()
             inbox.delay_s = 0.0
             gateway.start()
-            wait_until(lambda: query(db, "SELECT state FROM notifications") == [("sent",)], timeout=150,
-                       interval=0.5, what="the page recorded as sent after the restart")
+            wait_until(lambda: query(db, door_page) == [("sent",)], timeout=150, interval=0.5,
+                       what="the page recorded as sent after the restart")
             time.sleep(3.0)
             copies = door_pages(inbox)
             assert copies[0].key, "the page carries no idempotency key"

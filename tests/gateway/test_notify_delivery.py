@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -20,6 +21,7 @@ from gateway.registry import StaffIn, parse_iso
 from isowatch.broker import free_port
 from isowatch.clock import ManualClock
 from tests.fixtures.world import World
+from tests.support import wait_until
 
 
 @pytest.fixture
@@ -240,3 +242,26 @@ def test_token_bucket_starts_full():
     bucket = TokenBucket(1, 60, ManualClock())
     assert bucket.take() == 0
     assert bucket.take() == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_a_hanging_service_holds_only_part_of_the_pool_so_other_pages_go_at_once(tmp_path, inbox):
+    """Attempts now wait 30 s for an answer: a service that never answers must not take every thread."""
+    policy = load_policy().model_copy(update={"delivery": load_policy().delivery.model_copy(update={"timeout_s": 20})})
+    with LocalInbox(delay_s=25.0) as hung:
+        world = World(tmp_path, inbox, policy=policy, pool_size=2)
+        try:
+            give_social_worker(world, [hung.url("chen-social")])
+            world.door()
+            world.tamper()
+            world.worker.run_once()
+            wait_until(lambda: hung.received(), timeout=10, what="the first page at the hanging service")
+            world.temperature(38.6)  # fever: the medical worker, whose service answers
+            deadline = time.monotonic() + 10
+            while not inbox.received("li-medical") and time.monotonic() < deadline:
+                world.worker.run_once()
+                time.sleep(0.05)
+            assert [m.recipient for m in inbox.received()] == ["li-medical"]
+            assert len(hung.received()) == 1  # the second page to the hanging service waits its turn
+        finally:
+            world.close()
