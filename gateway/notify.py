@@ -110,8 +110,18 @@ class RateLimiter:
 
 def warm_up() -> None:
     """Load Apprise's plugins now: the first `add()` in a process scans them (0.4 s here), and that must
-    not happen in front of the first alert after a gateway start."""
+    not happen in front of the first alert after a gateway start.
+
+    Apprise's own warnings stop at its logger: each one comes back in the attempt's result and goes into
+    our attempt log line and `delivery_attempts.error`, so an outage does not log twice per attempt."""
+    logging.getLogger("apprise").propagate = False
     apprise.Apprise().add("json://localhost/")
+
+
+def _reasons(result: object) -> str:
+    logs = getattr(result, "logs", None)
+    messages = [entry.message for entry in logs()] if callable(logs) else []
+    return "; ".join(dict.fromkeys(str(m) for m in messages))[:300]
 
 
 def attempt_url(url: str, key: str, timeout_s: float) -> str:
@@ -157,10 +167,11 @@ def send(url: str, title: str, body: str, *, key: str = "", timeout_s: float = 3
         return DeliveryResult(True, status, "", elapsed, "sent")
     # Apprise reports a refused connection and an unanswered request alike (FAILURE): only the time tells
     # them apart. A failure that lasted the whole read timeout was sent and never answered.
+    why = _reasons(result)
     if status == "timeout" or elapsed >= rto * 1000 * 0.95:
-        return DeliveryResult(False, "unknown", f"no answer within {rto:g} s (apprise status {status})", elapsed,
-                              "unknown")
-    return DeliveryResult(False, status, f"apprise status {status}", elapsed, "failed")
+        return DeliveryResult(False, "unknown", f"no answer within {rto:g} s: {why or status}", elapsed, "unknown")
+    return DeliveryResult(False, status, f"apprise status {status}: {why}" if why else f"apprise status {status}",
+                          elapsed, "failed")
 
 
 @dataclass(frozen=True)
