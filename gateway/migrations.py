@@ -253,6 +253,11 @@ def _011_delivery_until_delivered(db: Database) -> None:
     db["notifications"].add_column("sending_since", str)
     db["notifications"].add_column("undelivered_at", str)
     db.execute("UPDATE notifications SET delivery_key = 'isowatch-' || lower(hex(randomblob(16)))")
+    # Pages given up on before this rule, while their alert is still live and nobody paged the person again.
+    db.execute("UPDATE notifications SET state = 'pending', next_attempt_at = created_at WHERE state = 'failed' "
+               "AND alert_id IN (SELECT id FROM alerts WHERE acknowledged_at IS NULL AND resolved_at IS NULL) "
+               "AND NOT EXISTS (SELECT 1 FROM notifications newer WHERE newer.alert_id = notifications.alert_id "
+               "AND newer.staff = notifications.staff AND newer.id > notifications.id)")
     # Pages still to deliver, for the overdue check and the board.
     db.execute("CREATE INDEX notifications_open ON notifications (created_at) "
                "WHERE state IN ('pending', 'sending', 'undeliverable')")

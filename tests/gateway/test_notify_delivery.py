@@ -265,3 +265,31 @@ def test_a_hanging_service_holds_only_part_of_the_pool_so_other_pages_go_at_once
             assert len(hung.received()) == 1  # the second page to the hanging service waits its turn
         finally:
             world.close()
+
+
+def test_upgrading_resumes_pages_given_up_on_while_their_alert_is_live(tmp_path, inbox):
+    """Migration 011: a page left 'failed' by the five-round rule is tried again if it still matters."""
+    import sqlite_utils
+
+    from gateway.migrations import MIGRATIONS, migrate
+
+    world = World(tmp_path, inbox)
+    world.door()
+    world.door(household="hh-7-101")
+    world.worker.settle()
+    world.worker.stop()
+    with world.conn:  # back to the schema before 011, with what the old rule left behind
+        world.conn.execute("DROP INDEX notifications_open")
+        for column in ("delivery_key", "sending_since", "undelivered_at"):
+            world.conn.execute(f"ALTER TABLE notifications DROP COLUMN {column}")
+        world.conn.execute("DELETE FROM schema_migrations WHERE version = ?", (len(MIGRATIONS),))
+        world.conn.execute("UPDATE notifications SET state = 'failed', sent_at = NULL")
+        alerts.acknowledge(world.conn, 2, "zheng-social", world.clock.now(), via="test")
+    migrate(sqlite_utils.Database(world.conn))
+    states = {r["alert_id"]: (r["state"], bool(r["delivery_key"])) for r in
+              world.rows("SELECT alert_id, state, delivery_key FROM notifications")}
+    assert states == {1: ("pending", True), 2: ("failed", True)}
+    world.worker = world.new_worker()
+    world.worker.settle()
+    assert world.rows("SELECT state FROM notifications WHERE alert_id = 1")[0][0] == "sent"
+    world.close()
