@@ -59,11 +59,11 @@ def _notified(db: sqlite3.Connection, alert_ids: list[int]) -> dict[int, list[No
         return {}
     marks = ",".join("?" * len(alert_ids))
     rows = db.execute(
-        f"SELECT n.alert_id, n.staff, coalesce(s.name, n.staff) AS name, n.role, n.step, n.state, n.sent_at, "  # noqa: S608
+        "SELECT n.alert_id, n.staff, coalesce(s.name, n.staff) AS name, n.role, n.step, n.state, n.sent_at, "
         "n.undelivered_at IS NOT NULL AND n.state IN ('pending', 'sending', 'undeliverable') "
         "AND a.acknowledged_at IS NULL AND a.resolved_at IS NULL AS undelivered "
-        f"FROM notifications n JOIN alerts a ON a.id = n.alert_id LEFT JOIN staff s ON s.staff = n.staff "
-        f"WHERE n.alert_id IN ({marks}) ORDER BY n.id", alert_ids)
+        "FROM notifications n JOIN alerts a ON a.id = n.alert_id LEFT JOIN staff s ON s.staff = n.staff "
+        f"WHERE n.alert_id IN ({marks}) ORDER BY n.id", alert_ids)  # noqa: S608
     out: dict[int, list[Notified]] = {}
     for r in rows:
         out.setdefault(r["alert_id"], []).append(Notified(staff=r["staff"], name=r["name"], role=r["role"] or "",

@@ -87,13 +87,13 @@ class Deliveries:
             cut = self.conn.execute("SELECT id, attempts, urls, url_index, sending_since FROM notifications "
                                     "WHERE state = 'sending'").fetchall()
             for row in cut:
-                began = parse_iso(row["sending_since"]) if row["sending_since"] else now
+                began = parse_iso(row["sending_since"]) if row["sending_since"] else None
                 urls = json.loads(row["urls"])
                 self.conn.execute(
                     "INSERT INTO delivery_attempts (notification_id, url, attempt, at, ok, status, error, elapsed_ms) "
                     "VALUES (?, ?, ?, ?, 0, 'unknown', 'cut off by a gateway stop', NULL)",
-                    (row["id"], notify.redact(urls[row["url_index"] % len(urls)]), row["attempts"], iso(began)))
-                retry_at = max(now, began + timedelta(seconds=self.policy.unknown_hold_s)) if row["sending_since"] else now
+                    (row["id"], notify.redact(urls[row["url_index"] % len(urls)]), row["attempts"], iso(began or now)))
+                retry_at = max(now, began + timedelta(seconds=self.policy.unknown_hold_s)) if began else now
                 self.conn.execute("UPDATE notifications SET state = 'pending', next_attempt_at = ?, "
                                   "last_error = 'cut off by a gateway stop' WHERE id = ?", (iso(retry_at), row["id"]))
         if cut:
