@@ -22,6 +22,8 @@ class Notified(BaseModel):
     step: int
     state: str
     sent_at: str | None
+    # Not delivered for `delivery.undelivered_after_s` (or no contact URL) and still being tried: act on it.
+    undelivered: bool = False
 
 
 class AlertPublic(BaseModel):
@@ -58,13 +60,16 @@ def _notified(db: sqlite3.Connection, alert_ids: list[int]) -> dict[int, list[No
         return {}
     marks = ",".join("?" * len(alert_ids))
     rows = db.execute(
-        f"SELECT n.alert_id, n.staff, coalesce(s.name, n.staff) AS name, n.role, n.step, n.state, n.sent_at "  # noqa: S608
-        f"FROM notifications n LEFT JOIN staff s ON s.staff = n.staff WHERE n.alert_id IN ({marks}) "
-        "ORDER BY n.id", alert_ids)
+        "SELECT n.alert_id, n.staff, coalesce(s.name, n.staff) AS name, n.role, n.step, n.state, n.sent_at, "
+        "n.undelivered_at IS NOT NULL AND n.state IN ('pending', 'sending', 'undeliverable') "
+        "AND a.acknowledged_at IS NULL AND a.resolved_at IS NULL AS undelivered "
+        "FROM notifications n JOIN alerts a ON a.id = n.alert_id LEFT JOIN staff s ON s.staff = n.staff "
+        f"WHERE n.alert_id IN ({marks}) ORDER BY n.id", alert_ids)  # noqa: S608
     out: dict[int, list[Notified]] = {}
     for r in rows:
         out.setdefault(r["alert_id"], []).append(Notified(staff=r["staff"], name=r["name"], role=r["role"] or "",
-                                                          step=r["step"], state=r["state"], sent_at=r["sent_at"]))
+                                                          step=r["step"], state=r["state"], sent_at=r["sent_at"],
+                                                          undelivered=bool(r["undelivered"])))
     return out
 
 
@@ -96,7 +101,8 @@ def alert(db: sqlite3.Connection, alert_id: int, now: datetime) -> AlertPublic:
 
 
 def fingerprint(db: sqlite3.Connection) -> tuple:
-    """Changes whenever an alert opens, attaches, escalates, is acknowledged or resolved, or a page goes out.
+    """Changes whenever an alert opens, attaches, escalates, is acknowledged or resolved, a page goes out, or a
+    page is reported as not delivered.
 
     Read every second per open board: the aggregates walk the live alerts only (resolved ones drop out of
     the partial unique index's rows) plus the notifications table's newest id, both cheap.
@@ -104,6 +110,7 @@ def fingerprint(db: sqlite3.Connection) -> tuple:
     live = db.execute("SELECT count(*), coalesce(sum(count), 0), coalesce(sum(step), 0), "
                       "count(acknowledged_at), coalesce(max(id), 0) FROM alerts WHERE resolved_at IS NULL").fetchone()
     latest = db.execute("SELECT coalesce(max(id), 0) FROM alerts").fetchone()
-    pages = db.execute("SELECT coalesce(max(id), 0), (SELECT count(*) FROM notifications WHERE state = 'sent') "
-                       "FROM notifications").fetchone()
+    pages = db.execute("SELECT coalesce(max(id), 0), (SELECT count(*) FROM notifications WHERE state = 'sent'), "
+                       "(SELECT count(*) FROM notifications WHERE undelivered_at IS NOT NULL "
+                       "AND state IN ('pending', 'sending', 'undeliverable')) FROM notifications").fetchone()
     return (*live, latest[0], *pages)

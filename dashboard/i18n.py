@@ -40,6 +40,7 @@ EN: dict[str, str] = {
     "sensor_disagree": "Sensors disagree", "acknowledged": "acknowledged", "notified_state": "notified",
     "resolved": "resolved", "escalated": "escalated", "address": "Address",
     "clock_skew": "clock off by {s} s", "clock_skew_devices": "{n} with a wrong clock",
+    "page_undelivered": "Page not delivered",
 }
 
 ZH: dict[str, str] = {
@@ -74,6 +75,7 @@ ZH: dict[str, str] = {
     "sensor_disagree": "传感器不一致", "acknowledged": "已确认", "notified_state": "已通知", "resolved": "已处理",
     "escalated": "已升级", "address": "地址",
     "clock_skew": "时钟偏差 {s} 秒", "clock_skew_devices": "{n} 台时钟不准",
+    "page_undelivered": "通知未送达",
 }
 
 MESSAGES = {"en": EN, "zh": ZH}

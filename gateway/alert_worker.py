@@ -3,26 +3,24 @@
 Everything it needs is in the database, so a restarted gateway carries on where it was: cursors over
 the events and readings tables (each row is looked at once, in the same transaction as the alerts it
 opens), escalation deadlines (`alerts.next_step_at`) and pending deliveries (`notifications`). The
-ingest listener only wakes it. Apprise calls run in a small thread pool so one slow URL holds nobody
-else; their results come back to this thread, the only one that writes.
+ingest listener only wakes it. Delivery (gateway/delivery.py) runs Apprise in a small thread pool so one
+slow URL holds nobody else; their results come back to this thread, the only one that writes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import queue
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from gateway import alerts, notify, retention
+from gateway import alerts, retention
 from gateway.ack_links import AckLinks
+from gateway.delivery import Deliveries, Sender, new_key
 from gateway.escalation import Page, first_page, next_page
 from gateway.messages import AlertFacts, render
 from gateway.policy import Policy
@@ -32,17 +30,6 @@ from gateway.store import BatchOutcome, connect
 from isowatch.clock import Clock
 
 log = logging.getLogger(__name__)
-
-Sender = Callable[[str, str, str], notify.DeliveryResult]
-
-
-@dataclass(frozen=True)
-class _Done:
-    notification_id: int
-    url: str
-    attempt: int
-    started: datetime
-    result: notify.DeliveryResult
 
 
 class AlertWorker:
@@ -58,39 +45,31 @@ class AlertWorker:
         self.snapshot_dir = snapshot_dir or self.db_path.parent / "snapshots"
         self.scan_every_s = scan_every_s
         self.purge_every_s = purge_every_s
-        self.sender: Sender = sender or notify.send
-        self.limiter = notify.RateLimiter(clock, rate_limits)
         self.conn = connect(self.db_path, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.registry = Registry(self.conn, clock)
-        self.pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="notify")
-        self._done: queue.Queue[_Done] = queue.Queue()
-        self._in_flight: set[Future] = set()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._flight_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         # Silences are first scanned one interval after start: a restarted gateway lets devices reconnect first.
         self._last_scan = clock.monotonic()
         self._last_purge = clock.monotonic()
         self._positions: dict[str, int] = {}
         self._cursor_saved: dict[str, float] = {}
-        self.counters = {"alerts_opened": 0, "attached": 0, "pages": 0, "sent": 0, "failed_attempts": 0}
-        with self.conn:
-            # A send cut off by a crash may or may not have reached the phone: send again (at least once).
-            resumed = self.conn.execute("UPDATE notifications SET state = 'pending' WHERE state = 'sending'").rowcount
-        if resumed:
-            log.warning("notifications resumed after restart count=%d", resumed)
+        self.counters = {"alerts_opened": 0, "attached": 0, "pages": 0}
+        self.deliveries = Deliveries(self.conn, policy.delivery, clock, wake=self._wake.set, counters=self.counters,
+                                     sender=sender, rate_limits=rate_limits, pool_size=pool_size)
+        self.pool = self.deliveries.pool
+        self.deliveries.resume(clock.now())
         for table in ("events", "readings"):
             self._cursor(table)  # pin the starting point now, before ingest stores anything
 
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> "AlertWorker":
-        if self.sender is notify.send:
-            notify.warm_up()
+        self.deliveries.warm_up()
         self._thread = threading.Thread(target=self._loop, name="alert-worker", daemon=True)
         self._thread.start()
         return self
@@ -108,9 +87,8 @@ class AlertWorker:
         self._wake.set()
         if self._thread:
             self._thread.join(30)
-        self.pool.shutdown(wait=True)
         with self._lock:
-            self._collect()
+            self.deliveries.stop()
         self.conn.close()
 
     def _loop(self) -> None:
@@ -128,13 +106,13 @@ class AlertWorker:
         """One pass: record finished sends, run rules on new rows, escalate, scan silences, dispatch."""
         with self._lock:
             now = self.clock.now()
-            self._collect()
+            self.deliveries.collect()
             # Door and tamper events first, and their pages out at once: readings can wait a pass. One
             # write turn for both (`store.TurnTakingConnection`): queueing twice behind the store
             # processes' commits put ~70 ms on a page's p99 under load.
             with self.conn:
                 self._process_new(now, "events", evaluate_event)
-                self._dispatch(now)
+                self.deliveries.dispatch(now)
             self._process_new(now, "readings", evaluate_reading)
             self._escalate(now)
             mono = self.clock.monotonic()
@@ -144,7 +122,8 @@ class AlertWorker:
             if force_scan or mono - self._last_purge >= self.purge_every_s:
                 self._last_purge = mono
                 retention.purge(self.conn, self.policy, now, self.snapshot_dir)
-            self._dispatch(now)
+            self.deliveries.report_overdue(now)
+            self.deliveries.dispatch(now)
 
     def tick(self) -> None:
         """A full pass by the injected clock with the silence scans forced, then wait for the sends (tests)."""
@@ -159,14 +138,11 @@ class AlertWorker:
     def drain(self, timeout: float = 30.0) -> None:
         """Wait for sends in flight and record them; repeat while immediate fallbacks are due."""
         for _ in range(20):
-            with self._flight_lock:
-                futures = list(self._in_flight)
-            for future in futures:
+            for future in self.deliveries.in_flight():
                 future.result(timeout)
             self.run_once()
-            with self._flight_lock:
-                if not self._in_flight:
-                    return
+            if not self.deliveries.in_flight():
+                return
 
     # -- rules ------------------------------------------------------------------------------------
 
@@ -300,19 +276,25 @@ class AlertWorker:
             if exists:
                 continue
             token = self.links.issue(self.conn, alert_id, staff, page.step)
-            title, body = render(self._facts(alert, household, page, token), member["language"])
+            key = new_key()
+            title, body = render(self._facts(alert, household, page, token, key), member["language"])
             urls = json.loads(member["contacts"] or "[]")
-            self.conn.execute(
+            created = self.conn.execute(
                 "INSERT INTO notifications (alert_id, step, round, staff, role, language, title, body, urls, "
-                "url_index, state, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?)",
+                "url_index, state, attempts, next_attempt_at, created_at, delivery_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?, ?)",
                 (alert_id, page.step, page.round, staff, role, member["language"], title, body, json.dumps(urls),
-                 "pending" if urls else "undeliverable", iso(now), iso(now)),
-            )
+                 "pending" if urls else "undeliverable", iso(now), iso(now), key),
+            ).lastrowid
+            # This page carries the same facts and a fresh link: an older one still waiting for its turn stops.
+            self.conn.execute("UPDATE notifications SET state = 'cancelled', last_error = ? WHERE alert_id = ? "
+                              "AND staff = ? AND state = 'pending' AND id < ?",
+                              (f"superseded by notification {created}", alert_id, staff, created))
             self.counters["pages"] += 1
         self.conn.execute("UPDATE alerts SET step = ?, renotified = ?, next_step_at = ? WHERE id = ?",
                           (page.step, page.round, iso(page.next_at) if page.next_at else None, alert_id))
 
-    def _facts(self, alert: sqlite3.Row, household: sqlite3.Row, page: Page, token: str) -> AlertFacts:
+    def _facts(self, alert: sqlite3.Row, household: sqlite3.Row, page: Page, token: str, key: str) -> AlertFacts:
         at = parse_iso(alert["last_event_at"])
         tz = household["timezone"]
         day = days = None
@@ -324,88 +306,5 @@ class AlertWorker:
             alert_id=alert["id"], kind=alert["kind"], household=alert["household"], address=household["address"] or "",
             unit=household["unit"] or "", at_local=at.astimezone(ZoneInfo(tz)), day=day, days=days,
             count=alert["count"], detail=alert["detail"] or "", step=page.step, round=page.round,
-            snapshot_url=f"{ack_url}/snapshot" if alert["snapshot"] else None, ack_url=ack_url,
+            snapshot_url=f"{ack_url}/snapshot" if alert["snapshot"] else None, ack_url=ack_url, notification_id=key,
         )
-
-    # -- delivery ---------------------------------------------------------------------------------
-
-    def _dispatch(self, now: datetime) -> None:
-        due = self.conn.execute(
-            "SELECT id, urls, url_index, attempts, title, body FROM notifications "
-            "WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT 200", (iso(now),),
-        ).fetchall()
-        for row in due:
-            urls = json.loads(row["urls"])
-            url = urls[row["url_index"] % len(urls)]
-            wait = self.limiter.take(url)
-            with self.conn:
-                if wait > 0:  # the service's budget is spent: try again when a token is back, without blocking
-                    self.conn.execute("UPDATE notifications SET next_attempt_at = ? WHERE id = ?",
-                                      (iso(now + timedelta(seconds=wait)), row["id"]))
-                    continue
-                self.conn.execute("UPDATE notifications SET state = 'sending', attempts = attempts + 1 WHERE id = ?",
-                                  (row["id"],))
-            self._submit(row["id"], url, row["attempts"] + 1, row["title"], row["body"], now)
-
-    def _submit(self, notification_id: int, url: str, attempt: int, title: str, body: str, now: datetime) -> None:
-        def run() -> None:
-            result = self.sender(url, title, body)
-            self._done.put(_Done(notification_id, url, attempt, now, result))
-            self._wake.set()
-
-        future = self.pool.submit(run)
-        with self._flight_lock:
-            self._in_flight.add(future)
-        future.add_done_callback(self._landed)
-
-    def _landed(self, future: Future) -> None:
-        with self._flight_lock:
-            self._in_flight.discard(future)
-
-    def _collect(self) -> None:
-        while True:
-            try:
-                done = self._done.get_nowait()
-            except queue.Empty:
-                return
-            self._record(done)
-
-    def _record(self, done: _Done) -> None:
-        now = self.clock.now()
-        result = done.result
-        row = self.conn.execute("SELECT alert_id, urls, url_index, attempts, state FROM notifications WHERE id = ?",
-                                (done.notification_id,)).fetchone()
-        with self.conn:
-            self.conn.execute(
-                "INSERT INTO delivery_attempts (notification_id, url, attempt, at, ok, status, error, elapsed_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (done.notification_id, notify.redact(done.url), done.attempt, iso(done.started), int(result.ok),
-                 result.status, result.error, result.elapsed_ms),
-            )
-            if result.ok:
-                self.counters["sent"] += 1
-                self.conn.execute("UPDATE notifications SET state = 'sent', sent_at = ?, last_error = NULL "
-                                  "WHERE id = ?", (iso(now), done.notification_id))
-                self.conn.execute("UPDATE alerts SET state = 'notified', notified_at = coalesce(notified_at, ?) "
-                                  "WHERE id = ? AND state = 'open'", (iso(now), row["alert_id"]))
-                log.info("notification sent id=%d alert=%d attempt=%d ms=%.0f", done.notification_id,
-                         row["alert_id"], done.attempt, result.elapsed_ms)
-                return
-            self.counters["failed_attempts"] += 1
-            log.warning("notification attempt failed id=%d alert=%d attempt=%d url=%s error=%s",
-                        done.notification_id, row["alert_id"], done.attempt, notify.redact(done.url), result.error)
-            live = self.conn.execute("SELECT acknowledged_at IS NULL AND resolved_at IS NULL FROM alerts WHERE id = ?",
-                                     (row["alert_id"],)).fetchone()[0]
-            if row["state"] != "sending" or not live:  # acknowledged meanwhile: stop trying
-                self.conn.execute("UPDATE notifications SET state = 'cancelled', last_error = ? WHERE id = ? "
-                                  "AND state = 'sending'", (result.error, done.notification_id))
-                return
-            nxt = notify.after_failure(url_index=row["url_index"], url_count=len(json.loads(row["urls"])),
-                                       attempts=row["attempts"], now=now)
-            if nxt.at is None:
-                self.conn.execute("UPDATE notifications SET state = 'failed', last_error = ? WHERE id = ?",
-                                  (result.error, done.notification_id))
-            else:
-                self.conn.execute("UPDATE notifications SET state = 'pending', url_index = ?, next_attempt_at = ?, "
-                                  "last_error = ? WHERE id = ?",
-                                  (nxt.url_index, iso(nxt.at), result.error, done.notification_id))

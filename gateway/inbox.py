@@ -2,6 +2,8 @@
 
 Staff in the demo, the tests and the benchmark get `json://127.0.0.1:PORT/inbox/<staff>` as their
 contact URL; GET / lists the delivered messages, newest first, GET /messages.json returns them.
+`delay_s` makes it a slow service (it takes the message, then answers late); `unique()` is what an
+idempotent receiver keeps: one message per idempotency key (docs/alerts.md, "At least once").
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -30,6 +32,12 @@ class Delivered:
     path: str
     payload: dict[str, Any]
     arrived: float  # time.perf_counter() on arrival, for the benchmark
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The sender's idempotency key: the header, else the payload field ('' when there is none)."""
+        return self.headers.get("idempotency-key") or str(self.payload.get("notification_id", ""))
 
     @property
     def recipient(self) -> str:
@@ -45,9 +53,11 @@ class Delivered:
 
 
 class LocalInbox:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, fail_paths: set[str] | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, fail_paths: set[str] | None = None,
+                 delay_s: float = 0.0) -> None:
         self.messages: list[Delivered] = []
         self.fail_paths = fail_paths or set()  # answer 500 here: a phone service that is down
+        self.delay_s = delay_s
         self._lock = threading.Lock()
         inbox = self
 
@@ -64,8 +74,11 @@ class LocalInbox:
                     payload = json.loads(raw or b"{}")
                 except ValueError:
                     payload = {"raw": raw.decode("utf-8", "replace")}
+                headers = {k.lower(): v for k, v in self.headers.items()}
                 with inbox._lock:
-                    inbox.messages.append(Delivered(self.path, payload, arrived))
+                    inbox.messages.append(Delivered(self.path, payload, arrived, headers))
+                if inbox.delay_s:
+                    time.sleep(inbox.delay_s)  # taken, answered late: the sender cannot know it arrived
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -117,6 +130,17 @@ class LocalInbox:
     def received(self, recipient: str | None = None) -> list[Delivered]:
         with self._lock:
             return [m for m in self.messages if recipient is None or m.recipient == recipient]
+
+    def unique(self, recipient: str | None = None) -> list[Delivered]:
+        """What an idempotent receiver keeps: the first message per idempotency key (keyless ones all count)."""
+        seen: set[str] = set()
+        kept = []
+        for message in self.received(recipient):
+            if message.key and message.key in seen:
+                continue
+            seen.add(message.key)
+            kept.append(message)
+        return kept
 
     def __enter__(self) -> "LocalInbox":
         return self.start()

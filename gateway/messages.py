@@ -21,11 +21,11 @@ LABELS = {
     "zh": {"household": "住户", "when": "时间", "day": "隔离第 {day} 天（共 {days} 天）", "count": "本告警已累计 {count} 次",
            "detail": "详情", "snapshot": "现场照片", "ack": "处理（打开后点“我来处理”，无需登录）",
            "step": "升级第 {step} 步",
-           "renotify": "再次提醒（第 {round} 次）"},
+           "renotify": "再次提醒（第 {round} 次）", "id": "通知编号"},
     "en": {"household": "Household", "when": "When", "day": "Isolation day {day} of {days}", "count": "Occurrences so far: {count}",
            "detail": "Detail", "snapshot": "Snapshot", "ack": "Handle it (open, then tap \"I'm handling it\"; no login)",
            "step": "Escalation step {step}",
-           "renotify": "Reminder {round}"},
+           "renotify": "Reminder {round}", "id": "Notification id"},
 }
 
 
@@ -45,6 +45,7 @@ class AlertFacts:
     round: int
     snapshot_url: str | None
     ack_url: str
+    notification_id: str = ""  # the idempotency key: the same in every copy of this page
 
 
 def render(facts: AlertFacts, language: str) -> tuple[str, str]:
@@ -67,4 +68,6 @@ def render(facts: AlertFacts, language: str) -> tuple[str, str]:
     if facts.snapshot_url:
         lines.append(f"{label['snapshot']}: {facts.snapshot_url}")
     lines.append(f"{label['ack']}: {facts.ack_url}")
+    if facts.notification_id:
+        lines.append(f"{label['id']}: {facts.notification_id}")
     return title, "\n".join(lines)

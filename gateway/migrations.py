@@ -315,6 +315,24 @@ def _014_staff_phone(db: Database) -> None:
     db.execute("ALTER TABLE staff ADD COLUMN phone TEXT NOT NULL DEFAULT ''")
 
 
+def _011_delivery_until_delivered(db: Database) -> None:
+    """Issue 14: a page carries an idempotency key (the same in every copy), is retried while its alert is
+    live, and is reported once when it has not got through for a while; a send cut off by a stop is
+    resumed knowing when it began."""
+    db["notifications"].add_column("delivery_key", str)
+    db["notifications"].add_column("sending_since", str)
+    db["notifications"].add_column("undelivered_at", str)
+    db.execute("UPDATE notifications SET delivery_key = 'isowatch-' || lower(hex(randomblob(16)))")
+    # Pages given up on before this rule, while their alert is still live and nobody paged the person again.
+    db.execute("UPDATE notifications SET state = 'pending', next_attempt_at = created_at WHERE state = 'failed' "
+               "AND alert_id IN (SELECT id FROM alerts WHERE acknowledged_at IS NULL AND resolved_at IS NULL) "
+               "AND NOT EXISTS (SELECT 1 FROM notifications newer WHERE newer.alert_id = notifications.alert_id "
+               "AND newer.staff = notifications.staff AND newer.id > notifications.id)")
+    # Pages still to deliver, for the overdue check and the board.
+    db.execute("CREATE INDEX notifications_open ON notifications (created_at) "
+               "WHERE state IN ('pending', 'sending', 'undeliverable')")
+
+
 MIGRATIONS: list[Migration] = [
     _001_ingest,
     _002_registry_alerts,
@@ -326,6 +344,7 @@ MIGRATIONS: list[Migration] = [
     _008_drop_unread_seq_indexes,
     _009_gateway_time,
     _010_pending_snapshots,
+    _011_delivery_until_delivered,
     _012_bound_isolation_periods,
     _014_staff_phone,  # the lead renumbers on merge
 ]

@@ -1,5 +1,9 @@
 """Delivery through Apprise: one attempt to one URL, per-service rate limits, retry and fallback decisions.
 
+Every attempt carries the page's idempotency key: in the text for every service, and for the generic
+HTTP plugins (json://, form://, xml://) also as an `Idempotency-Key` header and a `notification_id`
+field, so a receiver can keep one copy however often we had to try (docs/alerts.md, "At least once").
+
 Apprise pauses between consecutive sends through one plugin instance (`request_rate_per_sec`, 5.5 s
 by default for many services). We build a fresh Apprise object for every attempt, so that pause never
 applies and the first alert never waits behind an earlier one; our own token bucket per service
@@ -14,7 +18,8 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from typing import Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import apprise
 
@@ -32,7 +37,10 @@ SERVICE_LIMITS: dict[str, tuple[float, float]] = {
     "ntfys": (30, 60),
 }
 DEFAULT_LIMIT = (30, 120)
-MAX_ROUNDS = 5  # all of a person's URLs failed this many times in a row: give up, the next step still pages
+# Apprise's generic HTTP plugins take extra headers (`+Name=value`) and payload fields (`:name=value`) as URL
+# arguments; the service-specific plugins build their own requests, so for those the key is in the text only.
+KEYED_SCHEMES = {"json", "jsons", "form", "forms", "xml", "xmls"}
+Outcome = Literal["sent", "failed", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,12 @@ class DeliveryResult:
     status: str
     error: str
     elapsed_ms: float
+    # "unknown": the request went out and no answer came (timed out): it may have been delivered.
+    outcome: Outcome = "failed"
+
+    @property
+    def unknown(self) -> bool:
+        return self.outcome == "unknown"
 
 
 def service_key(url: str) -> str:
@@ -96,39 +110,88 @@ class RateLimiter:
 
 def warm_up() -> None:
     """Load Apprise's plugins now: the first `add()` in a process scans them (0.4 s here), and that must
-    not happen in front of the first alert after a gateway start."""
+    not happen in front of the first alert after a gateway start.
+
+    Apprise's own warnings stop at its logger: each one comes back in the attempt's result and goes into
+    our attempt log line and `delivery_attempts.error`, so an outage does not log twice per attempt."""
+    logging.getLogger("apprise").propagate = False
     apprise.Apprise().add("json://localhost/")
 
 
-def send(url: str, title: str, body: str, *, timeout_s: float = 10.0) -> DeliveryResult:
+def _reasons(result: object) -> str:
+    logs = getattr(result, "logs", None)
+    messages = [entry.message for entry in logs()] if callable(logs) else []
+    return "; ".join(dict.fromkeys(str(m) for m in messages))[:300]
+
+
+def attempt_url(url: str, key: str, timeout_s: float) -> str:
+    """The URL for one attempt: the idempotency key where the plugin can carry it, and our read timeout
+    (Apprise's default is 4 s, shorter than many a gateway takes) unless the URL sets its own `rto=`."""
+    parts = urlsplit(url)
+    args = parse_qsl(parts.query, keep_blank_values=True)
+    names = {name for name, _ in args}
+    if "rto" not in names:
+        args.append(("rto", f"{timeout_s:g}"))
+    if parts.scheme.lower() in KEYED_SCHEMES and key:
+        args += [("+Idempotency-Key", key), (":notification_id", key)]
+    return urlunsplit(parts._replace(query=urlencode(args, safe="+:")))
+
+
+def read_timeout(url: str, default: float) -> float:
+    for name, value in parse_qsl(urlsplit(url).query):
+        if name == "rto":
+            try:
+                return float(value)
+            except ValueError:
+                break
+    return default
+
+
+def send(url: str, title: str, body: str, *, key: str = "", timeout_s: float = 30.0) -> DeliveryResult:
     """One attempt through Apprise to one URL. Runs in a pool thread; never raises on delivery failure."""
     started = time.perf_counter()
     sender = apprise.Apprise()
-    if not sender.add(url):
+    if not sender.add(attempt_url(url, key, timeout_s)):
         return DeliveryResult(False, "invalid_url", f"Apprise does not accept {redact(url)}", 0.0)
+    rto = read_timeout(url, timeout_s)
     try:
-        result = sender.notify(body=body, title=title, timeout=timeout_s)
+        # The outer limit only catches a plugin that ignores its socket timeouts; Apprise then stops
+        # waiting but its thread may still deliver, so that too is an unknown outcome.
+        result = sender.notify(body=body, title=title, timeout=rto + 30.0)
     except Exception as exc:  # a plugin bug must cost one attempt, not the worker
         return DeliveryResult(False, "exception", f"{type(exc).__name__}: {exc}"[:300],
                               (time.perf_counter() - started) * 1000)
     elapsed = (time.perf_counter() - started) * 1000
-    status = getattr(getattr(result, "status", None), "name", "SUCCESS" if result else "FAILURE")
-    return DeliveryResult(bool(result), status.lower(), "" if result else f"apprise status {status}", elapsed)
+    status = getattr(getattr(result, "status", None), "name", "SUCCESS" if result else "FAILURE").lower()
+    if result:
+        return DeliveryResult(True, status, "", elapsed, "sent")
+    # Apprise reports a refused connection and an unanswered request alike (FAILURE): only the time tells
+    # them apart. A failure that lasted the whole read timeout was sent and never answered.
+    why = _reasons(result)
+    if status == "timeout" or elapsed >= rto * 1000 * 0.95:
+        return DeliveryResult(False, "unknown", f"no answer within {rto:g} s: {why or status}", elapsed, "unknown")
+    return DeliveryResult(False, status, f"apprise status {status}: {why}" if why else f"apprise status {status}",
+                          elapsed, "failed")
 
 
 @dataclass(frozen=True)
 class NextTry:
-    """After a failed attempt: which URL, and when (None: give up)."""
+    """After a failed attempt: which URL, and when."""
 
     url_index: int
-    at: datetime | None
+    at: datetime
 
 
-def after_failure(*, url_index: int, url_count: int, attempts: int, now: datetime) -> NextTry:
-    """Fall back to the person's next URL at once; after the last, back off and start over from the first."""
+def after_failure(*, url_index: int, url_count: int, attempts: int, now: datetime, first_s: float = 5.0,
+                  max_s: float = 180.0, unknown: bool = False, hold_s: float = 60.0) -> NextTry:
+    """Fall back to the person's next URL at once; after the last, back off (doubling up to `max_s`) and start
+    over from the first. Never gives up: the caller stops when the alert no longer needs the page. An attempt
+    that may have arrived (`unknown`) is not followed by another within `hold_s`, whichever URL is next."""
     if url_index + 1 < url_count:
-        return NextTry(url_index + 1, now)
-    rounds = attempts // max(url_count, 1)
-    if rounds >= MAX_ROUNDS:
-        return NextTry(0, None)
-    return NextTry(0, now + timedelta(seconds=min(300.0, 5.0 * 2 ** (rounds - 1))))
+        nxt = NextTry(url_index + 1, now)
+    else:
+        rounds = max(1, attempts // max(url_count, 1))
+        nxt = NextTry(0, now + timedelta(seconds=min(max_s, first_s * 2 ** min(rounds - 1, 30))))
+    if unknown and nxt.at < now + timedelta(seconds=hold_s):
+        return NextTry(nxt.url_index, now + timedelta(seconds=hold_s))
+    return nxt

@@ -105,6 +105,18 @@ class Rules(_Model):
         return min([self.fever_celsius, *self.fever_by_method.values()])
 
 
+class Delivery(_Model):
+    """How a page is delivered: retried while its alert is live, said loudly when it does not get through."""
+
+    backoff_first_s: float = Field(5, gt=0, le=600, description="Wait after the first round of failed attempts")
+    backoff_max_s: float = Field(180, gt=0, le=3600, description="Backoff doubles up to this cap, then stays")
+    undelivered_after_s: float = Field(120, gt=0, le=24 * 3600,
+                                       description="A page not delivered this long is reported (ERROR, audit, board)")
+    timeout_s: float = Field(30, gt=0, le=300, description="Read timeout of one attempt, unless its URL sets rto=")
+    unknown_hold_s: float = Field(60, ge=0, le=3600,
+                                  description="After an attempt with no answer: wait this long before resending")
+
+
 class Policy(_Model):
     timezone: str = Field("Asia/Shanghai", description="Sites' default timezone (isolation days, expected times)")
     isolation_days: int = Field(14, ge=1, le=60)
@@ -113,6 +125,7 @@ class Policy(_Model):
     renotify: Renotify = Renotify()
     snapshots: Snapshots = Snapshots()
     rules: Rules = Rules()
+    delivery: Delivery = Delivery()
     kinds: dict[AlertKind, KindPolicy]
 
     @model_validator(mode="after")

@@ -46,19 +46,25 @@ def test_restart_before_the_deadline_escalates_once_on_time_with_a_manual_clock(
     world.close()
 
 
-def test_a_send_cut_off_by_a_crash_is_sent_again_after_restart(tmp_path, inbox):
-    """At least once: a page that may not have reached the phone is retried rather than lost."""
+def test_a_send_cut_off_by_a_crash_is_sent_again_after_restart_with_the_same_id(tmp_path, inbox):
+    """At least once: a page that may not have reached the phone is retried rather than lost, after the hold for
+    unanswered sends, and with the same notification id so an idempotent receiver keeps one copy."""
     world = World(tmp_path, inbox)
     world.door()
-    world.worker.run_once()  # creates the page; do not let the send finish before "crashing"
+    world.worker.run_once()  # creates the page and sends it; do not let the outcome be recorded before "crashing"
     world.worker.pool.shutdown(wait=True)
-    with world.conn:
-        world.conn.execute("UPDATE notifications SET state = 'sending'")  # as if killed mid-send
+    assert world.rows("SELECT state FROM notifications")[0][0] == "sending"  # as if killed mid-send
     world.worker.conn.close()
-    inbox.messages.clear()
     world.worker = world.new_worker()
     world.worker.settle()
-    assert world.recipients() == ["chen-social"]
+    assert world.recipients() == ["chen-social"]  # the first copy only, for now
+    assert [r[0] for r in world.rows("SELECT status FROM delivery_attempts")] == ["unknown"]
+    world.clock.advance(world.policy.delivery.unknown_hold_s)
+    world.worker.settle()
+    assert world.recipients() == ["chen-social", "chen-social"]
+    first, again = inbox.received()
+    assert first.key and first.key == again.key
+    assert len(inbox.unique()) == 1
     assert world.rows("SELECT state FROM notifications")[0][0] == "sent"
     world.close()
 

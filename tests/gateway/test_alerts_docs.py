@@ -7,7 +7,7 @@ import re
 import pytest
 
 from gateway.alerts import OUTCOMES
-from gateway.policy import AlertKind, Policy, Renotify, Rules, Snapshots
+from gateway.policy import AlertKind, Delivery, Policy, Renotify, Rules, Snapshots
 from tests.conftest import REPO_ROOT
 
 DOC = (REPO_ROOT / "docs" / "alerts.md").read_text()
@@ -18,11 +18,11 @@ def test_every_alert_kind_is_documented(kind):
     assert f"`{kind.value}`" in DOC
 
 
-@pytest.mark.parametrize("key", [*(f"`{k}`" for k in Policy.model_fields
-                                   if k not in ("rules", "renotify", "kinds", "snapshots")),
-                                 *(f"`rules.{k}`" for k in Rules.model_fields),
-                                 *(f"`snapshots.{k}`" for k in Snapshots.model_fields),
-                                 *(f"`renotify.{k}`" for k in Renotify.model_fields)])
+SECTIONS = {"rules": Rules, "renotify": Renotify, "delivery": Delivery, "snapshots": Snapshots}
+
+
+@pytest.mark.parametrize("key", [*(f"`{k}`" for k in Policy.model_fields if k not in (*SECTIONS, "kinds")),
+                                 *(f"`{name}.{k}`" for name, model in SECTIONS.items() for k in model.model_fields)])
 def test_every_policy_key_is_documented(key):
     assert key in DOC
 

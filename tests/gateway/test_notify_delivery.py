@@ -1,17 +1,27 @@
-"""Delivery: every attempt recorded, fallback to the next URL, backoff, rate limits that never delay the first page."""
+"""Delivery: every attempt recorded, fallback to the next URL, backoff, rate limits that never delay the first page,
+retries until the alert no longer needs the page, outages said loudly, one id per page in every copy."""
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from fastapi.testclient import TestClient
 
+from dashboard import accounts
+from dashboard.app import create_app
+from gateway import alerts
 from gateway.inbox import LocalInbox
-from gateway.notify import MAX_ROUNDS, RateLimiter, TokenBucket, after_failure, redact, send, service_key
-from gateway.registry import StaffIn
+from gateway.notify import RateLimiter, TokenBucket, after_failure, redact, send, service_key
+from gateway.policy import load_policy
+from gateway.registry import StaffIn, parse_iso
+from isowatch.broker import free_port
 from isowatch.clock import ManualClock
 from tests.fixtures.world import World
+from tests.support import wait_until
 
 
 @pytest.fixture
@@ -44,7 +54,7 @@ def test_failed_url_falls_back_to_the_next_and_every_attempt_is_recorded(world, 
     assert tuple(note) == ("sent", 1, 2)
 
 
-def test_all_urls_failing_back_off_then_retry_and_give_up_after_the_cap(world, inbox):
+def test_all_urls_failing_back_off_up_to_the_cap_and_never_give_up_while_the_alert_is_live(world, inbox):
     give_social_worker(world, [f"json://127.0.0.1:{inbox.port}/inbox/down"])
     world.door()
     world.worker.settle()
@@ -53,14 +63,70 @@ def test_all_urls_failing_back_off_then_retry_and_give_up_after_the_cap(world, i
     assert note["next_attempt_at"] > world.rows("SELECT created_at FROM notifications")[0][0]
     world.worker.settle()
     assert world.rows("SELECT attempts FROM notifications")[0][0] == 1  # waits out the backoff
-    for _ in range(MAX_ROUNDS + 2):
-        world.clock.advance(301)
+    cap = world.policy.delivery.backoff_max_s
+    for _ in range(12):  # 36 minutes of outage, far past the five rounds that used to end in 'failed'
+        world.clock.advance(cap + 1)
         world.worker.settle()
-    (note,) = world.rows("SELECT state, attempts FROM notifications WHERE step = 1")
-    assert tuple(note) == ("failed", MAX_ROUNDS)
-    assert world.rows("SELECT count(*) FROM delivery_attempts WHERE ok = 0")[0][0] >= MAX_ROUNDS
+        (note,) = world.rows("SELECT state, next_attempt_at FROM notifications WHERE step = 1")
+        assert note["state"] == "pending"
+        assert parse_iso(note["next_attempt_at"]) <= world.clock.now() + timedelta(seconds=cap)
+    assert world.rows("SELECT attempts FROM notifications WHERE step = 1")[0][0] >= 12
     # The escalation does not depend on delivery: the leader was paged after five minutes.
     assert "wang-leader" in world.recipients()
+    # Acknowledged: the retries stop.
+    with world.conn:
+        alerts.acknowledge(world.conn, 1, "wang-leader", world.clock.now(), via="test")
+    world.clock.advance(cap + 1)
+    world.worker.settle()
+    assert world.rows("SELECT state FROM notifications WHERE step = 1")[0][0] == "cancelled"
+
+
+def test_an_undelivered_page_is_said_once_loudly_and_the_escalation_moves_on_on_time(world, inbox, caplog):
+    """Issue 14: a page failing for minutes used to end as 'failed' with a WARNING per attempt and nothing else."""
+    give_social_worker(world, [f"json://127.0.0.1:{inbox.port}/inbox/down"])
+    with world.conn:
+        for username, role, staff, language in (("wang", "leader", "wang-leader", "en"),
+                                                ("chen", "social", "chen-social", "zh")):
+            accounts.create_user(world.conn, accounts.UserCreate(
+                username=username, display_name=username, role=role, language=language, password="pw-" * 4,
+                staff=staff), by="test", now=world.clock.now())
+    caplog.set_level(logging.INFO, logger="gateway")
+    world.door()
+    world.worker.settle()
+    (alert_id, deadline), = world.rows("SELECT id, next_step_at FROM alerts")
+    undelivered_after = world.policy.delivery.undelivered_after_s
+    while world.clock.now() < parse_iso(deadline):
+        world.clock.advance(10)
+        world.worker.settle()
+        reported = world.rows("SELECT count(*) FROM audit_log WHERE action = 'alert.page_undelivered'")[0][0]
+        waited = (world.clock.now() - parse_iso(world.rows("SELECT created_at FROM notifications")[0][0]))
+        assert reported == (1 if waited.total_seconds() >= undelivered_after else 0)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "page not delivered" in errors[0].getMessage()
+    assert "staff=chen-social" in errors[0].getMessage()
+    (audit,) = world.rows("SELECT object, detail FROM audit_log WHERE action = 'alert.page_undelivered'")
+    assert audit["object"] == f"alert:{alert_id}" and json.loads(audit["detail"])["staff"] == "chen-social"
+    # The next step went out at its deadline, to a leader whose URL works.
+    (leader,) = world.rows("SELECT created_at, state FROM notifications WHERE staff = 'wang-leader'")
+    assert parse_iso(leader["created_at"]) == parse_iso(deadline) and leader["state"] == "sent"
+    # The board and the alert page show it, in both languages.
+    client = TestClient(create_app(world.db_path, clock=world.clock))
+    assert client.post("/api/v1/session", json={"username": "wang", "password": "pw-" * 4}).status_code == 200
+    (shown,) = [a for a in client.get("/api/v1/alerts").json() if a["id"] == alert_id]
+    assert {n["staff"]: n["undelivered"] for n in shown["notified"]} == {"chen-social": True, "wang-leader": False}
+    assert "Page not delivered" in client.get("/").text
+    client = TestClient(create_app(world.db_path, clock=world.clock))
+    assert client.post("/api/v1/session", json={"username": "chen", "password": "pw-" * 4}).status_code == 200
+    assert "通知未送达" in client.get(f"/alerts/{alert_id}").text
+    # The provider comes back: the page gets through, once, and the board mark goes away.
+    inbox.fail_paths.clear()
+    world.clock.advance(world.policy.delivery.backoff_max_s)
+    world.worker.settle()
+    assert len(inbox.received("down")) == 1
+    assert world.rows("SELECT count(*) FROM audit_log WHERE action = 'alert.page_delivered_late'")[0][0] == 1
+    (shown,) = [a for a in client.get("/api/v1/alerts").json() if a["id"] == alert_id]
+    assert not any(n["undelivered"] for n in shown["notified"])
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
 
 
 def test_staff_without_contact_urls_are_recorded_as_undeliverable(world, inbox):
@@ -68,6 +134,8 @@ def test_staff_without_contact_urls_are_recorded_as_undeliverable(world, inbox):
     world.door()
     world.worker.settle()
     assert world.rows("SELECT state FROM notifications")[0][0] == "undeliverable"
+    # Nobody can be reached: said at once, not after the delivery timeout.
+    assert world.rows("SELECT count(*) FROM audit_log WHERE action = 'alert.page_undelivered'")[0][0] == 1
 
 
 def test_group_bot_rate_limit_reschedules_without_blocking_and_the_first_page_goes_at_once(tmp_path, inbox):
@@ -114,7 +182,48 @@ def test_backoff_and_fallback_decisions():
     again = after_failure(url_index=1, url_count=2, attempts=2, now=now)
     assert again.url_index == 0 and again.at == now + timedelta(seconds=5)
     assert after_failure(url_index=0, url_count=1, attempts=3, now=now).at == now + timedelta(seconds=20)
-    assert after_failure(url_index=0, url_count=1, attempts=MAX_ROUNDS, now=now).at is None
+    assert after_failure(url_index=0, url_count=1, attempts=500, now=now, max_s=180).at == now + timedelta(seconds=180)
+    # No answer: it may have arrived, so not even the next URL gets it before the hold is over.
+    held = after_failure(url_index=0, url_count=2, attempts=1, now=now, unknown=True, hold_s=60)
+    assert held.url_index == 1 and held.at == now + timedelta(seconds=60)
+
+
+def test_every_copy_of_a_page_carries_its_id_and_an_unanswered_request_is_unknown_not_failed():
+    with LocalInbox(delay_s=3.0) as slow:
+        result = send(slow.url("chen"), "title", "body", key="isowatch-k1", timeout_s=1.0)
+        assert (result.ok, result.outcome) == (False, "unknown")
+        (taken,) = slow.received()  # it did arrive
+        assert taken.headers["idempotency-key"] == "isowatch-k1" and taken.payload["notification_id"] == "isowatch-k1"
+    with LocalInbox(delay_s=1.5) as patient:
+        assert send(patient.url("chen"), "t", "b", key="isowatch-k2", timeout_s=5.0).ok
+        assert send(patient.url("chen") + "?rto=0.5", "t", "b", key="isowatch-k3", timeout_s=5.0).unknown
+    refused = send(f"json://127.0.0.1:{free_port()}/inbox/x", "t", "b", key="k", timeout_s=5.0)
+    assert refused.outcome == "failed"
+
+
+def test_a_timed_out_page_is_not_resent_within_the_hold_and_the_copies_share_one_id(tmp_path):
+    policy = load_policy().model_copy(update={"delivery": load_policy().delivery.model_copy(update={"timeout_s": 1.0})})
+    with LocalInbox(delay_s=2.0) as slow:
+        world = World(tmp_path, slow, policy=policy)
+        try:
+            world.door()
+            world.worker.settle()
+            assert len(slow.received()) == 1
+            (attempt,) = world.rows("SELECT status FROM delivery_attempts")
+            assert attempt[0] == "unknown"
+            world.clock.advance(policy.delivery.unknown_hold_s - 1)
+            world.worker.settle()
+            assert len(slow.received()) == 1  # not resent blindly: the first copy may be on the phone
+            slow.delay_s = 0.0
+            world.clock.advance(1)
+            world.worker.settle()
+            copies = slow.received()
+            assert len(copies) == 2 and copies[0].key == copies[1].key != ""
+            assert f"通知编号: {copies[0].key}" in copies[1].body
+            assert len(slow.unique()) == 1
+            assert world.rows("SELECT state FROM notifications")[0][0] == "sent"
+        finally:
+            world.close()
 
 
 def test_send_through_apprise_reports_outcomes_and_urls_are_redacted(inbox):
@@ -133,3 +242,54 @@ def test_token_bucket_starts_full():
     bucket = TokenBucket(1, 60, ManualClock())
     assert bucket.take() == 0
     assert bucket.take() == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_a_hanging_service_holds_only_part_of_the_pool_so_other_pages_go_at_once(tmp_path, inbox):
+    """Attempts now wait 30 s for an answer: a service that never answers must not take every thread."""
+    policy = load_policy().model_copy(update={"delivery": load_policy().delivery.model_copy(update={"timeout_s": 20})})
+    with LocalInbox(delay_s=25.0) as hung:
+        world = World(tmp_path, inbox, policy=policy, pool_size=2)
+        try:
+            give_social_worker(world, [hung.url("chen-social")])
+            world.door()
+            world.tamper()
+            world.worker.run_once()
+            wait_until(lambda: hung.received(), timeout=10, what="the first page at the hanging service")
+            world.temperature(38.6)  # fever: the medical worker, whose service answers
+            deadline = time.monotonic() + 10
+            while not inbox.received("li-medical") and time.monotonic() < deadline:
+                world.worker.run_once()
+                time.sleep(0.05)
+            assert [m.recipient for m in inbox.received()] == ["li-medical"]
+            assert len(hung.received()) == 1  # the second page to the hanging service waits its turn
+        finally:
+            world.close()
+
+
+def test_upgrading_resumes_pages_given_up_on_while_their_alert_is_live(tmp_path, inbox):
+    """Migration 011: a page left 'failed' by the five-round rule is tried again if it still matters."""
+    import sqlite_utils
+
+    from gateway.migrations import MIGRATIONS, migrate
+
+    world = World(tmp_path, inbox)
+    world.door()
+    world.door(household="hh-7-101")
+    world.worker.settle()
+    world.worker.stop()
+    with world.conn:  # back to the schema before 011, with what the old rule left behind
+        world.conn.execute("DROP INDEX notifications_open")
+        for column in ("delivery_key", "sending_since", "undelivered_at"):
+            world.conn.execute(f"ALTER TABLE notifications DROP COLUMN {column}")
+        world.conn.execute("DELETE FROM schema_migrations WHERE version = ?", (len(MIGRATIONS),))
+        world.conn.execute("UPDATE notifications SET state = 'failed', sent_at = NULL")
+        alerts.acknowledge(world.conn, 2, "zheng-social", world.clock.now(), via="test")
+    migrate(sqlite_utils.Database(world.conn))
+    states = {r["alert_id"]: (r["state"], bool(r["delivery_key"])) for r in
+              world.rows("SELECT alert_id, state, delivery_key FROM notifications")}
+    assert states == {1: ("pending", True), 2: ("failed", True)}
+    world.worker = world.new_worker()
+    world.worker.settle()
+    assert world.rows("SELECT state FROM notifications WHERE alert_id = 1")[0][0] == "sent"
+    world.close()
