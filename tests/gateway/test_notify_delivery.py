@@ -88,7 +88,7 @@ def test_an_undelivered_page_is_said_once_loudly_and_the_escalation_moves_on_on_
         for username, role, staff, language in (("wang", "leader", "wang-leader", "en"),
                                                 ("chen", "social", "chen-social", "zh")):
             accounts.create_user(world.conn, accounts.UserCreate(
-                username=username, display_name=username, role=role, language=language, password="pw-" * 4,
+                username=username, display_name=username, role=role, language=language, password="night-shift-7Q2",
                 staff=staff), by="test", now=world.clock.now())
     caplog.set_level(logging.INFO, logger="gateway")
     world.door()
@@ -111,12 +111,12 @@ def test_an_undelivered_page_is_said_once_loudly_and_the_escalation_moves_on_on_
     assert parse_iso(leader["created_at"]) == parse_iso(deadline) and leader["state"] == "sent"
     # The board and the alert page show it, in both languages.
     client = TestClient(create_app(world.db_path, clock=world.clock))
-    assert client.post("/api/v1/session", json={"username": "wang", "password": "pw-" * 4}).status_code == 200
+    assert client.post("/api/v1/session", json={"username": "wang", "password": "night-shift-7Q2"}).status_code == 200
     (shown,) = [a for a in client.get("/api/v1/alerts").json() if a["id"] == alert_id]
     assert {n["staff"]: n["undelivered"] for n in shown["notified"]} == {"chen-social": True, "wang-leader": False}
     assert "Page not delivered" in client.get("/").text
     client = TestClient(create_app(world.db_path, clock=world.clock))
-    assert client.post("/api/v1/session", json={"username": "chen", "password": "pw-" * 4}).status_code == 200
+    assert client.post("/api/v1/session", json={"username": "chen", "password": "night-shift-7Q2"}).status_code == 200
     assert "通知未送达" in client.get(f"/alerts/{alert_id}").text
     # The provider comes back: the page gets through, once, and the board mark goes away.
     inbox.fail_paths.clear()
@@ -271,7 +271,7 @@ def test_upgrading_resumes_pages_given_up_on_while_their_alert_is_live(tmp_path,
     """Migration 011: a page left 'failed' by the five-round rule is tried again if it still matters."""
     import sqlite_utils
 
-    from gateway.migrations import MIGRATIONS, migrate
+    from gateway.migrations import MIGRATIONS, _011_delivery_until_delivered, migrate
 
     world = World(tmp_path, inbox)
     world.door()
@@ -282,7 +282,7 @@ def test_upgrading_resumes_pages_given_up_on_while_their_alert_is_live(tmp_path,
         world.conn.execute("DROP INDEX notifications_open")
         for column in ("delivery_key", "sending_since", "undelivered_at"):
             world.conn.execute(f"ALTER TABLE notifications DROP COLUMN {column}")
-        world.conn.execute("DELETE FROM schema_migrations WHERE version = ?", (len(MIGRATIONS),))
+        world.conn.execute("DELETE FROM schema_migrations WHERE version = ?", (MIGRATIONS.index(_011_delivery_until_delivered) + 1,))
         world.conn.execute("UPDATE notifications SET state = 'failed', sent_at = NULL")
         alerts.acknowledge(world.conn, 2, "zheng-social", world.clock.now(), via="test")
     migrate(sqlite_utils.Database(world.conn))
