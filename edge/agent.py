@@ -21,7 +21,7 @@ from edge.courier import Courier
 from edge.door_watch import DetectorEvent, DoorClosed, DoorOpened, DoorWatcher, FrameError, TamperEnded, TamperStarted
 from edge.outbox import Outbox
 from edge.snapshots import Snapshot
-from edge.uplink import DeviceIdentity, Stamper, Uplink
+from edge.uplink import STATUS_SEQ, DeviceIdentity, Stamper, Uplink
 from isowatch.clock import Clock, SystemClock
 from isowatch.contract import DeviceConfig, DeviceMessage, DoorEvent, Heartbeat, SnapshotMeta, TamperEvent
 
@@ -276,12 +276,17 @@ class EdgeAgent:
             frames = self.camera.frames if self.camera else 0
             fps = (frames - frames_before) / (now - t_before) if self.camera and now > t_before else None
             frames_before, t_before = frames, now
-            self.recorder.send(self.recorder.stamp(
+            beat = self.recorder.send(self.recorder.stamp(
                 Heartbeat, type="heartbeat", uptime_s=round(now - self.started, 1),
                 outbox_depth=self.outbox.depth(), outbox_dropped=self.outbox.dropped(),
                 fps=round(fps, 2) if fps is not None else None, cpu_temp_c=cpu_temperature(),
-                config_version=self.config_version,
+                config_version=self.config_version, flags=dict(self.outbox.flags),
             ))
+            if self.outbox.write_failing:
+                # The outbox could not keep it (full disk): its number stays a counted gap, and a copy
+                # outside the numbered stream (seq 0, like status) goes out live so the gateway learns now.
+                self.uplink.send(beat.model_copy(update={
+                    "seq": STATUS_SEQ, "outbox_dropped": self.outbox.dropped(), "flags": dict(self.outbox.flags)}))
             if stop.wait(self.heartbeat_s):
                 return
 
