@@ -39,10 +39,13 @@ class RateLimitedLog:
         return True
 
     def clear(self, message: str | None = None) -> int:
-        """Forget one message (or all), so its next occurrence logs in full; returns repeats held back."""
+        """Forget one message (or all), so its next occurrence logs in full; returns how many times it
+        (they) occurred since last logged in full, 0 when it had not occurred at all."""
         with self._lock:
             if message is None:
-                held = sum(h for _t, h in self._last.values())
+                occurred = sum(1 + h for _t, h in self._last.values())
                 self._last.clear()
-                return held
-            return self._last.pop(message, (0.0, 0))[1]
+                return occurred
+            if message not in self._last:
+                return 0
+            return 1 + self._last.pop(message)[1]
