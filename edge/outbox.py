@@ -76,7 +76,7 @@ class Outbox:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_rows = max_rows
         self.max_bytes = max_bytes
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # add_many holds it from numbering to commit, across _transaction
         self.flags: dict[str, int] = {}  # raised health flags with their counts, sent in the heartbeat
         self.mark = SeqMark(self.path.with_name(self.path.name + ".seq"))
         had_file = self.path.exists()
@@ -182,31 +182,32 @@ class Outbox:
         be built takes no number.
         """
         builders = list(builders)
-        with self._lock:
+        with self._lock:  # numbering and writing in one hold: rows leave in the order they were numbered
             first = self._next_seq
             made = [build(first + n) for n, build in enumerate(builders)]
             self._next_seq = first + len(made)
             if self._next_seq > self.mark.mark.lease:
                 self.mark.write(Mark(lease=self._next_seq + LEASE))
-        dropped_before = self._dropped
-        try:
-            with self._transaction():
-                for message in made:
-                    payload = encode(message)
-                    if not self._make_room(len(payload), PRIORITY[message.type]):
-                        continue  # numbered but dropped: the gap tells the gateway something was lost
-                    self._conn.execute(
-                        "INSERT INTO outbox (seq, kind, type, priority, payload, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                        (message.seq, KIND_OF_TYPE[message.type].value, message.type, PRIORITY[message.type],
-                         payload, time.time()),
-                    )
-                    self._rows += 1
-                    self._bytes += len(payload)
-                self._save_counters()
-        except sqlite3.Error as exc:
-            self._dropped = dropped_before
-            self._write_failed(exc, len(made), f"seq {first}-{self._next_seq - 1}")
-            return made
+            dropped_before = self._dropped
+            try:
+                with self._transaction():
+                    for message in made:
+                        payload = encode(message)
+                        if not self._make_room(len(payload), PRIORITY[message.type]):
+                            continue  # numbered but dropped: the gap tells the gateway something was lost
+                        self._conn.execute(
+                            "INSERT INTO outbox (seq, kind, type, priority, payload, created_at) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            (message.seq, KIND_OF_TYPE[message.type].value, message.type, PRIORITY[message.type],
+                             payload, time.time()),
+                        )
+                        self._rows += 1
+                        self._bytes += len(payload)
+                    self._save_counters()
+            except sqlite3.Error as exc:
+                self._dropped = dropped_before
+                self._write_failed(exc, len(made), f"seq {first}-{self._next_seq - 1}")
+                return made
         self._writable()
         self.on_add()
         return made
@@ -234,8 +235,8 @@ class Outbox:
         return digest
 
     def _save_counters(self) -> None:
-        self._conn.execute("UPDATE counters SET value = ? WHERE name = 'next_seq'", (self._next_seq,))
-        self._conn.execute("UPDATE counters SET value = ? WHERE name = 'dropped'", (self._dropped,))
+        self._conn.execute("UPDATE counters SET value = CASE name WHEN 'next_seq' THEN ? ELSE ? END "
+                           "WHERE name IN ('next_seq', 'dropped')", (self._next_seq, self._dropped))
 
     def _write_failed(self, exc: sqlite3.Error, lost: int, what: str) -> None:
         """A write that did not happen: its messages are dropped, counted, and the health flag goes up.

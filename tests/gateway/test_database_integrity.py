@@ -131,3 +131,21 @@ def test_repeated_errors_are_rate_limited(caplog):
         now[0] += 0.5
     limited.log(logging.ERROR, "WAL checkpoint failed (disk I/O error)")
     assert len(caplog.records) == 2 and "repeated 119 more times" in caplog.records[1].getMessage()
+
+
+def test_periodic_check_reports_a_page_damaged_while_running(tmp_path, caplog):
+    db = tmp_path / "gw.db"
+    crashed_gateway_database(db)
+    maintenance = integrity.Maintenance(db, tmp_path / "backups", keep=3)
+    assert maintenance.run_backup().ok and maintenance.run_check().ok
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    with db.open("r+b") as f:  # a page goes bad under a running gateway
+        f.seek(db.stat().st_size - 3 * 4096)
+        f.write(bytes(4096))
+    caplog.set_level(logging.INFO, "gateway.integrity")
+    assert not maintenance.run_check().ok
+    assert "integrity check FAILED" in caplog.text and "isowatch gateway restore" in caplog.text
+    assert not maintenance.run_backup().ok, "a damaged database gives no backup that passes for good"
+    assert len(integrity.backups(tmp_path / "backups")) == 1
