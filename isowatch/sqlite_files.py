@@ -17,6 +17,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 WAL_MAGIC = (0x377F0682, 0x377F0683)  # checksums in little-endian / big-endian words
 WAL_HEADER = 32
@@ -26,10 +27,9 @@ SHM_HEADER = 48  # one copy of the wal-index header; the -shm file starts with t
 
 def _checksum(data: bytes, big_endian: bool, s0: int = 0, s1: int = 0) -> tuple[int, int]:
     words = struct.unpack(f"{'>' if big_endian else '<'}{len(data) // 4}I", data)
-    mask = 0xFFFFFFFF
-    for i in range(0, len(words), 2):
-        s0 = (s0 + words[i] + s1) & mask
-        s1 = (s1 + words[i + 1] + s0) & mask
+    for even, odd in zip(words[0::2], words[1::2]):
+        s0 = (s0 + even + s1) & 0xFFFFFFFF
+        s1 = (s1 + odd + s0) & 0xFFFFFFFF
     return s0, s1
 
 
@@ -59,46 +59,53 @@ def check_wal(db_path: Path | str) -> WalReport:
     if not wal.exists():
         return report
     report.exists = True
-    data = wal.read_bytes()
-    if not data:
+    with wal.open("rb") as f:
+        return _check_wal_file(f, wal.stat().st_size, db_path, report)
+
+
+def _check_wal_file(f: BinaryIO, size: int, db_path: Path | str, report: WalReport) -> WalReport:
+    """Reads the log frame by frame (it may be hundreds of MB when checkpoints could not run)."""
+    if size == 0:
         return report
-    if len(data) < WAL_HEADER:
-        report.problem = f"the log is {len(data)} bytes, shorter than its 32-byte header"
+    if size < WAL_HEADER:
+        report.problem = f"the log is {size} bytes, shorter than its 32-byte header"
         return report
-    magic, version, page_size, _ckpt, salt1, salt2, c1, c2 = struct.unpack(">8I", data[:WAL_HEADER])
+    header = f.read(WAL_HEADER)
+    magic, version, page_size, _ckpt, salt1, salt2, c1, c2 = struct.unpack(">8I", header)
     if magic not in WAL_MAGIC:
         report.problem = "the log's header is not a WAL header (bad magic number)"
         return report
     big = magic == WAL_MAGIC[1]
-    if _checksum(data[:24], big) != (c1, c2) or version != 3007000 or not _valid_page_size(page_size):
+    if _checksum(header[:24], big) != (c1, c2) or version != 3007000 or not _valid_page_size(page_size):
         report.problem = "the log's header fails its checksum: SQLite would ignore every frame in it"
         return report
     report.page_size = page_size
     frame_size = WAL_FRAME_HEADER + page_size
-    report.frames = (len(data) - WAL_HEADER) // frame_size
+    report.frames = (size - WAL_HEADER) // frame_size
     s0, s1 = c1, c2
     broken_at: int | None = None
     for n in range(report.frames):
-        start = WAL_HEADER + n * frame_size
-        head = data[start:start + WAL_FRAME_HEADER]
-        _pgno, commit_size, f_salt1, f_salt2, f_c1, f_c2 = struct.unpack(">6I", head)
+        frame = f.read(frame_size)
+        _pgno, commit_size, f_salt1, f_salt2, f_c1, f_c2 = struct.unpack(">6I", frame[:WAL_FRAME_HEADER])
         if (f_salt1, f_salt2) != (salt1, salt2):
             break  # left over from an earlier log generation: the end of this one
-        s0, s1 = _checksum(head[:8], big, s0, s1)
-        s0, s1 = _checksum(data[start + WAL_FRAME_HEADER:start + frame_size], big, s0, s1)
+        s0, s1 = _checksum(frame[:8], big, s0, s1)
+        s0, s1 = _checksum(frame[WAL_FRAME_HEADER:], big, s0, s1)
         if (s0, s1) != (f_c1, f_c2):
             broken_at = n
             break
         if commit_size:
             report.valid_frames = n + 1
     if broken_at is not None:
-        later_commits = [
-            m for m in range(broken_at + 1, report.frames)
-            if _frame_salt(data, m, frame_size) == (salt1, salt2) and _frame_commit(data, m, frame_size)
-        ]
-        if later_commits:
+        last_commit = None
+        for m in range(broken_at + 1, report.frames):
+            f.seek(WAL_HEADER + m * frame_size)
+            _pgno, commit_size, f_salt1, f_salt2 = struct.unpack(">4I", f.read(16))
+            if (f_salt1, f_salt2) == (salt1, salt2) and commit_size:
+                last_commit = m
+        if last_commit is not None:
             report.problem = (f"frame {broken_at + 1} of {report.frames} fails its checksum and committed frames "
-                              f"follow it: SQLite would drop frames {broken_at + 1}-{later_commits[-1] + 1}")
+                              f"follow it: SQLite would drop frames {broken_at + 1}-{last_commit + 1}")
             return report
     report.expected_frames = _shm_committed_frames(db_path, (salt1, salt2))
     if report.expected_frames is not None and report.valid_frames < report.expected_frames:
@@ -109,16 +116,6 @@ def check_wal(db_path: Path | str) -> WalReport:
 
 def _valid_page_size(size: int) -> bool:
     return 512 <= size <= 65536 and size & (size - 1) == 0
-
-
-def _frame_salt(data: bytes, n: int, frame_size: int) -> tuple[int, int]:
-    start = WAL_HEADER + n * frame_size + 8
-    return struct.unpack(">2I", data[start:start + 8])
-
-
-def _frame_commit(data: bytes, n: int, frame_size: int) -> int:
-    start = WAL_HEADER + n * frame_size + 4
-    return struct.unpack(">I", data[start:start + 4])[0]
 
 
 def _shm_committed_frames(db_path: Path | str, salts: tuple[int, int]) -> int | None:
@@ -193,16 +190,17 @@ class _Pages:
     def __init__(self, page_size: int, usable: int) -> None:
         self.page_size = page_size
         self.usable = usable
-        self.all: list[tuple[int, bytes]] = []  # every copy of every page, main file first
-        self.latest: dict[int, bytes] = {}  # the newest copy of each page, for overflow chains
+        self.all: list[tuple[int, memoryview]] = []  # every copy of every page, main file first
+        self.latest: dict[int, memoryview] = {}  # the newest copy of each page, for overflow chains
 
 
 def _pages(db_path: Path, report: ScanReport) -> _Pages:
-    main = db_path.read_bytes() if db_path.exists() else b""
+    # Views, not copies: an edge box may have less memory to spare than twice its outbox.
+    main = memoryview(db_path.read_bytes() if db_path.exists() else b"")
     wal_path = Path(f"{db_path}-wal")
-    wal = wal_path.read_bytes() if wal_path.exists() else b""
+    wal = memoryview(wal_path.read_bytes() if wal_path.exists() else b"")
     page_size, reserved = 0, 0
-    if main[:16] == b"SQLite format 3\x00":
+    if bytes(main[:16]) == b"SQLite format 3\x00":
         raw = struct.unpack(">H", main[16:18])[0]
         page_size = 65536 if raw == 1 else raw
         reserved = main[20]
@@ -239,7 +237,7 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
     return (value << 8) | buf[pos + 8], pos + 9
 
 
-def _leaf_cells(page: bytes, offset: int) -> list[int]:
+def _leaf_cells(page: memoryview, offset: int) -> list[int]:
     count = struct.unpack(">H", page[offset + 3:offset + 5])[0]
     content_start = struct.unpack(">H", page[offset + 5:offset + 7])[0] or 65536
     pointers = struct.unpack(f">{count}H", page[offset + 8:offset + 8 + 2 * count])
@@ -251,7 +249,7 @@ def _leaf_cells(page: bytes, offset: int) -> list[int]:
     return list(pointers)
 
 
-def _cell_record(page: bytes, pos: int, pages: _Pages) -> tuple[int, tuple]:
+def _cell_record(page: memoryview, pos: int, pages: _Pages) -> tuple[int, tuple]:
     size, pos = _varint(page, pos)
     rowid, pos = _varint(page, pos)
     if rowid >= 1 << 63:
@@ -259,7 +257,7 @@ def _cell_record(page: bytes, pos: int, pages: _Pages) -> tuple[int, tuple]:
     usable = pages.usable
     max_local = usable - 35
     if size <= max_local:
-        payload = page[pos:pos + size]
+        payload = bytes(page[pos:pos + size])
     else:
         min_local = (usable - 12) * 32 // 255 - 23
         local = min_local + (size - min_local) % (usable - 4)
@@ -306,7 +304,7 @@ def _record(payload: bytes) -> tuple:
         elif serial >= 12:
             width = (serial - 12) // 2
             chunk = payload[pos:pos + width]
-            values.append(bytes(chunk) if serial % 2 == 0 else chunk.decode("utf-8"))
+            values.append(bytes(chunk) if serial % 2 == 0 else bytes(chunk).decode("utf-8"))
             pos += width
         else:
             raise ValueError(f"reserved serial type {serial}")
