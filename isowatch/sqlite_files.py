@@ -59,11 +59,13 @@ def check_wal(db_path: Path | str) -> WalReport:
     if not wal.exists():
         return report
     report.exists = True
+    # The index before the log: should a writer still be at work, the index can then only lag the log.
+    shm_head = _read_shm_header(db_path)
     with wal.open("rb") as f:
-        return _check_wal_file(f, wal.stat().st_size, db_path, report)
+        return _check_wal_file(f, wal.stat().st_size, shm_head, report)
 
 
-def _check_wal_file(f: BinaryIO, size: int, db_path: Path | str, report: WalReport) -> WalReport:
+def _check_wal_file(f: BinaryIO, size: int, shm_head: bytes, report: WalReport) -> WalReport:
     """Reads the log frame by frame (it may be hundreds of MB when checkpoints could not run)."""
     if size == 0:
         return report
@@ -103,31 +105,40 @@ def _check_wal_file(f: BinaryIO, size: int, db_path: Path | str, report: WalRepo
             _pgno, commit_size, f_salt1, f_salt2 = struct.unpack(">4I", f.read(16))
             if (f_salt1, f_salt2) == (salt1, salt2) and commit_size:
                 last_commit = m
-        if last_commit is not None:
+        if last_commit is not None and not _restarted(f, header):
             report.problem = (f"frame {broken_at + 1} of {report.frames} fails its checksum and committed frames "
                               f"follow it: SQLite would drop frames {broken_at + 1}-{last_commit + 1}")
             return report
-    report.expected_frames = _shm_committed_frames(db_path, (salt1, salt2))
-    if report.expected_frames is not None and report.valid_frames < report.expected_frames:
+    report.expected_frames = _shm_committed_frames(shm_head, (salt1, salt2))
+    if (report.expected_frames is not None and report.valid_frames < report.expected_frames
+            and not _restarted(f, header)):
         report.problem = (f"the log holds {report.valid_frames} valid frames but {report.expected_frames} were "
                           "committed (its -shm index says so): it was truncated or its end is damaged")
     return report
+
+
+def _restarted(f: BinaryIO, header: bytes) -> bool:
+    """A checkpoint started the log over while we read it (a running database): not damage."""
+    f.seek(0)
+    return f.read(WAL_HEADER) != header
 
 
 def _valid_page_size(size: int) -> bool:
     return 512 <= size <= 65536 and size & (size - 1) == 0
 
 
-def _shm_committed_frames(db_path: Path | str, salts: tuple[int, int]) -> int | None:
+def _read_shm_header(db_path: Path | str) -> bytes:
+    try:
+        with Path(f"{db_path}-shm").open("rb") as f:
+            return f.read(2 * SHM_HEADER)
+    except OSError:
+        return b""
+
+
+def _shm_committed_frames(head: bytes, salts: tuple[int, int]) -> int | None:
     """mxFrame from the -shm wal-index header, if both copies agree, pass their checksum and belong to
     this log (same salts). The -shm file is not synced to disk: after a power cut it proves nothing, so
     an untrustworthy one is ignored rather than held against the log."""
-    shm = Path(f"{db_path}-shm")
-    try:
-        with shm.open("rb") as f:
-            head = f.read(2 * SHM_HEADER)
-    except OSError:
-        return None
     if len(head) < 2 * SHM_HEADER or head[:SHM_HEADER] != head[SHM_HEADER:]:
         return None
     order = "<" if struct.pack("=I", 1) == struct.pack("<I", 1) else ">"  # the wal-index is in native order
