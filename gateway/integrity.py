@@ -8,6 +8,7 @@ log whose frames fail their checksum is cut at the first bad frame, committed ro
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import shutil
@@ -139,6 +140,8 @@ def restore(backup_path: Path, db_path: Path) -> Path | None:
     """Put a backup in place of the database, with the gateway stopped. The current files are moved to
     `NAME.replaced-STAMP` (kept: they are evidence and may hold rows newer than the backup). Returns
     where they went."""
+    if in_use(db_path):
+        raise BackupFailed(f"{db_path} is open in another process: stop the gateway (and the dashboard) first")
     findings = quick_check(backup_path)
     if findings != ["ok"]:
         raise BackupFailed(f"{backup_path} fails its check ({'; '.join(findings[:3])}); choose another backup")
@@ -157,6 +160,23 @@ def restore(backup_path: Path, db_path: Path) -> Path | None:
     os.replace(partial, db_path)
     fsync_directory(db_path.parent)
     return moved
+
+
+def in_use(db_path: Path) -> bool:
+    """Whether another process has the database open. Each SQLite connection in WAL mode holds a shared
+    lock on byte 128 of the -shm file (the "DMS" slot of SQLite's unix VFS) while it is open; if we
+    can lock it exclusively, nobody else has it."""
+    try:
+        fd = os.open(f"{db_path}-shm", os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops our lock
+    return False
 
 
 # -- while running ------------------------------------------------------------------------------------

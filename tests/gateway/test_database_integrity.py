@@ -178,3 +178,22 @@ def test_a_log_being_written_is_not_taken_for_damage(tmp_path):
         writer.close()
     assert [r.problem for r in reports if r.problem] == []
     assert any(r.valid_frames for r in reports)
+
+
+def test_restore_refuses_a_database_still_open(tmp_path):
+    db = tmp_path / "gw.db"
+    open_database(db).close()
+    backup = integrity.backup(db, tmp_path / "backups")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import sqlite3, sys; c = sqlite3.connect({str(db)!r}); "
+                               "c.execute('SELECT count(*) FROM sqlite_master').fetchone(); print('open', flush=True); "
+                               "sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(integrity.BackupFailed, match="open in another process"):
+            integrity.restore(backup, db)
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+    integrity.restore(backup, db)  # once it is closed
