@@ -39,10 +39,10 @@ class Mark:
 class SeqMark:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.found = path.exists()  # a mark already there: this outbox has numbered messages before
         self._generation = 0
         self._fd: int | None = None
-        self.mark = self._read() if self.found else Mark()
+        self.found = False  # a readable mark already there: this outbox has numbered messages before
+        self.mark = self._read() if path.exists() else Mark()
         try:
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             if os.fstat(self._fd).st_size < 2 * _SLOT_SIZE:
@@ -74,6 +74,7 @@ class SeqMark:
                 continue
             magic, generation, lease, consumed, dropped = _SLOT.unpack(slot[:-4])
             if magic == _MAGIC:
+                self.found = True
                 self._generation = max(self._generation, generation)
                 best = Mark(max(best.lease, lease), max(best.consumed, consumed), max(best.dropped, dropped))
         return best

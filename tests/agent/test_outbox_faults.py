@@ -256,3 +256,36 @@ def test_outbox_and_mark_both_lost_continue_from_the_clock(tmp_path):
 def test_a_new_box_starts_at_one(tmp_path):
     outbox = Outbox(tmp_path / "outbox.db")
     assert outbox.next_seq() == 1 and not outbox.flags
+
+
+@pytest.mark.parametrize("damage", ["zeroed", "emptied"])
+def test_damaged_mark_and_damaged_outbox_still_never_go_back(tmp_path, damage):
+    path = tmp_path / "outbox.db"
+    filled_outbox(path)
+    flip_page(path, 1)
+    mark = Path(f"{path}.seq")
+    mark.write_bytes(bytes(mark.stat().st_size) if damage == "zeroed" else b"")
+    outbox = Outbox(path)
+    assert outbox.next_seq() >= time.time_ns() // 1000 - 60_000_000
+
+
+def test_mark_survives_a_torn_write(tmp_path):
+    """A power cut in the middle of writing one slot leaves the other, one write older."""
+    from edge.seq_mark import Mark, SeqMark
+
+    mark = SeqMark(tmp_path / "m")
+    mark.write(Mark(lease=1000))
+    mark.write(Mark(lease=2000))
+    mark.close()
+    data = (tmp_path / "m").read_bytes()
+    half = len(data) // 2
+    found = []
+    for torn in (0, 1):
+        copy = bytearray(data)
+        copy[torn * half + 10] ^= 0xFF
+        (tmp_path / "m").write_bytes(bytes(copy))
+        reread = SeqMark(tmp_path / "m")
+        reread.close()
+        assert reread.found
+        found.append(reread.mark.lease)
+    assert sorted(found) == [1000, 2000]
