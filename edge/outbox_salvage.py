@@ -6,9 +6,10 @@ opens it, because SQLite would silently drop frames after a bad one; then `PRAGM
 schema page, a broken b-tree page or a truncated file. Every rescued row is checked: a message must
 still parse and carry its own seq, a snapshot must still match its hash.
 
-A rescued row may be an old copy of one the gateway had already acknowledged (free pages and old log
-frames keep them). Sending it again costs a duplicate the gateway recognises by id, which is why the
-rescue takes every copy it can prove intact rather than guess which were still pending.
+Rows the gateway had acknowledged stay behind on free pages and in older copies of pages; the scan
+skips those (isowatch.sqlite_files.table_records), except when the header page that lists the free
+pages is itself damaged: then such a row may go out again, and the gateway, storing each id once,
+answers with another ack.
 """
 
 from __future__ import annotations

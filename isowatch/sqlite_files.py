@@ -168,41 +168,56 @@ class ScanReport:
 
 
 def table_records(db_path: Path | str, report: ScanReport | None = None) -> Iterator[tuple[int, tuple]]:
-    """Every (rowid, column values) found on a table leaf page of the database or its WAL.
+    """Every (rowid, column values) on a live table leaf page of the database or its WAL.
 
-    Reads the file, not the b-tree: rows are found wherever their page survived, including old copies
-    of pages (earlier WAL frames, free pages). Callers must tolerate rows that were since deleted.
+    Reads the file, not the b-tree, so rows are found wherever their page survived. Of each page the
+    newest copy that still says what it is counts (the log's last frame of it, else the main file's):
+    older copies hold rows deleted since. Pages on the free list are skipped for the same reason, when
+    the header that lists them is readable. A copy that no longer says what it is (damaged) gives way
+    to the next older one: an old row is better than none, and the caller must tolerate it.
     """
     report = report if report is not None else ScanReport()
     pages = _pages(Path(db_path), report)
-    for pgno, page in pages.all:
-        report.pages += 1
-        offset = 100 if pgno == 1 else 0
-        if len(page) <= offset or page[offset] != 0x0D:
-            # B-tree pages start with their type; overflow and free-list pages with a page number, whose
-            # first byte is 0 below 2^24 pages. Anything else is a page that no longer says what it is.
-            if len(page) <= offset or page[offset] not in (0x00, 0x02, 0x05, 0x0A):
+    free = _free_pages(pages, report)
+    for pgno in sorted(pages.copies):
+        if pgno in free:
+            continue
+        for page in reversed(pages.copies[pgno]):  # newest first
+            report.pages += 1
+            offset = 100 if pgno == 1 else 0
+            kind = page[offset] if len(page) > offset else -1
+            if kind in (0x00, 0x02, 0x05, 0x0A):
+                break  # an index, interior, overflow or free page now: no rows of its own
+            if kind != 0x0D:
+                # B-tree pages start with their type; overflow and free-list pages with a page number,
+                # whose first byte is 0 below 2^24 pages. This one no longer says what it is.
                 report.bad_pages += 1
-            continue
-        try:
-            cells = _leaf_cells(page, offset)
-        except (IndexError, ValueError, struct.error):
-            report.bad_pages += 1
-            continue
-        report.leaf_pages += 1
-        for cell in cells:
+                continue
             try:
-                yield _cell_record(page, cell, pages)
-            except (IndexError, ValueError, struct.error, KeyError):
-                report.bad_cells += 1
+                cells = _leaf_cells(page, offset)
+            except (IndexError, ValueError, struct.error):
+                report.bad_pages += 1
+                continue
+            report.leaf_pages += 1
+            for cell in cells:
+                try:
+                    yield _cell_record(page, cell, pages)
+                except (IndexError, ValueError, struct.error, KeyError):
+                    report.bad_cells += 1
+            break
 
 
 class _Pages:
     def __init__(self, page_size: int, usable: int) -> None:
         self.page_size = page_size
         self.usable = usable
-        self.all: list[tuple[int, memoryview]] = []  # every copy of every page, main file first
-        self.latest: dict[int, memoryview] = {}  # the newest copy of each page, for overflow chains
+        self.copies: dict[int, list[memoryview]] = {}  # every copy of each page, oldest first
+
+    def add(self, pgno: int, page: memoryview) -> None:
+        self.copies.setdefault(pgno, []).append(page)
+
+    def latest(self, pgno: int) -> memoryview:
+        return self.copies[pgno][-1]
 
 
 def _pages(db_path: Path, report: ScanReport) -> _Pages:
@@ -215,27 +230,45 @@ def _pages(db_path: Path, report: ScanReport) -> _Pages:
         raw = struct.unpack(">H", main[16:18])[0]
         page_size = 65536 if raw == 1 else raw
         reserved = main[20]
-    if not _valid_page_size(page_size) and len(wal) >= WAL_HEADER:
-        page_size = struct.unpack(">I", wal[8:12])[0]
+    wal_salts = None
+    if len(wal) >= WAL_HEADER and struct.unpack(">I", wal[:4])[0] in WAL_MAGIC:
+        wal_salts = tuple(struct.unpack(">2I", wal[16:24]))
+        if not _valid_page_size(page_size):
+            page_size = struct.unpack(">I", wal[8:12])[0]
     if not _valid_page_size(page_size):
         report.notes.append("page size unreadable; assuming 4096")
         page_size, reserved = 4096, 0
     pages = _Pages(page_size, page_size - reserved)
     for n in range(len(main) // page_size):
-        page = main[n * page_size:(n + 1) * page_size]
-        pages.all.append((n + 1, page))
-        pages.latest[n + 1] = page
+        pages.add(n + 1, main[n * page_size:(n + 1) * page_size])
     if len(main) % page_size:
         report.notes.append(f"main file ends inside a page ({len(main)} bytes): the partial page is skipped")
     frame_size = WAL_FRAME_HEADER + page_size
     for n in range(max(0, (len(wal) - WAL_HEADER) // frame_size)):
         start = WAL_HEADER + n * frame_size
-        pgno = struct.unpack(">I", wal[start:start + 4])[0]
-        page = wal[start + WAL_FRAME_HEADER:start + frame_size]
-        if pgno:
-            pages.all.append((pgno, page))
-            pages.latest[pgno] = page
+        pgno, _commit, salt1, salt2 = struct.unpack(">4I", wal[start:start + 16])
+        # Frames of an earlier log generation were copied into the main file before it started over.
+        if pgno and (wal_salts is None or (salt1, salt2) == wal_salts):
+            pages.add(pgno, wal[start + WAL_FRAME_HEADER:start + frame_size])
     return pages
+
+
+def _free_pages(pages: _Pages, report: ScanReport) -> set[int]:
+    """The free list, from the newest readable copy of page 1 (empty when it cannot be read)."""
+    header = next((p for p in reversed(pages.copies.get(1, [])) if bytes(p[:16]) == b"SQLite format 3\x00"), None)
+    if header is None:
+        report.notes.append("database header unreadable: free pages cannot be told from live ones")
+        return set()
+    trunk, count = struct.unpack(">2I", header[32:40])
+    free: set[int] = set()
+    while trunk and trunk not in free and trunk in pages.copies and len(free) <= count:
+        page = pages.latest(trunk)
+        free.add(trunk)
+        next_trunk, leaves = struct.unpack(">2I", page[:8])
+        leaves = min(leaves, (pages.usable - 8) // 4)
+        free.update(struct.unpack(f">{leaves}I", page[8:8 + 4 * leaves]))
+        trunk = next_trunk
+    return free
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -278,10 +311,10 @@ def _cell_record(page: memoryview, pos: int, pages: _Pages) -> tuple[int, tuple]
         (next_page,) = struct.unpack(">I", page[pos + local:pos + local + 4])
         seen: set[int] = set()
         while len(payload) < size:
-            if next_page in seen or next_page not in pages.latest:
+            if next_page in seen or next_page not in pages.copies:
                 raise ValueError("broken overflow chain")
             seen.add(next_page)
-            overflow = pages.latest[next_page]
+            overflow = pages.latest(next_page)
             (next_page,) = struct.unpack(">I", overflow[:4])
             payload += overflow[4:min(usable, 4 + size - len(payload))]
         payload = bytes(payload)
