@@ -280,13 +280,13 @@ class EdgeAgent:
                 Heartbeat, type="heartbeat", uptime_s=round(now - self.started, 1),
                 outbox_depth=self.outbox.depth(), outbox_dropped=self.outbox.dropped(),
                 fps=round(fps, 2) if fps is not None else None, cpu_temp_c=cpu_temperature(),
-                config_version=self.config_version, flags=dict(self.outbox.flags),
+                config_version=self.config_version, flags=self.outbox.health_flags(),
             ))
             if self.outbox.write_failing:
                 # The outbox could not keep it (full disk): its number stays a counted gap, and a copy
                 # outside the numbered stream (seq 0, like status) goes out live so the gateway learns now.
                 self.uplink.send(beat.model_copy(update={
-                    "seq": STATUS_SEQ, "outbox_dropped": self.outbox.dropped(), "flags": dict(self.outbox.flags)}))
+                    "seq": STATUS_SEQ, "outbox_dropped": self.outbox.dropped(), "flags": self.outbox.health_flags()}))
             if stop.wait(self.heartbeat_s):
                 return
 

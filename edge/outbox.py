@@ -208,29 +208,30 @@ class Outbox:
                 self._dropped = dropped_before
                 self._write_failed(exc, len(made), f"seq {first}-{self._next_seq - 1}")
                 return made
-        self._writable()
+            self._writable()
         self.on_add()
         return made
 
     def add_snapshot(self, event_id: str, jpeg: bytes) -> str:
         digest = hashlib.sha256(jpeg).hexdigest()
-        dropped_before = self._dropped
-        try:
-            with self._transaction():
-                if self._make_room(len(jpeg), PRIORITY["snapshot"]):
-                    self._conn.execute(
-                        "INSERT INTO outbox (kind, type, priority, event_id, sha256, payload, created_at) "
-                        "VALUES ('snapshot', 'snapshot', ?, ?, ?, ?, ?)",
-                        (PRIORITY["snapshot"], event_id, digest, jpeg, time.time()),
-                    )
-                    self._rows += 1
-                    self._bytes += len(jpeg)
-                self._save_counters()
-        except sqlite3.Error as exc:
-            self._dropped = dropped_before
-            self._write_failed(exc, 1, f"snapshot of event {event_id}")
-            return digest
-        self._writable()
+        with self._lock:
+            dropped_before = self._dropped
+            try:
+                with self._transaction():
+                    if self._make_room(len(jpeg), PRIORITY["snapshot"]):
+                        self._conn.execute(
+                            "INSERT INTO outbox (kind, type, priority, event_id, sha256, payload, created_at) "
+                            "VALUES ('snapshot', 'snapshot', ?, ?, ?, ?, ?)",
+                            (PRIORITY["snapshot"], event_id, digest, jpeg, time.time()),
+                        )
+                        self._rows += 1
+                        self._bytes += len(jpeg)
+                    self._save_counters()
+            except sqlite3.Error as exc:
+                self._dropped = dropped_before
+                self._write_failed(exc, 1, f"snapshot of event {event_id}")
+                return digest
+            self._writable()
         self.on_add()
         return digest
 
@@ -239,28 +240,32 @@ class Outbox:
                            "WHERE name IN ('next_seq', 'dropped')", (self._next_seq, self._dropped))
 
     def _write_failed(self, exc: sqlite3.Error, lost: int, what: str) -> None:
-        """A write that did not happen: its messages are dropped, counted, and the health flag goes up.
+        """A write that did not happen (lock held): its messages are dropped, counted, the flag goes up.
 
         The counters cannot go into the database now, so they go into the mark, which is written in
         place and needs no new disk space; the next successful write puts them in the database too.
         """
         full = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL
         flag = "disk_full" if full else "outbox_write_failed"
-        with self._lock:
-            self._dropped += lost
-            self.flags[flag] = self.flags.get(flag, 0) + lost
-            self.mark.write(Mark(consumed=self._next_seq, dropped=self._dropped))
+        self._dropped += lost
+        self.flags[flag] = self.flags.get(flag, 0) + lost
+        self.mark.write(Mark(consumed=self._next_seq, dropped=self._dropped))
         _limited.log(logging.ERROR, f"outbox write failed ({exc}): messages dropped and counted, their sequence "
                                     "numbers left as a gap; the agent keeps running")
         log.warning("outbox dropped %d message(s) %s: %s; dropped=%d", lost, what, exc, self._dropped)
 
     def _writable(self) -> None:
-        """After a successful write: a raised write-failure flag comes down."""
+        """After a successful write (lock held): a raised write-failure flag comes down."""
         for flag in ("disk_full", "outbox_write_failed"):
             if flag in self.flags:
                 lost = self.flags.pop(flag)
                 _limited.clear()
                 log.warning("outbox writable again after %s; %d message(s) were dropped meanwhile", flag, lost)
+
+    def health_flags(self) -> dict[str, int]:
+        """A copy of the raised flags, for the heartbeat (other threads change them)."""
+        with self._lock:
+            return dict(self.flags)
 
     @property
     def write_failing(self) -> bool:

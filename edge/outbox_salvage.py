@@ -35,7 +35,7 @@ ROW_COLUMNS = 9  # pos (NULL: the rowid), seq, kind, type, priority, event_id, s
 class Salvage:
     reason: str
     moved_to: Path | None = None
-    rows: list[tuple] = field(default_factory=list)  # (pos, seq, kind, type, priority, event_id, sha256, payload, created_at)
+    rows: list[tuple] = field(default_factory=list)  # outbox rows, ROW_COLUMNS values with pos filled in
     counters: dict[str, int] = field(default_factory=dict)  # the largest value found of each
     scan: ScanReport = field(default_factory=ScanReport)
     refused: int = 0  # rows that decoded but failed their own checks (damaged payload)

@@ -56,11 +56,13 @@ def run(broker_url: str, db_path: Path, sites: tuple[str, ...], client_id: str, 
         broker = BrokerUrl.parse(broker_url)
     except BrokerError as exc:
         raise click.BadParameter(str(exc), param_hint="--broker") from None
+    if backup_every_h and backup_dir is None:
+        backup_dir = integrity.default_backup_dir(db_path)
     try:
         service = GatewayService(db_path, broker, sites=sites or ("+",), client_id=client_id,
                                  http_host=http_host, http_port=http_port, policy=policy_path,
                                  public_url=public_url, admin_token=admin_token,
-                                 backup_dir=(backup_dir or integrity.default_backup_dir(db_path)) if backup_every_h else None,
+                                 backup_dir=backup_dir if backup_every_h else None,
                                  backup_every_s=backup_every_h * 3600, backup_keep=backup_keep,
                                  integrity_check_every_s=integrity_check_every_h * 3600)
     except (PolicyError, DatabaseDamaged, DiskFull) as exc:

@@ -37,7 +37,8 @@ def door(stamper: Stamper):
 
 @pytest.fixture
 def small_fs(tmp_path):
-    """A 16 MiB filesystem (the outbox log alone may grow to 4 MiB before it is checkpointed) of its own, so filling it does not fill the machine's."""
+    """A filesystem of its own, so filling it does not fill the machine's. 16 MiB: the outbox's log
+    alone may grow to 4 MiB before it is checkpointed."""
     mount = tmp_path / "fs"
     mount.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True)
@@ -166,7 +167,8 @@ def filled_outbox(path: Path, rows: int = 300, acked: int = 50) -> list[int]:
     """An outbox that has sent and forgotten some rows and holds the rest; returns the seqs it holds."""
     stamper = Stamper("cam-1")
     outbox = Outbox(path)
-    outbox._conn.execute("PRAGMA secure_delete=OFF")  # SQLite's default (Debian builds turn it on): deleted rows stay on free pages
+    # SQLite's default, which Debian's build changes: deleted rows stay behind on free pages.
+    outbox._conn.execute("PRAGMA secure_delete=OFF")
     for _ in range(rows // 10):
         outbox.add_many([door(stamper)] * 10)
     outbox.acknowledge([(1, acked)])
