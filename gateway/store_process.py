@@ -257,6 +257,9 @@ class WalCheckpointer:
                 with self._writer_turn:
                     self._checkpoint("RESTART")
 
+    def failures_since_logged(self) -> int:
+        return self._failures.held()
+
     def _checkpoint(self, mode: str = "PASSIVE") -> int:
         """One checkpoint; returns the log's length in pages (0 on failure)."""
         try:

@@ -38,6 +38,11 @@ class RateLimitedLog:
             self.logger.log(level, "%s (repeated %d more times in the last %.0f s)", message, held, now - last)
         return True
 
+    def held(self) -> int:
+        """Occurrences not logged since the last line that went out, over all messages."""
+        with self._lock:
+            return sum(h for _t, h in self._last.values())
+
     def clear(self, message: str | None = None) -> int:
         """Forget one message (or all), so its next occurrence logs in full; returns how many times it
         (they) occurred since last logged in full, 0 when it had not occurred at all."""

@@ -16,6 +16,7 @@ from gateway import integrity
 from gateway.store import open_database
 from isowatch.log_limit import RateLimitedLog
 from tests.agent.test_outbox_faults import Filler, small_fs  # noqa: F401 - the fixture
+from tests.support import wait_until
 
 ROWS = 520
 
@@ -197,3 +198,26 @@ def test_restore_refuses_a_database_still_open(tmp_path):
         holder.stdin.close()
         holder.wait(10)
     integrity.restore(backup, db)  # once it is closed
+
+
+def test_checkpointer_on_a_full_disk_logs_once_not_every_half_second(small_fs, caplog):  # noqa: F811
+    from gateway.store_process import WalCheckpointer
+
+    db = small_fs / "gw.db"
+    open_database(db).close()
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    for _ in range(200):  # log frames that will need new pages in the database file
+        writer.execute("INSERT INTO rejects (received_at, topic, reason, detail, payload_size, payload) "
+                       "VALUES ('2026-01-01T00:00:00Z', 't', 'test', 'd', 1, randomblob(3000))")
+    Filler(small_fs).fill()
+    caplog.set_level(logging.ERROR, "gateway.store_process")
+    checkpointer = WalCheckpointer(str(db), every_s=0.01).start()
+    try:
+        wait_until(lambda: checkpointer.failures_since_logged() >= 50, timeout=60, what="50 failed checkpoints")
+    finally:
+        checkpointer._stop.set()
+        checkpointer._thread.join(10)
+        writer.close()
+    failures = [r for r in caplog.records if "WAL checkpoint failed" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].exc_info, "one line with its traceback, not one per attempt"
