@@ -24,6 +24,7 @@ from edge.snapshots import Snapshot
 from edge.uplink import STATUS_SEQ, DeviceIdentity, Stamper, Uplink
 from isowatch.clock import Clock, SystemClock
 from isowatch.contract import DeviceConfig, DeviceMessage, DoorEvent, Heartbeat, SnapshotMeta, TamperEvent
+from isowatch.log_limit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class CameraPipeline:
         self.health = "ok"
         self._pending_camera: CameraConfig | None = None
         self._lock = threading.Lock()  # the frame loop and the watchdog share the DoorWatcher
+        self._refused = RateLimitedLog(log, every_s=60.0)
         self._last_t = 0.0
         self._last_mono = time.monotonic()
         self._startup_silence: float | None = None
@@ -102,7 +104,7 @@ class CameraPipeline:
                 try:
                     events = self.watcher.process(tick.frame, tick.t_s)
                 except FrameError as exc:
-                    log.error("camera frame refused: %s", exc)
+                    self._refused.log(logging.ERROR, f"camera frame refused: {exc}")  # a broken camera: every frame
                     self.health = "absent"
                     continue
                 for event in events:
