@@ -221,3 +221,16 @@ def test_checkpointer_on_a_full_disk_logs_once_not_every_half_second(small_fs, c
         writer.close()
     failures = [r for r in caplog.records if "WAL checkpoint failed" in r.getMessage()]
     assert len(failures) == 1 and failures[0].exc_info, "one line with its traceback, not one per attempt"
+
+
+def test_any_first_opener_refuses_a_damaged_log(tmp_path):
+    """Not only the gateway: `isowatch admin ...` opening the database first would cut the log too."""
+    db = tmp_path / "gw.db"
+    crashed_gateway_database(db)
+    wal = Path(f"{db}-wal")
+    data = bytearray(wal.read_bytes())
+    data[32 + 24 + (4096 + 24) * 5 + 200] ^= 0xFF
+    wal.write_bytes(bytes(data))
+    with pytest.raises(integrity.DatabaseDamaged, match="write-ahead log"):
+        open_database(db)
+    assert wal.read_bytes() == bytes(data)
