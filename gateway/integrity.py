@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from isowatch.log_limit import RateLimitedLog
 from isowatch.sqlite_files import check_wal, fsync_directory
@@ -66,7 +67,8 @@ def check_at_start(db_path: Path) -> None:
 
 
 def quick_check(db_path: Path, full: bool = False) -> list[str]:
-    conn = sqlite3.connect(str(db_path), timeout=30)
+    """Read-only, so that closing it leaves the log as it was (a read-write close checkpoints it)."""
+    conn = sqlite3.connect(f"file:{quote(str(db_path))}?mode=ro", uri=True, timeout=30)
     try:
         return [row[0] for row in conn.execute(f"PRAGMA {'integrity_check' if full else 'quick_check'}(20)")]
     finally:

@@ -234,3 +234,14 @@ def test_any_first_opener_refuses_a_damaged_log(tmp_path):
     with pytest.raises(integrity.DatabaseDamaged, match="write-ahead log"):
         open_database(db)
     assert wal.read_bytes() == bytes(data)
+
+
+def test_check_command_says_ok_or_what_is_damaged(tmp_path):
+    db = tmp_path / "gw.db"
+    crashed_gateway_database(db)
+    check = [sys.executable, "-m", "isowatch.cli", "gateway", "check", "--db", str(db)]
+    done = subprocess.run([*check, "--full"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok")
+    os.truncate(f"{db}-wal", 32 + (4096 + 24) * 40 + 100)
+    done = subprocess.run(check, capture_output=True, text=True)
+    assert done.returncode == 1 and "write-ahead log" in done.stderr and "Traceback" not in done.stderr
