@@ -22,9 +22,10 @@ from edge.door_watch import DetectorEvent, DoorClosed, DoorOpened, DoorWatcher, 
 from edge.outbox import Outbox
 from edge.recorder import Recorder
 from edge.snapshots import Snapshot
-from edge.uplink import DeviceIdentity, Stamper, Uplink
+from edge.uplink import STATUS_SEQ, DeviceIdentity, Stamper, Uplink
 from isowatch.clock import Clock, SystemClock
-from isowatch.contract import DeviceConfig, DoorEvent, Heartbeat, SnapshotMeta, TamperEvent
+from isowatch.contract import DeviceConfig, DeviceMessage, DoorEvent, Heartbeat, SnapshotMeta, TamperEvent
+from isowatch.log_limit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class CameraPipeline:
         self.health = "ok"
         self._pending_camera: CameraConfig | None = None
         self._lock = threading.Lock()  # the frame loop and the watchdog share the DoorWatcher
+        self._refused = RateLimitedLog(log, every_s=60.0)
         self._last_t = 0.0
         self._last_mono = time.monotonic()
         self._startup_silence: float | None = None
@@ -84,7 +86,7 @@ class CameraPipeline:
                 try:
                     events = self.watcher.process(tick.frame, tick.t_s)
                 except FrameError as exc:
-                    log.error("camera frame refused: %s", exc)
+                    self._refused.log(logging.ERROR, f"camera frame refused: {exc}")  # a broken camera: every frame
                     self.health = "absent"
                     continue
                 for event in events:
@@ -267,12 +269,17 @@ class EdgeAgent:
             frames = self.camera.frames if self.camera else 0
             fps = (frames - frames_before) / (now - t_before) if self.camera and now > t_before else None
             frames_before, t_before = frames, now
-            self.recorder.send(self.recorder.stamp(
+            beat = self.recorder.send(self.recorder.stamp(
                 Heartbeat, type="heartbeat", uptime_s=round(now - self.started, 1),
                 outbox_depth=self.outbox.depth(), outbox_dropped=self.outbox.dropped(),
                 fps=round(fps, 2) if fps is not None else None, cpu_temp_c=cpu_temperature(),
-                config_version=self.config_version,
+                config_version=self.config_version, flags=self.outbox.health_flags(),
             ))
+            if self.outbox.write_failing:
+                # The outbox could not keep it (full disk): its number stays a counted gap, and a copy
+                # outside the numbered stream (seq 0, like status) goes out live so the gateway learns now.
+                self.uplink.send(beat.model_copy(update={
+                    "seq": STATUS_SEQ, "outbox_dropped": self.outbox.dropped(), "flags": self.outbox.health_flags()}))
             if stop.wait(self.heartbeat_s):
                 return
 

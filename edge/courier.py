@@ -70,7 +70,8 @@ class Courier:
 
     def on_ack(self, ack: GatewayAck) -> None:
         """Called on the network thread for each GatewayAck addressed to this device."""
-        self.outbox.acknowledge(ack.ranges, ack.snapshots)
+        if self.outbox.acknowledge(ack.ranges, ack.snapshots) is None:
+            return  # not forgotten (full disk): left in flight, so they go out again and are acked again
         hashes = set(ack.snapshots)
         with self._lock:
             for pos in [pos for pos, f in self._in_flight.items() if _covered(f, ack.ranges, hashes)]:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from gateway import integrity
+from gateway.integrity import BackupFailed, DatabaseDamaged, DiskFull
 from gateway.policy import PolicyError
 from gateway.service import GatewayService
 from isowatch.broker import BrokerError, BrokerUrl
@@ -36,19 +38,36 @@ def gateway() -> None:
               help="Base URL of acknowledge links as phones reach this server; default http://HTTP_HOST:HTTP_PORT.")
 @click.option("--admin-token", default="", envvar="ISOWATCH_ADMIN_TOKEN",
               help="Bearer token for the registry REST API (env ISOWATCH_ADMIN_TOKEN); API off when empty.")
+@click.option("--backup-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where verified online backups go; default DB.backups beside the database.")
+@click.option("--backup-every-h", type=click.FloatRange(min=0), default=6.0, show_default=True,
+              help="Hours between backups; 0 turns them off.")
+@click.option("--backup-keep", type=click.IntRange(min=1), default=7, show_default=True,
+              help="Verified backups kept (the oldest go).")
+@click.option("--integrity-check-every-h", type=click.FloatRange(min=0.01), default=24.0, show_default=True,
+              help="Hours between full PRAGMA integrity_check runs (in a thread; ingest goes on).")
 def run(broker_url: str, db_path: Path, sites: tuple[str, ...], client_id: str | None, http_port: int | None,
-        http_host: str, policy_path: Path | None, public_url: str | None, admin_token: str) -> None:
-    """Consume device messages and store them; stops cleanly on SIGTERM or Ctrl-C."""
+        http_host: str, policy_path: Path | None, public_url: str | None, admin_token: str,
+        backup_dir: Path | None, backup_every_h: float, backup_keep: int, integrity_check_every_h: float) -> None:
+    """Consume device messages and store them; stops cleanly on SIGTERM or Ctrl-C.
+
+    At start the database and its write-ahead log are checked; a damaged one is refused with the
+    command that restores it (docs/operations.md)."""
     try:
         broker = BrokerUrl.parse(broker_url)
     except BrokerError as exc:
         raise click.BadParameter(str(exc), param_hint="--broker") from None
+    if backup_every_h and backup_dir is None:
+        backup_dir = integrity.default_backup_dir(db_path)
     try:
         service = GatewayService(db_path, broker, sites=sites or ("+",),
                                  client_id=client_id or broker.username or "isowatch-gateway",
                                  http_host=http_host, http_port=http_port, policy=policy_path,
-                                 public_url=public_url, admin_token=admin_token)
-    except PolicyError as exc:
+                                 public_url=public_url, admin_token=admin_token,
+                                 backup_dir=backup_dir if backup_every_h else None,
+                                 backup_every_s=backup_every_h * 3600, backup_keep=backup_keep,
+                                 integrity_check_every_s=integrity_check_every_h * 3600)
+    except (PolicyError, DatabaseDamaged, DiskFull) as exc:
         raise click.ClickException(str(exc)) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -87,3 +106,56 @@ def push_config(broker_url: str, site: str, household: str, config_file) -> None
         raise click.ClickException(str(exc)) from None
     click.echo(f"config {config.version} pushed to {config.device}; its status will show the version it applied")
 
+
+
+@gateway.command()
+@click.option("--db", "db_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default="isowatch.db",
+              show_default=True, help="The gateway database.")
+@click.option("--full", is_flag=True, help="PRAGMA integrity_check (reads every row and index) instead of quick_check.")
+def check(db_path: Path, full: bool) -> None:
+    """Check the database and its write-ahead log without changing them; exit status 1 when damaged."""
+    try:
+        integrity.check_at_start(db_path)
+        findings = integrity.quick_check(db_path, full=full) if full else ["ok"]
+    except (DatabaseDamaged, DiskFull) as exc:
+        raise click.ClickException(str(exc)) from None
+    if findings != ["ok"]:
+        raise click.ClickException(f"{db_path} failed integrity_check: {'; '.join(findings[:5])}. "
+                                   + integrity.remedy(db_path))
+    click.echo(f"{db_path}: ok")
+
+
+@gateway.command()
+@click.option("--db", "db_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default="isowatch.db",
+              show_default=True, help="The gateway database (it may be in use: the copy is online).")
+@click.option("--backup-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the copy goes; default DB.backups beside the database.")
+@click.option("--keep", type=click.IntRange(min=1), default=7, show_default=True, help="Verified backups kept.")
+def backup(db_path: Path, backup_dir: Path | None, keep: int) -> None:
+    """Copy the database now with SQLite's online backup API, verify the copy, keep the newest KEEP."""
+    try:
+        target = integrity.backup(db_path, backup_dir or integrity.default_backup_dir(db_path), keep)
+    except BackupFailed as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"backup written and verified: {target}")
+
+
+@gateway.command()
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default="isowatch.db",
+              show_default=True, help="The gateway database to replace; the gateway must be stopped.")
+@click.option("--backup-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where backups are; default DB.backups beside the database.")
+@click.argument("backup_file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def restore(db_path: Path, backup_dir: Path | None, backup_file: Path | None) -> None:
+    """Put BACKUP_FILE (default: the newest verified backup) in place of the database. The files it
+    replaces are kept as DB.replaced-TIME; messages devices still hold in their outboxes come again."""
+    if backup_file is None:
+        found = integrity.backups(backup_dir or integrity.default_backup_dir(db_path))
+        if not found:
+            raise click.ClickException(f"no backups in {backup_dir or integrity.default_backup_dir(db_path)}")
+        backup_file = found[-1]
+    try:
+        moved = integrity.restore(backup_file, db_path)
+    except (BackupFailed, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"restored {backup_file} to {db_path}" + (f"; the replaced files are {moved}*" if moved else ""))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
 import threading
 from pathlib import Path
 
 from gateway.ack_links import AckDesk, AckLinks, load_or_create_secret
 from gateway.alert_process import AlertProcess
 from gateway.ingest import Ingest
+from gateway.integrity import Maintenance, check_at_start, disk_full, is_disk_full
 from gateway.policy import Policy, load_policy
 from gateway.rules import may_page_now
 from gateway.store import Store
@@ -37,11 +39,23 @@ class GatewayService:
         admin_token: str = "",
         extra_routers: tuple = (),
         worker_options: dict | None = None,
+        backup_dir: Path | None = None,
+        backup_every_s: float = 6 * 3600,
+        backup_keep: int = 7,
+        integrity_check_every_s: float = 24 * 3600,
     ) -> None:
         self.db_path = Path(db_path)
         self.clock = clock or SystemClock()
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
-        self.store = Store(self.db_path, snapshot_quota_bytes=int(self.policy.snapshots.quota_mib_per_hour * 2**20))
+        check_at_start(self.db_path)  # raises DatabaseDamaged / DiskFull with what to do
+        try:
+            self.store = Store(self.db_path, snapshot_quota_bytes=int(self.policy.snapshots.quota_mib_per_hour * 2**20))
+        except (sqlite3.Error, OSError) as exc:
+            if is_disk_full(exc, self.db_path):
+                raise disk_full(self.db_path) from None
+            raise
+        self.maintenance = Maintenance(self.db_path, backup_dir, backup_every_s=backup_every_s, keep=backup_keep,
+                                       check_every_s=integrity_check_every_s)
         self.http_host = http_host
         self.http_port = (http_port or free_port()) if http_port is not None else None
         # Issue 6: rules, escalation and notifications run in their own worker; ingest only wakes it.
@@ -77,6 +91,7 @@ class GatewayService:
             raise
         if self.http_port is not None:
             self._start_http()
+        self.maintenance.start()
         return self
 
     def _start_http(self) -> None:
@@ -104,6 +119,7 @@ class GatewayService:
         wait_for_port(self.http_host, self.http_port)
 
     def stop(self) -> None:
+        self.maintenance.stop()
         if self._http_server is not None:
             self._http_server.should_exit = True
             if self._http_thread:

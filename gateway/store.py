@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from gateway.integrity import DatabaseDamaged, in_use, remedy
 from gateway.migrations import migrate
 from gateway.registry import iso
 from isowatch.contract import (
@@ -29,6 +30,7 @@ from isowatch.contract import (
     TemperatureReading,
     Topic,
 )
+from isowatch.sqlite_files import check_wal
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +203,15 @@ def _make_private(path: Path) -> None:
 
 
 def open_database(path: Path | str) -> Database:
-    """Open (and migrate) the gateway database with the pragmas every connection needs."""
+    """Open (and migrate) the gateway database with the pragmas every connection needs.
+
+    The first process to open a database replays its write-ahead log and silently cuts it at a damaged
+    frame; so when nobody has it open, the log is checked first and a damaged one refused (DatabaseDamaged).
+    """
+    if not in_use(Path(path)):
+        wal = check_wal(path)
+        if wal.problem:
+            raise DatabaseDamaged(f"the write-ahead log of {path} is damaged: {wal.problem}. " + remedy(Path(path)))
     _make_private(Path(path))
     conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
     db = Database(conn)

@@ -43,6 +43,7 @@ from gateway.store import (
     WriteTurn,
 )
 from isowatch.contract import MAX_SNAPSHOT_BYTES, ContractError, Topic, TopicKind, decode, encode_ack, topic
+from isowatch.log_limit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -308,6 +309,7 @@ class WalCheckpointer:
         self._writer_turn = WriteTurn(db_path)
         self._conn = sqlite3.connect(db_path, check_same_thread=False, timeout=reader_wait_s)
         self._conn.execute("PRAGMA synchronous=FULL")
+        self._failures = RateLimitedLog(log, every_s=3600)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
 
@@ -328,13 +330,20 @@ class WalCheckpointer:
                 with self._writer_turn:
                     self._checkpoint("RESTART")
 
+    def failures_since_logged(self) -> int:
+        return self._failures.held()
+
     def _checkpoint(self, mode: str = "PASSIVE") -> int:
         """One checkpoint; returns the log's length in pages (0 on failure)."""
         try:
             _busy, log_pages, _copied = self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
-        except sqlite3.Error:
-            log.exception("WAL checkpoint failed; the next one retries")
+        except sqlite3.Error as exc:
+            # Every half second while the disk is full: one traceback, then a line an hour with the count.
+            self._failures.log(logging.ERROR, f"WAL checkpoint failed ({exc}); retrying every {self.every_s} s",
+                               exc_info=True)
             return 0
+        if self._failures.clear():
+            log.warning("WAL checkpoint works again")
         return log_pages
 
 

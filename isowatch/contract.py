@@ -221,6 +221,9 @@ class Heartbeat(Envelope):
     config_version: str | None = Field(None, max_length=64)
     fps: float | None = Field(None, ge=0)
     cpu_temp_c: float | None = None
+    flags: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")], Annotated[int, Field(ge=0)]] = (
+        Field(default_factory=dict, max_length=16,
+              description="Raised health flags, each with a count; see docs/operations.md"))
 
 
 class GatewayAck(_Payload):

@@ -49,6 +49,7 @@ class DevicePublic(BaseModel):
     last_heartbeat: str | None
     outbox_depth: int | None
     outbox_dropped: int | None
+    flags: dict[str, int] = Field(default_factory=dict, description="Raised health flags (docs/operations.md)")
     camera: str | None
     firmware: str | None
     config_version: str | None
@@ -99,7 +100,8 @@ def public(row: sqlite3.Row, now) -> DevicePublic:  # type: ignore[no-untyped-de
     return DevicePublic(device=row["device"], site=row["site"], household=row["household"],
                         online=device_online(row, now), status=row["status"], last_seen=row["last_seen"],
                         last_heartbeat=row["last_heartbeat"], outbox_depth=beat.get("outbox_depth"),
-                        outbox_dropped=beat.get("outbox_dropped"), camera=row["camera"], firmware=row["firmware"],
+                        outbox_dropped=beat.get("outbox_dropped"), flags=beat.get("flags") or {},
+                        camera=row["camera"], firmware=row["firmware"],
                         config_version=row["config_version"], config_error=row["config_error"],
                         clock_skew=bool(row["clock_skew"]), clock_skew_s=row["clock_skew_s"])
 
