@@ -310,7 +310,7 @@ def _012_bound_isolation_periods(db: Database) -> None:
                     json.dumps(before, ensure_ascii=False, sort_keys=True)])
 
 
-def _014_staff_phone(db: Database) -> None:
+def _013_staff_phone(db: Database) -> None:
     """Issue 16: a phone number per staff member, for the call links on the acknowledge page."""
     db.execute("ALTER TABLE staff ADD COLUMN phone TEXT NOT NULL DEFAULT ''")
 
@@ -346,7 +346,7 @@ MIGRATIONS: list[Migration] = [
     _010_pending_snapshots,
     _011_delivery_until_delivered,
     _012_bound_isolation_periods,
-    _014_staff_phone,  # the lead renumbers on merge
+    _013_staff_phone,
 ]
 
 
