@@ -105,6 +105,25 @@ def test_door_openings_dated_1970_or_400_days_ahead_page_and_flag_the_clock(gate
     assert skews["cam-3502"] < -50 * 365 * 86400 and 399 * 86400 < skews["cam-7101"] < 401 * 86400
 
 
+@pytest.mark.parametrize("device_time", [datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc),
+                                         datetime(1, 1, 1, tzinfo=timezone.utc)], ids=["year-9999", "year-1"])
+def test_a_door_opening_at_the_calendars_end_pages_and_the_worker_lives_on(gateway_for, inbox, device_time):
+    """The contract accepts any time it can represent in UTC: date arithmetic on such a time (skew,
+    isolation day) must not kill the alert worker, or every page after it stops."""
+    gw = gateway_for()
+    odd = gw.device("cam-3502", "hh-3-502", ManualClock(device_time))
+    honest = gw.device("cam-7101", "hh-7-101")
+    odd.send(odd.stamp(DoorEvent, type="door", state="open"))
+    wait_until(lambda: scalar(gw.db, "SELECT count(*) FROM alerts WHERE household = 'hh-3-502'") == 1,
+               timeout=30, what="the odd device's opening raised its alert")
+    honest.send(honest.stamp(DoorEvent, type="door", state="open"))  # the worker still pages after it
+    wait_until(lambda: scalar(gw.db, "SELECT count(*) FROM notifications n JOIN alerts a ON a.id = n.alert_id "
+                                     "WHERE a.kind = 'door_opened' AND n.state = 'sent'") == 2,
+               timeout=30, what="both door pages sent")
+    wait_until(lambda: scalar(gw.db, "SELECT clock_skew FROM devices WHERE device = 'cam-3502'") == 1,
+               timeout=30, what="the odd device flagged clock_skew")
+
+
 def test_a_reading_dated_2099_neither_stays_the_latest_nor_silences_the_welfare_check(gateway_for, inbox):
     gw = gateway_for(welfare_quiet_hours=0.002)  # 7.2 s without a sign of life
     welfare = lambda: query(gw.db, "SELECT id, detail FROM alerts "  # noqa: E731
