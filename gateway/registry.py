@@ -32,8 +32,10 @@ MAX_VISIT = timedelta(days=14)  # an announced visit is a window of hours, not a
 MAX_CONTACTS = 10
 # Broker usernames and client ids that the gateway, the broker and the bridges use: a device registered
 # under one of them would take that identity on the broker.
-RESERVED_DEVICE_NAMES = frozenset({"gateway", "admin", "root", "mosquitto", "broker", "localhost"})
-RESERVED_DEVICE_PREFIXES = ("isowatch", "gateway", "mosquitto", "zigbee2mqtt")
+# A device id is also its broker user and client id: it must never be one of the gateway's, a shard's
+# (gw-...) or the operator's (docs/deployment.md), or that device could hold their sessions.
+RESERVED_DEVICE_NAMES = frozenset({"gateway", "admin", "root", "mosquitto", "broker", "localhost", "operator"})
+RESERVED_DEVICE_PREFIXES = ("isowatch", "gateway", "gw-", "mosquitto", "zigbee2mqtt")
 SLOTS = ("leader", "medical", "police", "social")
 
 

@@ -50,6 +50,8 @@ BAD_REQUESTS = [
     ("POST", "/api/v1/registry/devices", {"device": "Gateway", "household": "hh-3-502"}),
     ("POST", "/api/v1/registry/devices", {"device": "isowatch-gateway", "household": "hh-3-502"}),
     ("POST", "/api/v1/registry/devices", {"device": "isowatch-zigbee", "household": "hh-3-502"}),
+    ("POST", "/api/v1/registry/devices", {"device": "operator", "household": "hh-3-502"}),
+    ("POST", "/api/v1/registry/devices", {"device": "gw-east", "household": "hh-3-502"}),
     ("POST", "/api/v1/registry/devices", {"device": "cam-x", "household": LONG}),
     ("PUT", "/api/v1/registry/sites", {"site": "site-b", "name": LONG}),
     ("PUT", "/api/v1/registry/staff", {"staff": "s-1", "name": "A", "role": "social", "contacts": ["json://h/x"] * 500}),
