@@ -28,6 +28,7 @@ from gateway.registry import Registry, iso, isolation_day, parse_iso
 from gateway.rules import SCANS, Finding, evaluate_event, evaluate_reading, flag_clock_skew, may_page_now, screen
 from gateway.store import BatchOutcome, connect
 from isowatch.clock import Clock
+from isowatch.log_limit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class AlertWorker:
         self._positions: dict[str, int] = {}
         self._cursor_saved: dict[str, float] = {}
         self.counters = {"alerts_opened": 0, "attached": 0, "pages": 0}
+        self._failure_log = RateLimitedLog(log)
         self.deliveries = Deliveries(self.conn, policy.delivery, clock, wake=self._wake.set, counters=self.counters,
                                      sender=sender, rate_limits=rate_limits, pool_size=pool_size)
         self.pool = self.deliveries.pool
@@ -97,9 +99,11 @@ class AlertWorker:
             self._wake.clear()
             try:
                 self.run_once()
-            except sqlite3.Error:
-                # A locked or full database: log, keep going; every step is idempotent and resumes from the DB.
-                log.exception("alert worker step failed; retrying")
+            except Exception as exc:
+                # A locked or full database, or a row this code cannot handle: a dead worker pages nobody, so
+                # log (once a minute for the same failure) and keep going; every step resumes from the DB.
+                self._failure_log.log(logging.ERROR, f"alert worker step failed; retrying: {exc!r:.300}",
+                                      exc_info=True)
                 self._stop.wait(1.0)
 
     def run_once(self, *, force_scan: bool = False) -> None:

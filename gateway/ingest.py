@@ -25,6 +25,7 @@ from gateway.store_process import BatchSummary, Inbound, StoreError, StorePool, 
 from isowatch.broker import BrokerUrl
 from isowatch.clock import Clock, SystemClock
 from isowatch.contract import DEVICE_PUBLISHES, subscription
+from isowatch.log_limit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,7 @@ class Ingest:
         self.sites = tuple(sites)
         self.clock = clock or SystemClock()
         self.batch_max = batch_max
+        self._retry_log = RateLimitedLog(log)
         self.batch_wait_s = batch_wait_s
         self.listeners: list[BatchListener] = []
         self.counters: Counter[str] = Counter()
@@ -350,10 +352,12 @@ class Ingest:
             try:
                 self._handle_batch(batch)
                 return
-            except Exception:
+            except Exception as exc:
                 attempt += 1
                 self.counters["batch_errors"] += 1
-                log.exception("batch of %d not stored (attempt %d); retrying", len(batch), attempt)
+                # A full disk fails every retry the same way: the first in full, then a count a minute.
+                self._retry_log.log(logging.ERROR, f"batch not stored; retrying with backoff: {exc!r:.300}",
+                                    exc_info=True)
                 if self._stop.is_set() and attempt >= 3:
                     return
                 time.sleep(min(5.0, 0.1 * 2**attempt))
