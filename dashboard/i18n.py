@@ -39,6 +39,11 @@ EN: dict[str, str] = {
     "welfare_check": "Welfare check", "implausible_reading": "Implausible reading",
     "sensor_disagree": "Sensors disagree", "acknowledged": "acknowledged", "notified_state": "notified",
     "resolved": "resolved", "escalated": "escalated", "address": "Address",
+    "help_request": "Help request", "visit_approval": "Hospital visit to approve",
+    "no_help_needed": "No help needed", "visit_approved": "Visit approved", "visit_refused": "Visit refused",
+    "resident_link": "Resident link", "resident_link_none": "No link issued.", "resident_link_issue": "Issue link",
+    "resident_link_revoke": "Revoke link", "resident_link_note": "Works only during an active isolation period.",
+    "announced_openings": "Announced by households",
 }
 
 ZH: dict[str, str] = {
@@ -72,6 +77,11 @@ ZH: dict[str, str] = {
     "camera_tampered": "摄像头被遮挡", "welfare_check": "关怀探视", "implausible_reading": "体温读数异常",
     "sensor_disagree": "传感器不一致", "acknowledged": "已确认", "notified_state": "已通知", "resolved": "已处理",
     "escalated": "已升级", "address": "地址",
+    "help_request": "住户求助", "visit_approval": "外出就医待批准", "no_help_needed": "无需帮助",
+    "visit_approved": "批准外出就医", "visit_refused": "不批准外出",
+    "resident_link": "住户链接", "resident_link_none": "尚未发放链接。", "resident_link_issue": "发放链接",
+    "resident_link_revoke": "停用链接", "resident_link_note": "仅在隔离期内有效。",
+    "announced_openings": "住户报备的开门",
 }
 
 MESSAGES = {"en": EN, "zh": ZH}

@@ -258,11 +258,11 @@ class AlertWorker:
 
     def _escalate(self, now: datetime) -> None:
         due = self.conn.execute(
-            "SELECT id, kind, step, renotified FROM alerts WHERE next_step_at IS NOT NULL AND next_step_at <= ? "
+            "SELECT id, kind, step, renotified, route FROM alerts WHERE next_step_at IS NOT NULL AND next_step_at <= ? "
             "AND acknowledged_at IS NULL AND resolved_at IS NULL ORDER BY next_step_at", (iso(now),),
         ).fetchall()
         for row in due:
-            page = next_page(self.policy.kinds[row["kind"]], self.policy.renotify, step=row["step"],
+            page = next_page(self.policy.escalation(row["kind"], row["route"]), self.policy.renotify, step=row["step"],
                              round=row["renotified"], now=now)
             with self.conn:
                 if page is None:

@@ -15,6 +15,8 @@ KIND_TEXT: dict[str, dict[str, str]] = {
     "camera_tampered": {"zh": "摄像头被遮挡或移动", "en": "Camera tampered"},
     "welfare_check": {"zh": "需要上门探视（长时间无活动）", "en": "Welfare check: no sign of activity"},
     "sensor_disagree": {"zh": "摄像头与门磁不一致", "en": "Camera and door contact disagree"},
+    "help_request": {"zh": "住户求助", "en": "Household asks for help"},
+    "visit_approval": {"zh": "住户申请外出就医（请批准或拒绝）", "en": "Hospital visit announced: approve or refuse"},
 }
 
 LABELS = {

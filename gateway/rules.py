@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.policy import AlertKind, Policy, Rules
 from gateway.registry import DEFAULT_TIMEZONE, Isolation, Registry, iso, isolation_active, parse_iso
+from gateway.resident import self_reported
 from gateway.store import BatchOutcome
 from isowatch.contract import DoorEvent, TamperEvent, TemperatureReading
 
@@ -146,7 +147,7 @@ def screen(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> dict[int, Verdi
     decided: dict[int, Verdict] = {}
     for row in rows:
         household = row["household"]
-        if (row["device"], household) not in registered:
+        if (row["device"], household) not in registered and not self_reported(row["device"], household):
             decided[row["rowid"]] = _unregistered(row["device"])
         elif household not in latest_end:
             decided[row["rowid"]] = Verdict("outside_isolation")
@@ -156,6 +157,8 @@ def screen(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> dict[int, Verdi
 
 
 def _registered(conn: sqlite3.Connection, device: str, household: str) -> bool:
+    if self_reported(device, household):  # a reading the household sent through its own link
+        return True
     row = conn.execute("SELECT household, registered_at FROM devices WHERE device = ?", (device,)).fetchone()
     return row is not None and row[1] is not None and row[0] == household
 
@@ -177,7 +180,7 @@ def evaluate_event(conn: sqlite3.Connection, registry: Registry, policy: Policy,
     base = dict(site=row["site"], household=row["household"], at=at, ref=row["id"], isolation_id=period.id)
     if row["type"] == "tamper":
         return Verdict("alert", (Finding(AlertKind.CAMERA_TAMPERED, detail=payload.get("reason", ""), **base),))
-    visit = registry.visit_covering(row["household"], at)
+    visit = registry.visit_covering(row["household"], at, exit_suspected=bool(payload.get("exit_suspected")))
     if visit is not None:
         return Verdict("expected", detail=f"announced visit {visit}")
     snapshots = payload.get("snapshots") or []
