@@ -43,7 +43,9 @@ EN: dict[str, str] = {
     "no_help_needed": "No help needed", "visit_approved": "Visit approved", "visit_refused": "Visit refused",
     "resident_link": "Resident link", "resident_link_none": "No link issued.", "resident_link_issue": "Issue link",
     "resident_link_revoke": "Revoke link", "resident_link_note": "Works only during an active isolation period.",
-    "announced_openings": "Announced by households",
+    "announced_openings": "Announced by households", "reason_rubbish": "rubbish", "reason_delivery": "delivery",
+    "reason_hospital": "hospital visit", "reason_other": "other", "approval_waiting": "waiting for approval",
+    "approval_approved": "approved", "approval_refused": "refused",
 }
 
 ZH: dict[str, str] = {
@@ -81,7 +83,9 @@ ZH: dict[str, str] = {
     "visit_approved": "批准外出就医", "visit_refused": "不批准外出",
     "resident_link": "住户链接", "resident_link_none": "尚未发放链接。", "resident_link_issue": "发放链接",
     "resident_link_revoke": "停用链接", "resident_link_note": "仅在隔离期内有效。",
-    "announced_openings": "住户报备的开门",
+    "announced_openings": "住户报备的开门", "reason_rubbish": "倒垃圾", "reason_delivery": "取快递/物资",
+    "reason_hospital": "去医院", "reason_other": "其他", "approval_waiting": "待批准", "approval_approved": "已批准",
+    "approval_refused": "未批准",
 }
 
 MESSAGES = {"en": EN, "zh": ZH}

@@ -11,22 +11,25 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+import sqlite3
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from dashboard.deps import CurrentUser, HouseholdRow, protected_router, templates
+from dashboard.deps import CurrentUser, HouseholdRow, Scope, protected_router, templates
 from dashboard.resident_text import language_of, page_translator
 from gateway.policy import HELP_KINDS
-from gateway.resident import METHODS, REASONS, BadForm, LinkNotFound, Refused, ResidentDesk, ResidentView
+from gateway.registry import DEFAULT_TIMEZONE, iso, parse_iso
+from gateway.resident import REASONS, BadForm, LinkNotFound, Refused, ResidentDesk, ResidentView
 
 router = APIRouter(tags=["resident"])
 staff_router = protected_router(tags=["resident"])
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
-MAX_BODY = 4096  # the largest action is a help request of 500 characters
+MAX_BODY = 4096
+PAGE_METHODS = ("axillary", "oral", "forehead", "tympanic", "rectal", "unknown")  # the usual way first  # the largest action is a help request of 500 characters
 
 
 def resident_desk() -> ResidentDesk | None:  # overridden by create_app when the gateway signs links
@@ -60,7 +63,7 @@ def _page(request: Request, token: str, view: ResidentView, lang: str, *, done: 
     context = {
         "v": view, "t": t, "lang": lang, "token": token, "other_lang": "en" if lang == "zh" else "zh",
         "place": " ".join(p for p in (view.address, view.unit) if p) or view.household,
-        "local": lambda at: _local(at, zone), "reasons": list(REASONS), "methods": METHODS, "help_kinds": HELP_KINDS,
+        "local": lambda at: _local(at, zone), "reasons": list(REASONS), "methods": PAGE_METHODS, "help_kinds": HELP_KINDS,
         "done": t(done, end=_local(latest.ends_at, zone) if latest else "") if done else "",
         "error": error, "form": form or {},
         "tel": lambda phone: "tel:" + re.sub(r"[^0-9+]", "", phone),
@@ -177,7 +180,25 @@ async def ask_for_help(request: Request, token: str, desk: Desk) -> Response:
     return await _action(request, token, desk, "help")
 
 
-# -- the household page in the dashboard: show, issue and revoke the link ---------------------------
+# -- the dashboard: announcements on the board; the household page shows, issues and revokes the link --
+
+
+def announced_now(db: sqlite3.Connection, scope: Scope, now: datetime) -> list[dict[str, Any]]:
+    """Openings households announced that are open now or were in the last hour, in the user's scope."""
+    where, params = scope.sql("v.household")
+    rows = db.execute(
+        "SELECT v.household, v.reason, v.starts_at, v.ends_at, h.address, h.unit, coalesce(s.timezone, ?) AS tz, "
+        "a.verdict, v.approval_alert FROM visits v JOIN households h ON h.household = v.household "
+        "LEFT JOIN sites s ON s.site = h.site LEFT JOIN alerts a ON a.id = v.approval_alert "
+        f"WHERE v.source = 'resident' AND v.ends_at >= ? AND {where} ORDER BY v.starts_at DESC LIMIT 50",  # noqa: S608
+        [DEFAULT_TIMEZONE, iso(now - timedelta(hours=1)), *params]).fetchall()
+    return [{"household": r["household"], "place": " ".join(p for p in (r["address"], r["unit"]) if p),
+             "reason": r["reason"], "from": _local(parse_iso(r["starts_at"]), r["tz"]),
+             "to": _local(parse_iso(r["ends_at"]), r["tz"]), "now": parse_iso(r["ends_at"]) >= now,
+             "approval": None if r["approval_alert"] is None else
+             {"visit_approved": "approved", "visit_refused": "refused"}.get(r["verdict"], "waiting")}
+            for r in rows]
+
 
 
 def link_for(desk: ResidentDesk | None, household: str) -> str | None:
