@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from gateway import alerts, notify, retention
+from gateway import alerts, notify, resident_rules, retention
 from gateway.ack_links import AckLinks
 from gateway.escalation import Page, first_page, next_page
 from gateway.messages import AlertFacts, render
@@ -235,7 +235,7 @@ class AlertWorker:
 
     def _scan(self, now: datetime) -> None:
         with self.conn:
-            for scan in SCANS:
+            for scan in (*SCANS, *resident_rules.SCANS):
                 for finding in scan(self.conn, self.registry, self.policy, now):
                     self._raise(finding, now)
                     if finding.mark:

@@ -211,3 +211,34 @@ def test_the_page_shows_only_staff_numbers_shared_by_consent(world):
     desk, token = desk_of(world)
     phones = {m.role: m.phone for m in desk.view(token).team}
     assert phones == {"leader": "", "medical": "+86 139 0000 0001", "police": "", "social": ""}
+
+
+def door_alerts(world: World) -> list:
+    return world.rows("SELECT id, detail, first_event_id, count FROM alerts WHERE kind = 'door_opened'")
+
+
+def test_a_door_left_open_past_the_announced_window_pages_once_and_one_closed_in_time_does_not(world):
+    desk, token = desk_of(world)
+    desk.announce(token, 5, "delivery")
+    world.door()  # opened inside the window: expected
+    world.clock.advance(60)
+    world.door(state="closed")
+    world.clock.advance(6 * 60)
+    world.worker.tick()  # every scan runs (offline cameras page too): only door alerts matter here
+    assert door_alerts(world) == []  # closed in time
+    desk.announce(token, 3, "rubbish")
+    world.door()
+    world.worker.settle()
+    world.clock.advance(3 * 60 + 10)
+    world.worker.tick()
+    assert door_alerts(world) == []  # the closing event still has its grace
+    world.clock.advance(30)
+    world.worker.tick()
+    (alert,) = door_alerts(world)
+    assert "3 min" in alert["detail"] and alert["first_event_id"].startswith("overstay:")
+    from gateway import alerts
+
+    alerts.resolve(world.conn, alert["id"], staff="chen-social", verdict="false_alarm", note="", now=world.clock.now())
+    world.clock.advance(60)
+    world.worker.tick()
+    assert len(door_alerts(world)) == 1  # once, even after it was resolved
