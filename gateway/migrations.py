@@ -307,6 +307,8 @@ def _015_resident_links(db: Database) -> None:
     db.execute("ALTER TABLE visits ADD COLUMN source TEXT NOT NULL DEFAULT 'staff'")
     db.execute("ALTER TABLE visits ADD COLUMN reason TEXT")
     db.execute("ALTER TABLE visits ADD COLUMN approval_alert INTEGER")
+    # The overstay scan and the board look for households' windows by their end.
+    db.execute("CREATE INDEX idx_visits_resident_ends ON visits (ends_at) WHERE source = 'resident'")
     db.execute("CREATE TABLE resident_requests (id INTEGER PRIMARY KEY, household TEXT NOT NULL, kind TEXT NOT NULL, "
                "text TEXT NOT NULL, created_at TEXT NOT NULL, alert_id INTEGER)")
     db.execute("CREATE INDEX idx_resident_requests_household ON resident_requests (household, created_at)")
