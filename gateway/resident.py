@@ -22,9 +22,11 @@ import json
 import secrets
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -46,6 +48,7 @@ METHODS = ("oral", "axillary", "tympanic", "forehead", "rectal", "unknown")
 PLAUSIBLE_C = (34.0, 43.0)
 MAX_HELP_TEXT = 500
 ACTIONS = ("resident.announce", "resident.temperature", "resident.help")
+T = TypeVar("T")
 
 
 def link_url(public_url: str, token: str) -> str:
@@ -304,7 +307,8 @@ class ResidentDesk:
 
     # -- acting ------------------------------------------------------------------------------------
 
-    def _act(self, token: str, form: str | None, action, *args):  # noqa: ANN001, ANN202 - internal dispatcher
+    def _act(self, token: str, form: str | None, action: Callable[..., T], *args: object) -> T:
+        """Check the link (and the form token of a form POST), then run `action(conn, household, *args)`."""
         with self._lock:
             conn = self._connect()
             try:

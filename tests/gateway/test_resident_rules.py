@@ -242,3 +242,32 @@ def test_a_door_left_open_past_the_announced_window_pages_once_and_one_closed_in
     world.clock.advance(60)
     world.worker.tick()
     assert len(door_alerts(world)) == 1  # once, even after it was resolved
+
+
+def test_the_migration_upgrades_a_database_with_visits_staff_and_live_alerts(tmp_path, monkeypatch):
+    """A gateway database from before the resident link: its visits stay staff visits that cover exits,
+    its staff do not share their numbers, and one live alert per household and kind still holds."""
+    import sqlite3 as sql
+
+    from sqlite_utils import Database
+
+    from gateway import migrations
+
+    path = tmp_path / "old.db"
+    db = Database(sql.connect(path))
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:-1])
+    migrations.migrate(db)
+    db.execute("INSERT INTO visits (household, kind, starts_at, ends_at, note, created_by, created_at) "
+               "VALUES ('h', 'supplies', '2026-03-05T02:00:00Z', '2026-03-05T03:00:00Z', '', 'x', 'x')")
+    db.execute("INSERT INTO staff (staff, name, role, language, contacts, active, phone) "
+               "VALUES ('s', 'S', 'social', 'zh', '[]', 1, '+86 1')")
+    db.execute("INSERT INTO alerts (household, kind, opened_at) VALUES ('h', 'door_opened', 'x')")
+    db.conn.commit()
+    monkeypatch.undo()
+    migrations.migrate(db)
+    assert db.execute("SELECT source, approval_alert FROM visits").fetchall() == [("staff", None)]
+    assert db.execute("SELECT share_phone FROM staff").fetchall() == [(0,)]
+    with pytest.raises(sql.IntegrityError):
+        db.execute("INSERT INTO alerts (household, kind, opened_at) VALUES ('h', 'door_opened', 'y')")
+    for _ in range(2):  # help requests: one alert each
+        db.execute("INSERT INTO alerts (household, kind, opened_at) VALUES ('h', 'help_request', 'y')")
