@@ -53,6 +53,12 @@ def test_the_page_is_in_the_households_language_with_a_switch(world, language, w
     assert "<script" not in page.text and "style=" not in page.text  # strict CSP: nothing inline
     other = "en" if language == "zh" else "zh"
     assert client.get(link, params={"lang": other}).text != page.text
+    client.post(f"{link}/help", json={"kind": "supplies", "text": "rice"})
+    client.post(f"{link}/announce", json={"minutes": 5, "reason": "delivery"})
+    if language == "en":  # no Chinese but the registry's own names and the switch link
+        text = re.sub(r"<[^>]+>", " ", client.get(link).text)
+        leftovers = re.findall(r"[\u3000-\u9fff\uff00-\uffef]+", text)
+        assert set(leftovers) <= {"幸福里", "号楼", "王队长", "赵警官", "陈社工", "中文"}, leftovers
 
 
 def test_only_the_pages_own_forms_act_and_the_api_takes_json_only(world):
