@@ -46,8 +46,6 @@ EN: dict[str, str] = {
     "announced_openings": "Announced by households", "reason_rubbish": "rubbish", "reason_delivery": "delivery",
     "reason_hospital": "hospital visit", "reason_other": "other", "approval_waiting": "waiting for approval",
     "approval_approved": "approved", "approval_refused": "refused",
-    "help_supplies": "Supplies", "help_medicine": "Medicine", "help_symptoms": "Symptoms",
-    "help_mental_health": "Mental health", "help_other": "Other",
 }
 
 ZH: dict[str, str] = {
@@ -88,8 +86,6 @@ ZH: dict[str, str] = {
     "announced_openings": "住户报备的开门", "reason_rubbish": "倒垃圾", "reason_delivery": "取快递/物资",
     "reason_hospital": "去医院", "reason_other": "其他", "approval_waiting": "待批准", "approval_approved": "已批准",
     "approval_refused": "未批准",
-    "help_supplies": "生活物资", "help_medicine": "药品", "help_symptoms": "身体症状", "help_mental_health": "心理支持",
-    "help_other": "其他",
 }
 
 MESSAGES = {"en": EN, "zh": ZH}

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dashboard.i18n import MESSAGES
-from gateway.policy import HELP_KINDS
 
 LANGUAGES = ("zh", "en")
 
@@ -90,14 +89,6 @@ PAGE: dict[str, dict[str, str]] = {
         "zone": "{zone} time",
     },
 }
-
-
-def help_detail(detail: str, t: Callable[..., str]) -> str:
-    """A help request alert's detail (`kind: the household's words`) with the kind named in `t`'s language."""
-    kind, _, words = detail.partition(": ")
-    if kind not in HELP_KINDS:
-        return detail
-    return t(f"help_{kind}") + (f": {words}" if words else "")
 
 
 def language_of(requested: str, household: str | None) -> str:

@@ -19,9 +19,9 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from dashboard.ack_text import TODO, language_of, page_translator
 from dashboard.deps import templates
-from dashboard.resident_text import help_detail
 from gateway.ack_links import AckDesk, BadForm, BadLink, LinkExpired, LinkView
 from gateway.alerts import AlertError
+from gateway.resident import help_detail
 
 router = APIRouter(tags=["acknowledge"])
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
@@ -64,7 +64,7 @@ def _page(request: Request, token: str, view: LinkView, lang: str) -> Response:
         "zone": t("zone", zone=zone, offset=_offset(zone, view.last_event_at)),
         "temperature": temperature.group(0) if temperature else None,
         # Free text from the rules, in English; a help request's is the household's own words, for everyone.
-        "detail": help_detail(view.detail, t) if view.kind == "help_request"
+        "detail": help_detail(view.detail, lang) if view.kind == "help_request"
         else view.detail if lang == "en" and not temperature else "",
         "acknowledged_at": _local(view.acknowledged_at, zone) if view.acknowledged_at else "",
         "resolved_at": _local(view.resolved_at, zone) if view.resolved_at else "",

@@ -109,7 +109,7 @@ def test_a_help_request_for_supplies_pages_the_social_worker_and_its_status_foll
             asked = httpx.post(f"{link}/help", json={"kind": "supplies", "text": "需要大米和蔬菜"}, timeout=10)
             assert asked.status_code == 201 and asked.json()["status"] == "received"
             (message,) = wait_until(inbox.received, timeout=20, what="the help request's page")
-            assert message.recipient == "chen-social" and "需要大米和蔬菜" in message.body
+            assert message.recipient == "chen-social" and "详情: 生活物资: 需要大米和蔬菜" in message.body
             assert "住户求助" in message.title
             assert "已收到" in httpx.get(link, timeout=10).text
 
