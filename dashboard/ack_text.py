@@ -59,6 +59,10 @@ TODO: dict[str, dict[str, tuple[str, ...]]] = {
         "camera_tampered": ("查看抓拍，电话询问住户。", "摄像头被遮挡或移动：上门复位并提醒住户。"),
         "welfare_check": ("独居或行动不便的住户长时间无动静：立即电话联系。", "无人接听：立即上门，必要时联系医务人员。"),
         "sensor_disagree": ("摄像头与门磁结果不一致：查看抓拍，电话核实是否开门。", "确认为设备问题：安排检修。"),
+        "help_request": ("住户通过自己的链接求助：先点“我来处理”，住户页面会显示“工作人员正在处理”。",
+                         "电话联系住户，安排物资、药品或上门。", "办妥后选择结果，住户页面显示“已处理完毕”。"),
+        "visit_approval": ("住户报备外出就医：电话核实医院、时间和交通（闭环转运）。",
+                           "同意：选择“批准外出就医”，报备时间内开门不再通知；不同意：选择“不批准外出”并告知住户。"),
     },
     "en": {
         "door_opened": ("Call the household and ask why the door opened.",
@@ -81,6 +85,12 @@ TODO: dict[str, dict[str, tuple[str, ...]]] = {
                           "No answer: visit at once; bring in the medical worker if needed."),
         "sensor_disagree": ("Camera and door contact disagree: look at the snapshot and call to confirm.",
                             "A device fault: arrange a repair."),
+        "help_request": ("The household asked through its own link: take it first, and their page shows "
+                         "\"someone is on it\".", "Call them; arrange the supplies, medicine or a visit.",
+                         "When done, choose the outcome: their page shows \"done\"."),
+        "visit_approval": ("The household announced a hospital visit: call to confirm hospital, time and transport.",
+                           "Agreed: choose \"Visit approved\" (openings in its window then page nobody); "
+                           "otherwise \"Visit refused\" and tell them."),
     },
 }
 

@@ -13,12 +13,13 @@ from fastapi.staticfiles import StaticFiles
 from dashboard import accounts
 from dashboard.deps import CsrfFailed, DatabasePath, Forbidden, NotAuthenticated, NotInScope, current_clock, render
 from dashboard.event_log import BadCursor
-from dashboard.routes import ack, alerts, audit, auth, devices, events, households, registry_api, reports, users
+from dashboard.routes import ack, alerts, audit, auth, devices, events, households, registry_api, reports, resident, users
 from dashboard.routes.registry_api import RegistryDesk
 from dashboard.security_headers import SecurityHeaders, swagger_page
 from gateway import alerts as alert_lib
 from gateway.ack_links import AckDesk
 from gateway.device_config import PushError
+from gateway.resident import ResidentDesk
 from isowatch.clock import Clock
 from isowatch.contract import DeviceConfig
 
@@ -79,7 +80,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def create_app(db_path: Path | str, *, ack_desk: AckDesk | None = None, admin: RegistryDesk | None = None,
                extra_routers: Sequence[APIRouter] = (), clock: Clock | None = None,
-               snapshot_dir: Path | str | None = None, push_config: ConfigPusher | None = None) -> FastAPI:
+               snapshot_dir: Path | str | None = None, push_config: ConfigPusher | None = None,
+               resident_desk: ResidentDesk | None = None) -> FastAPI:
     app = FastAPI(title="isowatch", version="1", docs_url=None, redoc_url=None,
                   openapi_url="/api/v1/openapi.json",
                   description="Same permissions as the pages: log in with POST /api/v1/session (cookie), then send "
@@ -98,9 +100,13 @@ def create_app(db_path: Path | str, *, ack_desk: AckDesk | None = None, admin: R
     for area in (auth, alerts, households, events, reports, devices, audit, users):
         app.include_router(area.router)
     app.include_router(ack.router)
+    app.include_router(resident.router)  # issue 19: the household's own link, outside the session guard
+    app.include_router(resident.staff_router)
     app.include_router(registry_api.router)
     if ack_desk is not None:  # issue 6: acknowledge links need the gateway's signing key and clock
         app.dependency_overrides[ack.ack_desk] = lambda: ack_desk
+    if resident_desk is not None:
+        app.dependency_overrides[resident.resident_desk] = lambda: resident_desk
     if admin is not None:
         app.dependency_overrides[registry_api.registry_desk] = lambda: admin
     for router in extra_routers:

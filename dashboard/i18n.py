@@ -44,6 +44,13 @@ EN: dict[str, str] = {
     "resolved": "resolved", "escalated": "escalated", "address": "Address",
     "clock_skew": "clock off by {s} s", "clock_skew_devices": "{n} with a wrong clock",
     "page_undelivered": "Page not delivered",
+    "help_request": "Help request", "visit_approval": "Hospital visit to approve",
+    "no_help_needed": "No help needed", "visit_approved": "Visit approved", "visit_refused": "Visit refused",
+    "resident_link": "Resident link", "resident_link_none": "No link issued.", "resident_link_issue": "Issue link",
+    "resident_link_revoke": "Revoke link", "resident_link_note": "Works only during an active isolation period.",
+    "announced_openings": "Announced by households", "reason_rubbish": "rubbish", "reason_delivery": "delivery",
+    "reason_hospital": "hospital visit", "reason_other": "other", "approval_waiting": "waiting for approval",
+    "approval_approved": "approved", "approval_refused": "refused",
 }
 
 ZH: dict[str, str] = {
@@ -82,6 +89,13 @@ ZH: dict[str, str] = {
     "escalated": "已升级", "address": "地址",
     "clock_skew": "时钟偏差 {s} 秒", "clock_skew_devices": "{n} 台时钟不准",
     "page_undelivered": "通知未送达",
+    "help_request": "住户求助", "visit_approval": "外出就医待批准", "no_help_needed": "无需帮助",
+    "visit_approved": "批准外出就医", "visit_refused": "不批准外出",
+    "resident_link": "住户链接", "resident_link_none": "尚未发放链接。", "resident_link_issue": "发放链接",
+    "resident_link_revoke": "停用链接", "resident_link_note": "仅在隔离期内有效。",
+    "announced_openings": "住户报备的开门", "reason_rubbish": "倒垃圾", "reason_delivery": "取快递/物资",
+    "reason_hospital": "去医院", "reason_other": "其他", "approval_waiting": "待批准", "approval_approved": "已批准",
+    "approval_refused": "未批准",
 }
 
 MESSAGES = {"en": EN, "zh": ZH}

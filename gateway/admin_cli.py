@@ -171,6 +171,44 @@ def announce_visit(household: str, kind: str, starts_at: str, ends_at: str, note
     click.echo(f"visit={number} household={household}")
 
 
+@admin.command("resident-link")
+@click.argument("household")
+@click.option("--public-url", envvar="ISOWATCH_PUBLIC_URL", required=True,
+              help="The gateway's public URL, as given to `isowatch gateway run` (env ISOWATCH_PUBLIC_URL).")
+@click.option("--qr", "qr_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the link as a QR code to this PNG file (for the isolation notice).")
+@click.option("--revoke", is_flag=True, help="End the household's link now (the next call issues a new one).")
+@db_option
+@by_option
+def resident_link(household: str, public_url: str, qr_file: Path | None, revoke: bool, db_path: Path, by: str) -> None:
+    """Print HOUSEHOLD's own link (last line): announce an opening, report a temperature, ask for help.
+
+    The same link on every call until --revoke; it works only while the household is isolated.
+    """
+    from gateway.ack_links import load_or_create_secret
+    from gateway.qr_png import write_qr
+    from gateway.resident import ResidentLinks, link_url
+
+    registry = _registry(db_path)
+    secret = load_or_create_secret(db_path.with_name(db_path.name + ".secret"))  # the gateway's signing key
+    links = ResidentLinks(secret, registry.clock, load_policy())
+    try:
+        registry.household(household)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+    if revoke:
+        ended = links.revoke(registry.conn, household, by=by)
+        click.echo(f"household={household} link revoked" if ended else f"household={household} had no link")
+        return
+    url = link_url(public_url, links.issue(registry.conn, household, by=by))
+    if registry.active_isolation(household, registry.clock.now()) is None:
+        click.echo(f"warning: {household} has no active isolation period; the link works only during one", err=True)
+    if qr_file:
+        write_qr(url, qr_file)
+        click.echo(f"qr={qr_file}")
+    click.echo(url)
+
+
 @admin.command("create-user")
 @click.argument("username")
 @click.option("--role", type=click.Choice(["admin", "leader", "medical", "police", "social", "auditor"]),

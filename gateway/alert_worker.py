@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from gateway import alerts, retention
+from gateway import alerts, resident_rules, retention
 from gateway.ack_links import AckLinks
 from gateway.delivery import Deliveries, Sender, new_key
 from gateway.escalation import Page, first_page, next_page
@@ -224,7 +224,7 @@ class AlertWorker:
                     log.warning("device clock off device=%s skew_s=%.0f (rules use the gateway's time)", device, skew)
                 else:
                     log.info("device clock back in bounds device=%s skew_s=%.1f", device, skew)
-            for scan in SCANS:
+            for scan in (*SCANS, *resident_rules.SCANS):
                 for finding in scan(self.conn, self.registry, self.policy, now):
                     self._raise(finding, now)
                     if finding.mark:
@@ -247,11 +247,11 @@ class AlertWorker:
 
     def _escalate(self, now: datetime) -> None:
         due = self.conn.execute(
-            "SELECT id, kind, step, renotified FROM alerts WHERE next_step_at IS NOT NULL AND next_step_at <= ? "
+            "SELECT id, kind, step, renotified, route FROM alerts WHERE next_step_at IS NOT NULL AND next_step_at <= ? "
             "AND acknowledged_at IS NULL AND resolved_at IS NULL ORDER BY next_step_at", (iso(now),),
         ).fetchall()
         for row in due:
-            page = next_page(self.policy.kinds[row["kind"]], self.policy.renotify, step=row["step"],
+            page = next_page(self.policy.escalation(row["kind"], row["route"]), self.policy.renotify, step=row["step"],
                              round=row["renotified"], now=now)
             with self.conn:
                 if page is None:

@@ -31,6 +31,9 @@ OUTCOMES: dict[str, tuple[str, ...]] = {
     "device_offline": ("back_online", "device_fault", "resident_visited"),
     "camera_tampered": ("confirmed_violation", "camera_fixed", "false_alarm"),
     "welfare_check": ("resident_well", "help_given", "referred"),
+    "help_request": ("help_given", "referred", "no_help_needed"),
+    # Resolving with `visit_approved` is the approval: the announced hospital visit then excuses its openings.
+    "visit_approval": ("visit_approved", "visit_refused"),
 }
 VERDICTS: tuple[str, ...] = tuple(dict.fromkeys(v for outcomes in OUTCOMES.values() for v in outcomes))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from gateway.resident import help_detail
+
 KIND_TEXT: dict[str, dict[str, str]] = {
     "door_opened": {"zh": "隔离期间开门", "en": "Door opened during isolation"},
     "repeated_door": {"zh": "多次开门违规", "en": "Repeated door violation"},
@@ -15,6 +17,8 @@ KIND_TEXT: dict[str, dict[str, str]] = {
     "camera_tampered": {"zh": "摄像头被遮挡或移动", "en": "Camera tampered"},
     "welfare_check": {"zh": "需要上门探视（长时间无活动）", "en": "Welfare check: no sign of activity"},
     "sensor_disagree": {"zh": "摄像头与门磁不一致", "en": "Camera and door contact disagree"},
+    "help_request": {"zh": "住户求助", "en": "Household asks for help"},
+    "visit_approval": {"zh": "住户申请外出就医（请批准或拒绝）", "en": "Hospital visit announced: approve or refuse"},
 }
 
 LABELS = {
@@ -63,7 +67,8 @@ def render(facts: AlertFacts, language: str) -> tuple[str, str]:
     if facts.count > 1:
         lines.append(label["count"].format(count=facts.count))
     if facts.detail:
-        lines.append(f"{label['detail']}: {facts.detail}")
+        detail = help_detail(facts.detail, lang) if facts.kind == "help_request" else facts.detail
+        lines.append(f"{label['detail']}: {detail}")
     lines.append(label["renotify"].format(round=facts.round) if facts.round else label["step"].format(step=facts.step))
     if facts.snapshot_url:
         lines.append(f"{label['snapshot']}: {facts.snapshot_url}")

@@ -333,6 +333,35 @@ def _011_delivery_until_delivered(db: Database) -> None:
                "WHERE state IN ('pending', 'sending', 'undeliverable')")
 
 
+def _014_resident_links(db: Database) -> None:
+    """Issue 19: the household's own link (docs/residents.md).
+
+    `resident_links`: one signed, revocable token per household at a time. Visits announced by the
+    household say so (`source`, `reason`); a hospital visit counts only once its `approval_alert` is
+    resolved as approved. `resident_requests` are the household's help requests, each with its own alert:
+    help requests are not merged into one live alert per household, so every request keeps its own
+    status, route (`alerts.route`: the role paged first) and acknowledgement. `staff.share_phone`: the
+    staff member agreed to have their number shown to the households of their team.
+    """
+    db.execute("CREATE TABLE resident_links (jti TEXT PRIMARY KEY, household TEXT NOT NULL, created_at TEXT NOT NULL, "
+               "created_by TEXT NOT NULL, revoked_at TEXT, revoked_by TEXT)")
+    db.execute("CREATE INDEX idx_resident_links_household ON resident_links (household)")
+    db.execute("CREATE UNIQUE INDEX resident_links_one_live ON resident_links (household) WHERE revoked_at IS NULL")
+    db.execute("ALTER TABLE visits ADD COLUMN source TEXT NOT NULL DEFAULT 'staff'")
+    db.execute("ALTER TABLE visits ADD COLUMN reason TEXT")
+    db.execute("ALTER TABLE visits ADD COLUMN approval_alert INTEGER")
+    # The overstay scan and the board look for households' windows by their end.
+    db.execute("CREATE INDEX idx_visits_resident_ends ON visits (ends_at) WHERE source = 'resident'")
+    db.execute("CREATE TABLE resident_requests (id INTEGER PRIMARY KEY, household TEXT NOT NULL, kind TEXT NOT NULL, "
+               "text TEXT NOT NULL, created_at TEXT NOT NULL, alert_id INTEGER)")
+    db.execute("CREATE INDEX idx_resident_requests_household ON resident_requests (household, created_at)")
+    db.execute("ALTER TABLE alerts ADD COLUMN route TEXT")
+    db.execute("DROP INDEX alerts_one_live")
+    db.execute("CREATE UNIQUE INDEX alerts_one_live ON alerts (household, kind) "
+               "WHERE resolved_at IS NULL AND kind <> 'help_request'")
+    db.execute("ALTER TABLE staff ADD COLUMN share_phone INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[Migration] = [
     _001_ingest,
     _002_registry_alerts,
@@ -347,6 +376,7 @@ MIGRATIONS: list[Migration] = [
     _011_delivery_until_delivered,
     _012_bound_isolation_periods,
     _013_staff_phone,
+    _014_resident_links,
 ]
 
 

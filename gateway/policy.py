@@ -37,6 +37,16 @@ class AlertKind(StrEnum):
     CAMERA_TAMPERED = "camera_tampered"
     WELFARE_CHECK = "welfare_check"
     SENSOR_DISAGREE = "sensor_disagree"
+    HELP_REQUEST = "help_request"  # a household asked for help through its resident link
+    VISIT_APPROVAL = "visit_approval"  # a household announced a hospital visit: staff approve or refuse it
+
+
+# Kinds older policy files do not name: these steps apply until the file routes them itself.
+RESIDENT_KIND_DEFAULTS: dict[str, dict] = {
+    "help_request": {"steps": [{"notify": ["social"], "wait_minutes": 15}, {"notify": ["leader"], "wait_minutes": 30}]},
+    "visit_approval": {"steps": [{"notify": ["social"], "wait_minutes": 10}, {"notify": ["leader"], "wait_minutes": 15}]},
+}
+HELP_KINDS = ("supplies", "medicine", "symptoms", "mental_health", "other")
 
 
 class _Model(BaseModel):
@@ -90,7 +100,7 @@ class Rules(_Model):
     @field_validator("fever_by_method")
     @classmethod
     def _known_methods(cls, value: dict[str, float]) -> dict[str, float]:
-        known = {"oral", "axillary", "tympanic", "forehead", "rectal", "unknown"}
+        known = {"oral", "axillary", "tympanic", "forehead", "rectal", "unknown", "self_report"}
         unknown = sorted(set(value) - known)
         if unknown:
             raise ValueError(f"unknown measuring method(s) {unknown}; known: {sorted(known)}")
@@ -117,6 +127,28 @@ class Delivery(_Model):
                                   description="After an attempt with no answer: wait this long before resending")
 
 
+class Resident(_Model):
+    """What a household may do through its resident link (docs/residents.md)."""
+
+    announce_max_minutes: int = Field(30, ge=1, le=30, description="Longest announced opening, in minutes")
+    announcements_per_day: int = Field(4, ge=0, le=50, description="Announced openings per household and local day")
+    actions_per_hour: int = Field(20, ge=1, le=1000, description="Actions of any kind per household and hour")
+    open_requests: int = Field(5, ge=1, le=50, description="Help requests a household may have open at once")
+    help_routes: dict[str, Role] = Field(
+        default_factory=lambda: {"supplies": Role.SOCIAL, "medicine": Role.MEDICAL, "symptoms": Role.MEDICAL,
+                                 "mental_health": Role.SOCIAL, "other": Role.SOCIAL},
+        description="Who a help request pages first, by what the household asks for; later steps as kinds.help_request")
+
+    @field_validator("help_routes")
+    @classmethod
+    def _every_help_kind(cls, value: dict[str, Role]) -> dict[str, Role]:
+        unknown = sorted(set(value) - set(HELP_KINDS))
+        missing = sorted(set(HELP_KINDS) - set(value))
+        if unknown or missing:
+            raise ValueError(f"name each of {list(HELP_KINDS)} once (unknown: {unknown}, missing: {missing})")
+        return value
+
+
 class Policy(_Model):
     timezone: str = Field("Asia/Shanghai", description="Sites' default timezone (isolation days, expected times)")
     isolation_days: int = Field(14, ge=1, le=60)
@@ -126,7 +158,23 @@ class Policy(_Model):
     snapshots: Snapshots = Snapshots()
     rules: Rules = Rules()
     delivery: Delivery = Delivery()
+    resident: Resident = Resident()
     kinds: dict[AlertKind, KindPolicy]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resident_kind_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("kinds"), dict):
+            data = {**data, "kinds": {**RESIDENT_KIND_DEFAULTS, **data["kinds"]}}
+        return data
+
+    def escalation(self, kind: str, route: str | None = None) -> KindPolicy:
+        """The steps of `kind`; an alert routed to one role (a help request) pages that role first."""
+        steps = self.kinds[AlertKind(kind)]
+        if not route:
+            return steps
+        first = steps.steps[0].model_copy(update={"notify": [Role(route)]})
+        return steps.model_copy(update={"steps": [first, *steps.steps[1:]]})
 
     @model_validator(mode="after")
     def _every_kind_routed(self) -> "Policy":

@@ -123,6 +123,7 @@ class StaffIn(_In):
         default_factory=list, max_length=MAX_CONTACTS, description="Apprise URLs, tried in this order")
     phone: str = Field("", max_length=32, pattern=r"^(\+?[0-9][0-9 -]{2,30})?$",
                        description="For call links on the acknowledge page: digits, spaces, dashes, optional +")
+    share_phone: bool = Field(False, description="Agreed to show the phone number to the households of their team")
 
     @field_validator("contacts", mode="before")
     @classmethod
@@ -265,10 +266,12 @@ class Registry:
                     raise RegistryError(f"{staff.staff} holds a team's {slot} slot; reassign it before changing "
                                         f"the role to {staff.role}")
             self.conn.execute(
-                "INSERT INTO staff (staff, name, role, language, contacts, phone, active) VALUES (?, ?, ?, ?, ?, ?, 1) "
-                "ON CONFLICT(staff) DO UPDATE SET name = excluded.name, role = excluded.role, "
-                "language = excluded.language, contacts = excluded.contacts, phone = excluded.phone",
-                (staff.staff, staff.name, staff.role, staff.language, json.dumps(staff.contacts), staff.phone),
+                "INSERT INTO staff (staff, name, role, language, contacts, phone, share_phone, active) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT(staff) DO UPDATE SET name = excluded.name, "
+                "role = excluded.role, language = excluded.language, contacts = excluded.contacts, "
+                "phone = excluded.phone, share_phone = excluded.share_phone",
+                (staff.staff, staff.name, staff.role, staff.language, json.dumps(staff.contacts), staff.phone,
+                 int(staff.share_phone)),
             )
 
     def upsert_team(self, team: TeamIn) -> None:
@@ -459,10 +462,16 @@ class Registry:
                         "to": iso(visit.ends_at)})
         return int(cursor.lastrowid)
 
-    def visit_covering(self, household: str, at: datetime) -> int | None:
+    def visit_covering(self, household: str, at: datetime, *, exit_suspected: bool = False) -> int | None:
+        """The announced visit that makes an opening at `at` expected. One the household announced itself
+        (docs/residents.md) does not cover a suspected exit unless it is a hospital visit, and a hospital
+        visit covers nothing until staff resolved its approval alert as approved."""
         row = self.conn.execute(
-            "SELECT id FROM visits WHERE household = ? AND starts_at <= ? AND ends_at >= ? ORDER BY starts_at LIMIT 1",
-            (household, iso(at), iso(at)),
+            "SELECT v.id FROM visits v WHERE v.household = ? AND v.starts_at <= ? AND v.ends_at >= ? "
+            "AND (v.approval_alert IS NULL OR EXISTS (SELECT 1 FROM alerts a WHERE a.id = v.approval_alert "
+            "AND a.verdict = 'visit_approved')) AND (? = 0 OR v.source <> 'resident' OR v.kind = 'hospital') "
+            "ORDER BY v.starts_at LIMIT 1",
+            (household, iso(at), iso(at), int(exit_suspected)),
         ).fetchone()
         return row[0] if row else None
 

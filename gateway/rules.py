@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.policy import AlertKind, Policy, Rules
 from gateway.registry import DEFAULT_TIMEZONE, Isolation, Registry, iso, isolation_active, parse_iso
+from gateway.resident import self_reported
 from gateway.store import BatchOutcome
 from isowatch.contract import ContactReading, DoorEvent, TamperEvent, TemperatureReading
 
@@ -152,7 +153,7 @@ def screen(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> dict[int, Verdi
     decided: dict[int, Verdict] = {}
     for row in rows:
         household = row["household"]
-        if (row["device"], household) not in registered:
+        if (row["device"], household) not in registered and not self_reported(row["device"], household):
             decided[row["rowid"]] = _unregistered(row["device"])
         elif household not in latest_end:
             decided[row["rowid"]] = Verdict("outside_isolation")
@@ -162,6 +163,8 @@ def screen(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> dict[int, Verdi
 
 
 def _registered(conn: sqlite3.Connection, device: str, household: str) -> bool:
+    if self_reported(device, household):  # a reading the household sent through its own link
+        return True
     row = conn.execute("SELECT household, registered_at FROM devices WHERE device = ?", (device,)).fetchone()
     return row is not None and row[1] is not None and row[0] == household
 
@@ -176,7 +179,8 @@ def evaluate_event(conn: sqlite3.Connection, registry: Registry, policy: Policy,
     if row["type"] == "door":
         snapshots = payload.get("snapshots") or []
         detail = payload.get("source", "camera") + (", exit suspected" if payload.get("exit_suspected") else "")
-        return _door_opening(conn, registry, policy, row, detail, snapshots[0]["sha256"] if snapshots else None)
+        return _door_opening(conn, registry, policy, row, detail, snapshots[0]["sha256"] if snapshots else None,
+                             exit_suspected=bool(payload.get("exit_suspected")))
     if not _registered(conn, row["device"], row["household"]):
         return _unregistered(row["device"])
     at = parse_iso(row["received_at"])
@@ -188,7 +192,7 @@ def evaluate_event(conn: sqlite3.Connection, registry: Registry, policy: Policy,
 
 
 def _door_opening(conn: sqlite3.Connection, registry: Registry, policy: Policy, row: sqlite3.Row, detail: str,
-                  snapshot: str | None) -> Verdict:
+                  snapshot: str | None, *, exit_suspected: bool = False) -> Verdict:
     """One door opening, seen by the camera (a door event) or a door contact (a contact reading): the same
     rules for both. The camera and the contact report the same opening separately, in either order; the
     second to be evaluated within `opening_merge_s` of the first joins the first's alert, and pages nobody.
@@ -199,7 +203,7 @@ def _door_opening(conn: sqlite3.Connection, registry: Registry, policy: Policy, 
     active = registry.active_isolation(row["household"], at)
     if active is None:
         return Verdict("outside_isolation")
-    visit = registry.visit_covering(row["household"], at)
+    visit = registry.visit_covering(row["household"], at, exit_suspected=exit_suspected)
     if visit is not None:
         return Verdict("expected", detail=f"announced visit {visit}")
     rules = policy.rules

@@ -13,6 +13,7 @@ from gateway.alert_process import AlertProcess
 from gateway.ingest import Ingest
 from gateway.integrity import Maintenance, check_at_start, disk_full, is_disk_full
 from gateway.policy import Policy, load_policy
+from gateway.resident import ResidentDesk, ResidentLinks
 from gateway.rules import may_page_now
 from gateway.store import Store
 from isowatch.broker import BrokerUrl, free_port, wait_for_port
@@ -67,6 +68,7 @@ class GatewayService:
         secret = secret or load_or_create_secret(self.db_path.with_name(self.db_path.name + ".secret"))
         self.ack_links = AckLinks(secret, self.clock, ttl_hours=self.policy.ack_link_ttl_hours)
         self.ack_desk = AckDesk(self.db_path, self.ack_links, self.store.snapshot_dir)
+        self.resident_desk = ResidentDesk(self.db_path, ResidentLinks(secret, self.clock, self.policy), self.public_url)
         self.admin_token = admin_token
         self.extra_routers = extra_routers
         self.alerts: AlertProcess | None = None
@@ -107,7 +109,7 @@ class GatewayService:
 
         connection = self.ingest.client  # the broker names connections by user: ours is the only one we may use
         app = create_app(self.db_path, ack_desk=self.ack_desk, admin=admin, extra_routers=self.extra_routers,
-                         clock=self.clock, snapshot_dir=self.store.snapshot_dir,
+                         clock=self.clock, snapshot_dir=self.store.snapshot_dir, resident_desk=self.resident_desk,
                          push_config=lambda site, household, config: push_device_config(connection, site, household,
                                                                                         config))
         config = uvicorn.Config(app, host=self.http_host, port=self.http_port,

@@ -21,6 +21,7 @@ from dashboard.ack_text import TODO, language_of, page_translator
 from dashboard.deps import templates
 from gateway.ack_links import AckDesk, BadForm, BadLink, LinkExpired, LinkView
 from gateway.alerts import AlertError
+from gateway.resident import help_detail
 
 router = APIRouter(tags=["acknowledge"])
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
@@ -62,7 +63,9 @@ def _page(request: Request, token: str, view: LinkView, lang: str) -> Response:
         "when": _local(view.last_event_at, zone), "opened": _local(view.opened_at, zone),
         "zone": t("zone", zone=zone, offset=_offset(zone, view.last_event_at)),
         "temperature": temperature.group(0) if temperature else None,
-        "detail": view.detail if lang == "en" and not temperature else "",  # free text from the rules, in English
+        # Free text from the rules, in English; a help request's is the household's own words, for everyone.
+        "detail": help_detail(view.detail, lang) if view.kind == "help_request"
+        else view.detail if lang == "en" and not temperature else "",
         "acknowledged_at": _local(view.acknowledged_at, zone) if view.acknowledged_at else "",
         "resolved_at": _local(view.resolved_at, zone) if view.resolved_at else "",
         "expires": _local(view.expires_at, zone), "todo": TODO[lang].get(view.kind, ()),

@@ -32,6 +32,7 @@ from dashboard.deps import (
     templates,
 )
 from dashboard.i18n import translator
+from dashboard.routes.resident import announced_now
 from gateway import alerts as alert_lib
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ def _rows_html(request: Request, rows: list[AlertPublic], user, csrf: str) -> st
 def board_page(request: Request, db: ReadDB, scope: UserScope, clock: ClockDep, user: CurrentUser) -> Response:
     rows = board.open_alerts(db, scope, clock.now())
     t = translator(user.language)
-    return render(request, "board.html", {"rows": rows, "age": lambda s: age_text(t, s)})
+    return render(request, "board.html", {"rows": rows, "age": lambda s: age_text(t, s),
+                                          "announced": announced_now(db, scope, clock.now())})
 
 
 @router.get("/alerts/stream", include_in_schema=False)

@@ -23,6 +23,7 @@ from dashboard.deps import (
 )
 from dashboard.household_view import HouseholdSummary, TimelineItem
 from dashboard.i18n import translator
+from dashboard.routes.resident import Desk as ResidentDeskDep, link_for
 from gateway.alerts import audit
 
 router = protected_router(tags=["households"])
@@ -49,7 +50,7 @@ def households_page(request: Request, db: ReadDB, scope: UserScope, clock: Clock
 
 @router.get("/households/{household}", response_class=HTMLResponse, include_in_schema=False)
 def household_page(request: Request, household: str, row: HouseholdRow, db: ReadDB, clock: ClockDep,
-                   user: CurrentUser) -> Response:
+                   user: CurrentUser, resident: ResidentDeskDep) -> Response:
     now = clock.now()
     since, until = household_view.timeline_window(db, row, now)
     t = translator(user.language)
@@ -57,6 +58,7 @@ def household_page(request: Request, household: str, row: HouseholdRow, db: Read
         "h": household_view.summary(db, row, now), "row": row,
         "items": household_view.timeline(db, household, since, until),
         "chart": household_view.temperature_svg(db, household, since, until, title=t("temperature_chart")),
+        "resident_link": link_for(resident, household), "resident_links_on": resident is not None,
     })
 
 
