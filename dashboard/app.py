@@ -19,6 +19,7 @@ from dashboard.security_headers import SecurityHeaders, swagger_page
 from gateway import alerts as alert_lib
 from gateway.ack_links import AckDesk
 from gateway.device_config import PushError
+from gateway.policy import Policy
 from isowatch.clock import Clock
 from isowatch.contract import DeviceConfig
 
@@ -79,7 +80,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def create_app(db_path: Path | str, *, ack_desk: AckDesk | None = None, admin: RegistryDesk | None = None,
                extra_routers: Sequence[APIRouter] = (), clock: Clock | None = None,
-               snapshot_dir: Path | str | None = None, push_config: ConfigPusher | None = None) -> FastAPI:
+               snapshot_dir: Path | str | None = None, push_config: ConfigPusher | None = None,
+               policy: Policy | None = None) -> FastAPI:
     app = FastAPI(title="isowatch", version="1", docs_url=None, redoc_url=None,
                   openapi_url="/api/v1/openapi.json",
                   description="Same permissions as the pages: log in with POST /api/v1/session (cookie), then send "
@@ -91,6 +93,8 @@ def create_app(db_path: Path | str, *, ack_desk: AckDesk | None = None, admin: R
     app.dependency_overrides[households.snapshot_dir] = lambda: snapshots
     if push_config is not None:
         app.dependency_overrides[devices.config_pusher] = lambda: push_config
+    if policy is not None:  # the fever line and hot readings follow the gateway's own thresholds
+        app.dependency_overrides[households.fever_rules] = lambda: policy.rules
     app.add_middleware(SecurityHeaders)
     docs = swagger_page(app.openapi_url or "", "isowatch API")
     app.add_api_route("/api/docs", lambda: docs, include_in_schema=False)

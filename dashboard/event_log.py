@@ -19,6 +19,7 @@ from dashboard.csv_cells import SafeWriter
 from dashboard.deps import Scope
 from gateway.alerts import VERDICTS
 from gateway.registry import iso
+from isowatch.localtime import DEFAULT_ZONE, iso_local
 
 EVENT_TYPES = ("door", "tamper")
 READING_TYPES = ("temperature", "contact")
@@ -76,6 +77,8 @@ class LogEntry(BaseModel):
     alert_kind: str | None = None
     verdict: str | None = None
     snapshot: str | None = None
+    timezone: str | None = Field(None, description="The site's zone")
+    local_time: str | None = Field(None, description="device_time in the site's zone, ISO 8601 with offset")
 
 
 class LogPage(BaseModel):
@@ -152,9 +155,14 @@ def _fetch(db: sqlite3.Connection, f: LogFilter, scope: Scope, before: tuple[str
 
 
 def _annotate(db: sqlite3.Connection, entries: list[LogEntry]) -> None:
-    """Attach the alert (kind, verdict) and snapshot of each entry shown: a handful of index lookups per page."""
+    """Attach the alert (kind, verdict), snapshot and site-local time of each entry shown: a handful of index
+    lookups per page."""
     if not entries:
         return
+    zones = {r[0]: r[1] or DEFAULT_ZONE for r in db.execute("SELECT site, timezone FROM sites")}
+    for entry in entries:
+        entry.timezone = zones.get(entry.site, DEFAULT_ZONE)
+        entry.local_time = iso_local(entry.device_time, entry.timezone)
     ids = [e.id for e in entries]
     marks = ",".join("?" * len(ids))
     alerts = {r[0]: r for r in db.execute(

@@ -39,6 +39,16 @@ EN: dict[str, str] = {
     "welfare_check": "Welfare check", "implausible_reading": "Implausible reading",
     "sensor_disagree": "Sensors disagree", "acknowledged": "acknowledged", "notified_state": "notified",
     "resolved": "resolved", "escalated": "escalated", "address": "Address",
+    # issue 16: local times, the chart, the no-team notice, the audit log in words
+    "just_now": "just now", "no_team": "You are on no team, so no alerts or households reach you here. Ask an admin to add you to a team.",
+    "body_temperature": "Body temperature", "room_temperature": "Room temperature", "fever_line": "fever from {c:.1f} °C",
+    "hours_local": "hours, {label}", "no_readings": "No readings in this period.",
+    "door_event": "Door", "tamper_event": "Camera", "contact": "Door contact",
+    "times_in": "Times in site time ({label})", "snapshots_seen": "{n} snapshots",
+    "household.view": "Viewed household", "snapshot.view": "Viewed snapshot", "events.export": "Exported the event log",
+    "alert.acknowledge": "Acknowledged alert", "alert.resolve": "Resolved alert", "alert.ack_again": "Acknowledged again",
+    "auth.login": "Logged in", "auth.logout": "Logged out", "auth.login_failed": "Failed login",
+    "user.create": "Created user", "user.password": "Changed password", "device.config_push": "Pushed config",
 }
 
 ZH: dict[str, str] = {
@@ -72,6 +82,15 @@ ZH: dict[str, str] = {
     "camera_tampered": "摄像头被遮挡", "welfare_check": "关怀探视", "implausible_reading": "体温读数异常",
     "sensor_disagree": "传感器不一致", "acknowledged": "已确认", "notified_state": "已通知", "resolved": "已处理",
     "escalated": "已升级", "address": "地址",
+    "just_now": "刚刚", "no_team": "你不在任何小组，因此这里不会显示任何告警或住户。请联系管理员把你加入小组。",
+    "body_temperature": "体温", "room_temperature": "室温", "fever_line": "{c:.1f} °C 起为发热",
+    "hours_local": "小时，{label}", "no_readings": "此期间没有读数。",
+    "door_event": "门", "tamper_event": "摄像头", "contact": "门磁",
+    "times_in": "时间为当地时间（{label}）", "snapshots_seen": "{n} 张抓拍",
+    "household.view": "查看住户", "snapshot.view": "查看抓拍", "events.export": "导出事件日志",
+    "alert.acknowledge": "确认告警", "alert.resolve": "处理告警", "alert.ack_again": "再次确认",
+    "auth.login": "登录", "auth.logout": "退出", "auth.login_failed": "登录失败",
+    "user.create": "创建用户", "user.password": "修改密码", "device.config_push": "下发配置",
 }
 
 MESSAGES = {"en": EN, "zh": ZH}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from isowatch.localtime import stamp
+
 KIND_TEXT: dict[str, dict[str, str]] = {
     "door_opened": {"zh": "隔离期间开门", "en": "Door opened during isolation"},
     "repeated_door": {"zh": "多次开门违规", "en": "Repeated door violation"},
@@ -55,7 +57,7 @@ def render(facts: AlertFacts, language: str) -> tuple[str, str]:
     title = f"[isowatch #{facts.alert_id}] {text} - {place}"
     lines = [
         f"{label['household']}: {place} ({facts.household})",
-        f"{label['when']}: {facts.at_local:%Y-%m-%d %H:%M:%S %Z}",
+        f"{label['when']}: {stamp(facts.at_local, facts.at_local.tzinfo)}",  # as the pages write it
     ]
     if facts.day is not None and facts.days is not None:
         lines.append(label["day"].format(day=facts.day, days=facts.days))

@@ -93,7 +93,7 @@ class GatewayService:
 
         broker = self.broker
         app = create_app(self.db_path, ack_desk=self.ack_desk, admin=admin, extra_routers=self.extra_routers,
-                         clock=self.clock, snapshot_dir=self.store.snapshot_dir,
+                         clock=self.clock, snapshot_dir=self.store.snapshot_dir, policy=self.policy,
                          push_config=lambda site, household, config: push_device_config(broker, site, household, config))
         config = uvicorn.Config(app, host=self.http_host, port=self.http_port,
                                 log_level="warning", access_log=False,
