@@ -9,13 +9,22 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+import swagger_ui_bundle
 
-from dashboard import accounts
-from dashboard.deps import CsrfFailed, DatabasePath, Forbidden, NotAuthenticated, NotInScope, current_clock, render
+from dashboard import accounts, api_docs
+from dashboard.deps import (
+    CsrfFailed,
+    DatabasePath,
+    Forbidden,
+    NotAuthenticated,
+    NotInScope,
+    current_clock,
+    render,
+)
 from dashboard.event_log import BadCursor
 from dashboard.routes import ack, alerts, audit, auth, devices, events, households, registry_api, reports, users
 from dashboard.routes.registry_api import RegistryDesk
-from dashboard.security_headers import SecurityHeaders, swagger_page
+from dashboard.security_headers import SecurityHeaders
 from gateway import alerts as alert_lib
 from gateway.ack_links import AckDesk
 from gateway.device_config import PushError
@@ -25,6 +34,7 @@ from isowatch.contract import DeviceConfig
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
+SWAGGER_UI_DIR = Path(str(swagger_ui_bundle.swagger_ui_path))  # Swagger UI's own files, served at /api/docs
 
 ConfigPusher = Callable[[str, str, DeviceConfig], None]  # (site, household, config): publish retained to the device
 
@@ -96,8 +106,8 @@ def create_app(db_path: Path | str, *, ack_desk: AckDesk | None = None, admin: R
     if policy is not None:  # the fever line and hot readings follow the gateway's own thresholds
         app.dependency_overrides[households.fever_rules] = lambda: policy.rules
     app.add_middleware(SecurityHeaders)
-    docs = swagger_page(app.openapi_url or "", "isowatch API")
-    app.add_api_route("/api/docs", lambda: docs, include_in_schema=False)
+    api_docs.install(app, "isowatch API")
+    app.mount("/static/swagger-ui", StaticFiles(directory=SWAGGER_UI_DIR), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for area in (auth, alerts, households, events, reports, devices, audit, users):
         app.include_router(area.router)

@@ -178,9 +178,11 @@ def _readings(db: sqlite3.Connection, household: str, subject: str, since: datet
 
 def _chart(rows: list[sqlite3.Row], since: datetime, until: datetime, zone: str, *, css: str, text: ChartText,
            lo: float, hi: float, grid: list[float], fever: Callable[[str | None], float] | None,
-           width: int = 640, height: int = 200) -> str:
-    """An inline SVG line chart over [since, until) with hour ticks in site time; no JS, no CDN."""
-    pad_l, pad_r, pad_t, pad_b = 40, 8, 8, 30
+           width: int = 420, height: int = 190) -> str:
+    """An inline SVG line chart over [since, until) with hour ticks in site time; no JS, no CDN.
+
+    Drawn 420 units wide so its 11-unit labels stay readable when a phone scales it to its width."""
+    pad_l, pad_r, pad_t, pad_b = 30, 6, 14, 30
     span = max((until - since).total_seconds(), 1.0)
 
     def x(at: datetime) -> float:
@@ -200,15 +202,15 @@ def _chart(rows: list[sqlite3.Row], since: datetime, until: datetime, zone: str,
         parts.append(f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{y(line):.1f}" y2="{y(line):.1f}" class="fever"/>'
                      f'<text x="{width - pad_r}" y="{y(line) - 3:.1f}" class="axis fever-label" text-anchor="end">'
                      f'{escape(text.fever)}</text>')
-    # Ticks every 6 hours on the local clock; midnight is labelled with the date.
+    # Ticks every 12 hours on the local clock (noon "12:00", midnight the date "11-26").
     tick = local(since, zone).replace(minute=0, second=0, microsecond=0)
-    tick += timedelta(hours=(6 - tick.hour % 6) % 6)
+    tick += timedelta(hours=(12 - tick.hour % 12) % 12)
     while tick < local(until, zone):
         px = x(tick.astimezone(timezone.utc))
         label = f"{tick:%m-%d}" if tick.hour == 0 else f"{tick:%H}:00"
         parts.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{pad_t}" y2="{height - pad_b}" class="grid hour"/>'
                      f'<text x="{px:.1f}" y="{height - pad_b + 12}" class="axis" text-anchor="middle">{label}</text>')
-        tick = (tick.astimezone(timezone.utc) + timedelta(hours=6)).astimezone(tick.tzinfo)
+        tick = (tick.astimezone(timezone.utc) + timedelta(hours=12)).astimezone(tick.tzinfo)
     parts.append(f'<text x="{width - pad_r}" y="{height - 3}" class="axis" text-anchor="end">{escape(text.axis)}</text>')
     if rows:
         points = [(parse_iso(r["device_time"]), r["celsius"], r["method"]) for r in rows]
@@ -244,4 +246,4 @@ def room_chart(db: sqlite3.Connection, household: str, until: datetime, zone: st
     lo, hi = float(int(min(values)) - 1), float(int(max(values)) + 2)
     step = max(1, int((hi - lo) // 3))
     return _chart(rows, since, until, zone, css="room", text=text, lo=lo, hi=hi,
-                  grid=[float(v) for v in range(int(lo) + 1, int(hi), step)], fever=None, height=110)
+                  grid=[float(v) for v in range(int(lo) + 1, int(hi), step)], fever=None, height=120)
