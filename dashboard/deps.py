@@ -16,12 +16,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path as PathParam, Request
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from dashboard import accounts
 from dashboard.accounts import Session, User
 from dashboard.i18n import translator
 from gateway.store import connect
-from isowatch.localtime import DEFAULT_ZONE, stamp
+from isowatch.localtime import DEFAULT_ZONE, clock_text, label, stamp
 from isowatch.clock import Clock, SystemClock
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -32,7 +33,16 @@ def _when(at: object, zone: str | None, seconds: bool = False) -> str:
     return stamp(at, zone, seconds=seconds) if at else "—"  # type: ignore[arg-type]
 
 
+def _when_cell(at: object, zone: str | None, seconds: bool = False) -> Markup:
+    """A table cell's time: the wall-clock time unbroken, its offset label small beside it."""
+    if not at:
+        return Markup("—")
+    return Markup('<time class="local" datetime="{}">{}</time> <small class="zone">{}</small>').format(
+        at, clock_text(at, zone, seconds=seconds), label(at, zone))  # type: ignore[arg-type]
+
+
 templates.env.globals["when"] = _when
+templates.env.globals["when_cell"] = _when_cell
 SESSION_COOKIE = "isowatch_session"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 

@@ -45,11 +45,18 @@ EN: dict[str, str] = {
     "hours_local": "hours, {label}", "no_readings": "No readings in this period.",
     "what_event": "event", "what_reading": "reading", "what_alert": "alert", "what_acknowledged": "acknowledged",
     "what_resolved": "resolved", "what_notification": "page", "tamper": "Camera tamper", "contact": "Door contact",
+    "temperature": "Temperature",
     "times_in": "Times in site time ({label})", "snapshots_seen": "{n} snapshots",
     "household.view": "Viewed household", "snapshot.view": "Viewed snapshot", "events.export": "Exported the event log",
     "alert.acknowledge": "Acknowledged alert", "alert.resolve": "Resolved alert", "alert.ack_again": "Acknowledged again",
     "auth.login": "Logged in", "auth.logout": "Logged out", "auth.login_failed": "Failed login",
     "user.create": "Created user", "user.password": "Changed password", "device.config_push": "Pushed config",
+    "alert.escalation_exhausted": "Escalation ran out", "alert.no_recipient": "Nobody to page",
+    "auth.login_refused": "Login refused (too many)", "retention.orphan_snapshots": "Orphan snapshots removed",
+    "retention.purge": "Data purged", "device.register": "Registered device", "isolation.start": "Isolation started",
+    "isolation.extend": "Isolation extended", "isolation.end": "Isolation ended",
+    "isolation.end_signoff": "Signed the isolation end", "visit.announce": "Visit announced",
+    "registry.import": "Registry imported",
 }
 
 ZH: dict[str, str] = {
@@ -87,12 +94,17 @@ ZH: dict[str, str] = {
     "body_temperature": "体温", "room_temperature": "室温", "fever_line": "{c:.1f} °C 起为发热",
     "hours_local": "小时，{label}", "no_readings": "此期间没有读数。",
     "what_event": "事件", "what_reading": "读数", "what_alert": "告警", "what_acknowledged": "已确认",
-    "what_resolved": "已处理", "what_notification": "通知", "tamper": "摄像头遮挡", "contact": "门磁",
+    "what_resolved": "已处理", "what_notification": "通知", "tamper": "摄像头遮挡", "contact": "门磁", "temperature": "温度",
     "times_in": "时间为当地时间（{label}）", "snapshots_seen": "{n} 张抓拍",
     "household.view": "查看住户", "snapshot.view": "查看抓拍", "events.export": "导出事件日志",
     "alert.acknowledge": "确认告警", "alert.resolve": "处理告警", "alert.ack_again": "再次确认",
     "auth.login": "登录", "auth.logout": "退出", "auth.login_failed": "登录失败",
     "user.create": "创建用户", "user.password": "修改密码", "device.config_push": "下发配置",
+    "alert.escalation_exhausted": "升级已到尽头", "alert.no_recipient": "无人可通知",
+    "auth.login_refused": "登录被拒（次数过多）", "retention.orphan_snapshots": "清理无主抓拍",
+    "retention.purge": "清除过期数据", "device.register": "登记设备", "isolation.start": "开始隔离",
+    "isolation.extend": "延长隔离", "isolation.end": "结束隔离", "isolation.end_signoff": "签署结束隔离",
+    "visit.announce": "登记探访", "registry.import": "导入登记表",
 }
 
 MESSAGES = {"en": EN, "zh": ZH}
