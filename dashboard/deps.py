@@ -22,8 +22,8 @@ from dashboard import accounts
 from dashboard.accounts import Session, User
 from dashboard.i18n import translator
 from gateway.store import connect
-from isowatch.localtime import DEFAULT_ZONE, clock_text, label, stamp
 from isowatch.clock import Clock, SystemClock
+from isowatch.localtime import DEFAULT_ZONE, clock_text, label, stamp
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
@@ -43,6 +43,7 @@ def _when_cell(at: object, zone: str | None, seconds: bool = False) -> Markup:
 
 templates.env.globals["when"] = _when
 templates.env.globals["when_cell"] = _when_cell
+
 SESSION_COOKIE = "isowatch_session"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 

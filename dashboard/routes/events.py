@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from dashboard import event_log
 from dashboard.accounts import User
+from dashboard.csv_cells import BOM
 from dashboard.deps import (
     ClockDep,
     CurrentUser,
@@ -29,7 +30,6 @@ from dashboard.deps import (
     render,
     zones_by_site,
 )
-from dashboard.csv_cells import BOM
 from dashboard.event_log import ALERT_KINDS, LogFilter, LogPage
 from gateway.alerts import VERDICTS, audit
 from gateway.registry import iso
