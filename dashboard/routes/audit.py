@@ -50,30 +50,35 @@ def audit_page_of(db, who: str | None, action: str | None, before: int | None, l
 
 
 class Names:
-    """Readable names for the ids an audit row holds: households by address, staff and users by name.
+    """Readable names for the ids an audit row holds: households by address and unit, staff and users by name.
 
-    Looked up once per page for the ids on it; an id that no longer resolves is shown as it is."""
+    Each id is looked up once per page (indexed, memoised); an id that no longer resolves is shown as it is."""
 
-    def __init__(self, db: sqlite3.Connection, entries: list[AuditEntry]) -> None:
+    def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
-        self.people = {r[0]: r[1] for r in db.execute("SELECT staff, name FROM staff")}
-        self.people.update({r[0]: r[1] for r in db.execute("SELECT username, display_name FROM users")
-                            if r[0] not in self.people})
-        for r in db.execute("SELECT username, display_name, staff FROM users WHERE staff IS NOT NULL"):
-            self.people.setdefault(r[2], r[1])
-        self.homes = {r[0]: " ".join(p for p in (r[1], r[2]) if p) or r[0]
-                      for r in db.execute("SELECT household, address, unit FROM households")}
+        self._people: dict[str, str] = {}
+        self._homes: dict[str, str | None] = {}
 
     def person(self, who: str) -> str:
-        return self.people.get(who, who)
+        if who not in self._people:
+            row = self.db.execute("SELECT name FROM staff WHERE staff = ? UNION ALL "
+                                  "SELECT display_name FROM users WHERE username = ? LIMIT 1", (who, who)).fetchone()
+            self._people[who] = row[0] if row and row[0] else who
+        return self._people[who]
+
+    def _home(self, household: str) -> str | None:
+        if household not in self._homes:
+            row = self.db.execute("SELECT address, unit FROM households WHERE household = ?", (household,)).fetchone()
+            self._homes[household] = (" ".join(p for p in (row[0], row[1]) if p) or household) if row else None
+        return self._homes[household]
 
     def home(self, household: str) -> str:
-        return self.homes.get(household, household)
+        return self._home(household) or household
 
     def thing(self, obj: str, t: Callable[..., str]) -> str:
         kind, _, key = obj.partition(":")
         if not key:
-            if obj in self.homes:
+            if self._home(obj) is not None:
                 return self.home(obj)
             row = self.db.execute("SELECT household FROM devices WHERE device = ?", (obj,)).fetchone()
             return f"{t('device')} {obj} · {self.home(row[0])}" if row else obj
@@ -121,7 +126,7 @@ class Names:
 def audit_html(request: Request, db: ReadDB, user: Overseer, zone: HomeZone, who: str = "", action: str = "",
                before: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None) -> Response:
     result = audit_page_of(db, who or None, action or None, before, 100)
-    names, t = Names(db, result.entries), translator(user.language)
+    names, t = Names(db), translator(user.language)
     rows = [{"id": e.id, "at": e.at, "action": e.action, "who": e.who, "who_name": names.person(e.who),
              "object_name": names.thing(e.object, t), "detail_text": names.detail(e.detail, t)}
             for e in result.entries]

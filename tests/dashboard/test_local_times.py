@@ -11,7 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import re
+import shutil
 import sqlite3
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -60,9 +62,17 @@ def world(tmp_path_factory) -> tuple[Seeded, dict[str, str]]:
 
 
 @pytest.fixture
-def client(world) -> TestClient:
+def fresh(world, tmp_path) -> Seeded:
+    """A copy of the world per test, so one test's changes (and audit rows) stay its own."""
     seeded, _ = world
-    return TestClient(create_app(seeded.db_path, clock=ManualClock(NOW), snapshot_dir=seeded.snapshot_dir))
+    target = tmp_path / "gw"
+    shutil.copytree(seeded.db_path.parent, target)
+    return replace(seeded, db_path=target / "gw.db", snapshot_dir=target / "snapshots")
+
+
+@pytest.fixture
+def client(fresh) -> TestClient:
+    return TestClient(create_app(fresh.db_path, clock=ManualClock(NOW), snapshot_dir=fresh.snapshot_dir))
 
 
 def visible(html: str) -> str:
@@ -155,8 +165,8 @@ def test_report_picker_is_a_local_day_and_its_csv_has_a_bom_and_local_bounds(cli
     assert team["alerts"] == "1"  # the alert at 04:42 local on the 26th is inside that local day
 
 
-def test_one_audit_row_per_household_page_view_listing_its_snapshots(client, world):
-    seeded, _ = world
+def test_one_audit_row_per_household_page_view_listing_its_snapshots(client, fresh):
+    seeded = fresh
     c = as_user(client, "wang")
     conn = sqlite3.connect(seeded.db_path)
     before = conn.execute("SELECT max(id) FROM audit_log").fetchone()[0]
@@ -174,6 +184,12 @@ def test_one_audit_row_per_household_page_view_listing_its_snapshots(client, wor
     assert c.get(f"/snapshots/{seeded.snapshot_sha}").status_code == 200
     assert conn.execute("SELECT count(*) FROM audit_log WHERE id > ? AND action = 'snapshot.view'",
                         (before,)).fetchone()[0] == 1
+    # Someone else's page view covers nothing: another user replaying the thumbnail address is audited.
+    c.cookies.clear()
+    login(c, "chen")
+    assert c.get(images[0].replace("&amp;", "&")).status_code == 200
+    assert conn.execute("SELECT count(*) FROM audit_log WHERE id > ? AND action = 'snapshot.view' AND who = ?",
+                        (before, "chen-social")).fetchone()[0] == 1
     conn.close()
 
 
@@ -198,8 +214,8 @@ def test_user_on_no_team_is_told_so_instead_of_an_all_clear(client):
         assert "你不在任何小组" in c.get(url).text, url
 
 
-def test_just_now_instead_of_zero_minutes(client, world):
-    seeded, _ = world
+def test_just_now_instead_of_zero_minutes(client, fresh):
+    seeded = fresh
     conn = sqlite3.connect(seeded.db_path)
     conn.execute("UPDATE alerts SET opened_at = ? WHERE id = ?", ("2026-11-25T20:44:40Z", seeded.alert_own))
     conn.commit()
