@@ -30,8 +30,9 @@ ALERT_KINDS: tuple[str, ...] = AlertKind.__args__  # type: ignore[attr-defined]
 VerdictName = Literal[VERDICTS]  # every outcome of gateway.alerts.OUTCOMES; resolve checks it fits the kind
 
 
-EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+# 2000 to 2100 in any zone: a picked local 2000-01-01 00:00 in Shanghai is 1999-12-31 16:00 UTC.
+EARLIEST = datetime(1999, 12, 31, tzinfo=timezone.utc)
+LATEST = datetime(2100, 1, 2, tzinfo=timezone.utc)
 
 
 class BadCursor(ValueError):

@@ -29,8 +29,9 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
 
-EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+# 2000 to 2100 in any zone: a picked local 2000-01-01 00:00 in Shanghai is 1999-12-31 16:00 UTC.
+EARLIEST = datetime(1999, 12, 31, tzinfo=timezone.utc)
+LATEST = datetime(2100, 1, 2, tzinfo=timezone.utc)
 
 
 def period(clock: ClockDep, since: datetime | None = None, until: datetime | None = None) -> Period:
