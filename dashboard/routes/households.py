@@ -86,8 +86,9 @@ def household_page(request: Request, household: str, row: HouseholdRow, db: Read
     return render(request, "household.html", {
         "h": household_view.summary(db, row, now), "row": row, "items": items, "view": view,
         "fever": rules.fever_celsius, "zone": zone,
-        "body_chart": household_view.body_chart(db, household, now, zone, body, rules.fever_threshold),
-        "room_chart": household_view.room_chart(db, household, now, zone, ChartText(t("room_temperature"), axis)),
+        # The charts end where the timeline ends: now, or the end of an isolation that is over.
+        "body_chart": household_view.body_chart(db, household, until, zone, body, rules.fever_threshold),
+        "room_chart": household_view.room_chart(db, household, until, zone, ChartText(t("room_temperature"), axis)),
     })
 
 
