@@ -9,22 +9,33 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+import swagger_ui_bundle
 
-from dashboard import accounts
-from dashboard.deps import CsrfFailed, DatabasePath, Forbidden, NotAuthenticated, NotInScope, current_clock, render
+from dashboard import accounts, api_docs
+from dashboard.deps import (
+    CsrfFailed,
+    DatabasePath,
+    Forbidden,
+    NotAuthenticated,
+    NotInScope,
+    current_clock,
+    render,
+)
 from dashboard.event_log import BadCursor
 from dashboard.routes import ack, alerts, audit, auth, devices, events, households, registry_api, reports, resident, users
 from dashboard.routes.registry_api import RegistryDesk
-from dashboard.security_headers import SecurityHeaders, swagger_page
+from dashboard.security_headers import SecurityHeaders
 from gateway import alerts as alert_lib
 from gateway.ack_links import AckDesk
 from gateway.device_config import PushError
 from gateway.resident import ResidentDesk
+from gateway.policy import Policy
 from isowatch.clock import Clock
 from isowatch.contract import DeviceConfig
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
+SWAGGER_UI_DIR = Path(str(swagger_ui_bundle.swagger_ui_path))  # Swagger UI's own files, served at /api/docs
 
 ConfigPusher = Callable[[str, str, DeviceConfig], None]  # (site, household, config): publish retained to the device
 
@@ -81,7 +92,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 def create_app(db_path: Path | str, *, ack_desk: AckDesk | None = None, admin: RegistryDesk | None = None,
                extra_routers: Sequence[APIRouter] = (), clock: Clock | None = None,
                snapshot_dir: Path | str | None = None, push_config: ConfigPusher | None = None,
-               resident_desk: ResidentDesk | None = None) -> FastAPI:
+               resident_desk: ResidentDesk | None = None, policy: Policy | None = None) -> FastAPI:
     app = FastAPI(title="isowatch", version="1", docs_url=None, redoc_url=None,
                   openapi_url="/api/v1/openapi.json",
                   description="Same permissions as the pages: log in with POST /api/v1/session (cookie), then send "
@@ -93,9 +104,11 @@ def create_app(db_path: Path | str, *, ack_desk: AckDesk | None = None, admin: R
     app.dependency_overrides[households.snapshot_dir] = lambda: snapshots
     if push_config is not None:
         app.dependency_overrides[devices.config_pusher] = lambda: push_config
+    if policy is not None:  # the fever line and hot readings follow the gateway's own thresholds
+        app.dependency_overrides[households.fever_rules] = lambda: policy.rules
     app.add_middleware(SecurityHeaders)
-    docs = swagger_page(app.openapi_url or "", "isowatch API")
-    app.add_api_route("/api/docs", lambda: docs, include_in_schema=False)
+    api_docs.install(app, "isowatch API")
+    app.mount("/static/swagger-ui", StaticFiles(directory=SWAGGER_UI_DIR), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for area in (auth, alerts, households, events, reports, devices, audit, users):
         app.include_router(area.router)

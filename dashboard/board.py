@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dashboard.deps import Scope
 from gateway.alerts import VERDICTS
 from gateway.registry import parse_iso
+from isowatch.localtime import DEFAULT_ZONE
 
 Verdict = Literal[VERDICTS]  # every outcome of gateway.alerts.OUTCOMES; resolve checks it fits the kind
 
@@ -47,6 +48,7 @@ class AlertPublic(BaseModel):
     verdict: str | None
     note: str | None
     notified: list[Notified]
+    timezone: str  # the site's: pages show times in it
 
 
 class ResolveIn(BaseModel):
@@ -80,11 +82,12 @@ def _public(row: sqlite3.Row, notified: list[Notified], now: datetime) -> AlertP
         step=row["step"] or 0, age_s=max(0.0, (now - parse_iso(row["opened_at"])).total_seconds()),
         detail=row["detail"], snapshot=row["snapshot"], acknowledged_by=row["acknowledged_by"],
         acknowledged_at=row["acknowledged_at"], resolved_by=row["resolved_by"], resolved_at=row["resolved_at"],
-        verdict=row["verdict"], note=row["note"], notified=notified)
+        verdict=row["verdict"], note=row["note"], notified=notified, timezone=row["timezone"])
 
 
-ALERT_SQL = ("SELECT a.*, trim(coalesce(h.address, '') || ' ' || coalesce(h.unit, '')) AS address FROM alerts a "
-             "LEFT JOIN households h ON h.household = a.household")
+ALERT_SQL = ("SELECT a.*, trim(coalesce(h.address, '') || ' ' || coalesce(h.unit, '')) AS address, "
+             f"coalesce(s.timezone, '{DEFAULT_ZONE}') AS timezone FROM alerts a "
+             "LEFT JOIN households h ON h.household = a.household LEFT JOIN sites s ON s.site = a.site")
 
 
 def open_alerts(db: sqlite3.Connection, scope: Scope, now: datetime, limit: int = 500) -> list[AlertPublic]:

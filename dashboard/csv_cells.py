@@ -10,6 +10,9 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Excel on Chinese Windows reads a CSV without a byte-order mark as GBK and garbles every Chinese name;
+# with it, Excel reads UTF-8 (other programs skip it, Python with encoding="utf-8-sig").
+BOM = "\ufeff"
 
 
 def safe_cell(value: Any) -> Any:

@@ -16,14 +16,34 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path as PathParam, Request
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from dashboard import accounts
 from dashboard.accounts import Session, User
 from dashboard.i18n import translator
 from gateway.store import connect
 from isowatch.clock import Clock, SystemClock
+from isowatch.localtime import DEFAULT_ZONE, clock_text, label, stamp
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+def _when(at: object, zone: str | None, seconds: bool = False) -> str:
+    """Templates write every time as `when(at, zone)`: site-local and labelled; a missing time is a dash."""
+    return stamp(at, zone, seconds=seconds) if at else "—"  # type: ignore[arg-type]
+
+
+def _when_cell(at: object, zone: str | None, seconds: bool = False) -> Markup:
+    """A table cell's time: the wall-clock time unbroken, its offset label small beside it."""
+    if not at:
+        return Markup("—")
+    return Markup('<time class="local" datetime="{}">{}</time> <small class="zone">{}</small>').format(
+        at, clock_text(at, zone, seconds=seconds), label(at, zone))  # type: ignore[arg-type]
+
+
+templates.env.globals["when"] = _when
+templates.env.globals["when_cell"] = _when_cell
+
 SESSION_COOKIE = "isowatch_session"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -186,6 +206,19 @@ def scoped_household(household: str, db: ReadDB, scope: UserScope) -> sqlite3.Ro
     return row
 
 
+def home_zone(db: ReadDB) -> str:
+    """The zone for times that belong to no one site (audit log, report periods): the sites' usual zone."""
+    row = db.execute("SELECT timezone FROM sites GROUP BY timezone ORDER BY count(*) DESC, timezone LIMIT 1").fetchone()
+    return row[0] if row and row[0] else DEFAULT_ZONE
+
+
+HomeZone = Annotated[str, Depends(home_zone)]
+
+
+def zones_by_site(db: sqlite3.Connection) -> dict[str, str]:
+    return {r[0]: r[1] or DEFAULT_ZONE for r in db.execute("SELECT site, timezone FROM sites")}
+
+
 AlertId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]  # SQLite's INTEGER range; larger ids are a 422
 
 
@@ -197,7 +230,8 @@ def scoped_alert(alert_id: AlertId, db: ReadDB, scope: UserScope) -> sqlite3.Row
 
 
 def scoped_device(device: str, db: ReadDB, scope: UserScope) -> sqlite3.Row:
-    row = db.execute("SELECT * FROM devices WHERE device = ?", (device,)).fetchone()
+    row = db.execute(f"SELECT d.*, coalesce(s.timezone, '{DEFAULT_ZONE}') AS timezone FROM devices d "  # noqa: S608
+                     "LEFT JOIN sites s ON s.site = d.site WHERE d.device = ?", (device,)).fetchone()
     if row is None or not scope.allows(row["household"]):
         raise NotInScope(f"no such device: {device}")
     return row

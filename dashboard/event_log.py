@@ -22,6 +22,7 @@ from dashboard.csv_cells import SafeWriter
 from dashboard.deps import Scope
 from gateway.alerts import VERDICTS
 from gateway.registry import iso
+from isowatch.localtime import DEFAULT_ZONE, iso_local
 
 EVENT_TYPES = ("door", "tamper")
 READING_TYPES = ("temperature", "contact")
@@ -32,8 +33,9 @@ ALERT_KINDS: tuple[str, ...] = AlertKind.__args__  # type: ignore[attr-defined]
 VerdictName = Literal[VERDICTS]  # every outcome of gateway.alerts.OUTCOMES; resolve checks it fits the kind
 
 
-EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+# 2000 to 2100 in any zone: a picked local 2000-01-01 00:00 in Shanghai is 1999-12-31 16:00 UTC.
+EARLIEST = datetime(1999, 12, 31, tzinfo=timezone.utc)
+LATEST = datetime(2100, 1, 2, tzinfo=timezone.utc)
 
 
 class BadCursor(ValueError):
@@ -79,6 +81,8 @@ class LogEntry(BaseModel):
     alert_kind: str | None = None
     verdict: str | None = None
     snapshot: str | None = None
+    timezone: str | None = Field(None, description="The site's zone")
+    local_time: str | None = Field(None, description="received_at (the gateway's time) in the site's zone, ISO 8601 with offset")
 
 
 class LogPage(BaseModel):
@@ -155,9 +159,14 @@ def _fetch(db: sqlite3.Connection, f: LogFilter, scope: Scope, before: tuple[str
 
 
 def _annotate(db: sqlite3.Connection, entries: list[LogEntry]) -> None:
-    """Attach the alert (kind, verdict) and snapshot of each entry shown: a handful of index lookups per page."""
+    """Attach the alert (kind, verdict), snapshot and site-local time of each entry shown: a handful of index
+    lookups per page."""
     if not entries:
         return
+    zones = {r[0]: r[1] or DEFAULT_ZONE for r in db.execute("SELECT site, timezone FROM sites")}
+    for entry in entries:
+        entry.timezone = zones.get(entry.site, DEFAULT_ZONE)
+        entry.local_time = iso_local(entry.received_at, entry.timezone)
     ids = [e.id for e in entries]
     marks = ",".join("?" * len(ids))
     alerts = {r[0]: r for r in db.execute(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from html import escape
 from zoneinfo import ZoneInfo
@@ -11,9 +13,9 @@ from pydantic import BaseModel
 
 from dashboard.deps import Scope
 from gateway.registry import iso, parse_iso
+from isowatch.localtime import local, stamp
 
 OFFLINE_AFTER = timedelta(seconds=90)  # DESIGN.md: heartbeat every 30 s, offline after 90 s of silence
-FEVER_C = 37.3
 
 
 class HouseholdSummary(BaseModel):
@@ -95,7 +97,7 @@ def summary(db: sqlite3.Connection, h: sqlite3.Row, now: datetime) -> HouseholdS
                          "WHERE household = ? AND type = 'contact' ORDER BY received_at DESC LIMIT 1", (hh,)).fetchone()
     door = max((r for r in (seen, contact) if r is not None), key=lambda r: r[1], default=None)
     temp = db.execute("SELECT celsius, received_at FROM readings WHERE household = ? AND type = 'temperature' "
-                      "ORDER BY received_at DESC LIMIT 1", (hh,)).fetchone()
+                      "AND subject = 'body' ORDER BY received_at DESC LIMIT 1", (hh,)).fetchone()
     devices = db.execute("SELECT * FROM devices WHERE household = ?", (hh,)).fetchall()
     alerts_open = db.execute("SELECT count(*) FROM alerts WHERE household = ? AND resolved_at IS NULL",
                              (hh,)).fetchone()[0]
@@ -131,11 +133,15 @@ def timeline(db: sqlite3.Connection, household: str, since: datetime, until: dat
                         "LEFT JOIN snapshots s ON s.event_id = e.id WHERE e.household = ? AND e.received_at >= ? "
                         "AND e.received_at < ? ORDER BY e.received_at DESC LIMIT ?", (household, a, b, limit)):
         items.append(TimelineItem(at=r[3], what="event", kind=r[1], detail=r[2] or "", ref=r[0], snapshot=r[4]))
-    for r in db.execute("SELECT id, type, celsius, open, received_at FROM readings WHERE household = ? "
+    for r in db.execute("SELECT id, type, celsius, open, received_at, subject FROM readings WHERE household = ? "
                         "AND received_at >= ? AND received_at < ? ORDER BY received_at DESC LIMIT ?",
                         (household, a, b, limit)):
-        detail = f"{r[2]:.1f} °C" if r[1] == "temperature" and r[2] is not None else ("open" if r[3] else "closed")
-        items.append(TimelineItem(at=r[4], what="reading", kind=r[1], detail=detail, ref=r[0]))
+        if r[1] == "temperature":  # body or room: a 22 °C room is no hypothermia, a 38 °C body no heatwave
+            kind = "room_temperature" if r[5] == "ambient" else "body_temperature"
+            detail = f"{r[2]:.1f} °C" if r[2] is not None else ""
+        else:
+            kind, detail = r[1], "open" if r[3] else "closed"
+        items.append(TimelineItem(at=r[4], what="reading", kind=kind, detail=detail, ref=r[0]))
     for r in db.execute("SELECT * FROM alerts WHERE household = ? AND opened_at >= ? AND opened_at < ? "
                         "ORDER BY opened_at DESC LIMIT ?", (household, a, b, limit)):
         ref = f"alert:{r['id']}"
@@ -158,39 +164,94 @@ def timeline(db: sqlite3.Connection, household: str, since: datetime, until: dat
     return items[:limit]
 
 
-def temperature_svg(db: sqlite3.Connection, household: str, since: datetime, until: datetime, *,
-                    width: int = 640, height: int = 200, title: str = "Temperature") -> str:
-    """An inline SVG line chart of temperature readings over the window, with the fever line; no JS, no CDN."""
-    rows = db.execute("SELECT received_at, celsius FROM readings WHERE household = ? AND type = 'temperature' "
-                      "AND celsius IS NOT NULL AND received_at >= ? AND received_at < ? ORDER BY received_at",
-                      (household, iso(since), iso(until + timedelta(minutes=1)))).fetchall()
-    lo, hi = 35.0, 40.0
-    pad_l, pad_r, pad_t, pad_b = 36, 8, 8, 20
+CHART_HOURS = 72  # three days by the hour: twice-daily readings stay apart, a fever's course stays readable
+
+
+@dataclass(frozen=True)
+class ChartText:
+    """The words a chart needs, in the reader's language (dashboard.i18n supplies them)."""
+
+    title: str
+    axis: str  # "hours, UTC+08:00"
+    fever: str = ""  # "fever from 37.3 °C"
+    empty: str = ""
+
+
+def _readings(db: sqlite3.Connection, household: str, subject: str, since: datetime,
+              until: datetime) -> list[sqlite3.Row]:
+    return db.execute("SELECT received_at, celsius, method FROM readings WHERE household = ? AND type = 'temperature' "
+                      "AND subject = ? AND celsius IS NOT NULL AND received_at >= ? AND received_at < ? "
+                      "ORDER BY received_at", (household, subject, iso(since), iso(until))).fetchall()
+
+
+def _chart(rows: list[sqlite3.Row], since: datetime, until: datetime, zone: str, *, css: str, text: ChartText,
+           lo: float, hi: float, grid: list[float], fever: Callable[[str | None], float] | None,
+           width: int = 420, height: int = 190) -> str:
+    """An inline SVG line chart over [since, until) with hour ticks in site time; no JS, no CDN.
+
+    Drawn 420 units wide so its 11-unit labels stay readable when a phone scales it to its width."""
+    pad_l, pad_r, pad_t, pad_b = 30, 6, 14, 30
     span = max((until - since).total_seconds(), 1.0)
 
-    def x(at: str) -> float:
-        return pad_l + (parse_iso(at) - since).total_seconds() / span * (width - pad_l - pad_r)
+    def x(at: datetime) -> float:
+        return pad_l + (at - since).total_seconds() / span * (width - pad_l - pad_r)
 
     def y(c: float) -> float:
         c = min(max(c, lo), hi)
         return pad_t + (hi - c) / (hi - lo) * (height - pad_t - pad_b)
 
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
-             f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>']
-    for c in (36, 37, 38, 39):
+    parts = [f'<svg class="chart {css}" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="{escape(text.title)}" xmlns="http://www.w3.org/2000/svg"><title>{escape(text.title)}</title>']
+    for c in grid:
         parts.append(f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{y(c):.1f}" y2="{y(c):.1f}" class="grid"/>'
-                     f'<text x="2" y="{y(c) + 4:.1f}" class="axis">{c}°</text>')
-    parts.append(f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{y(FEVER_C):.1f}" y2="{y(FEVER_C):.1f}" class="fever"/>')
-    days = int(span // 86400)
-    for d in range(days + 1):
-        px = pad_l + d * 86400 / span * (width - pad_l - pad_r)
-        parts.append(f'<text x="{px:.1f}" y="{height - 4}" class="axis">{d + 1}</text>')
+                     f'<text x="2" y="{y(c) + 4:.1f}" class="axis">{c:g}°</text>')
+    if fever is not None:
+        line = fever(None)
+        parts.append(f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{y(line):.1f}" y2="{y(line):.1f}" class="fever"/>'
+                     f'<text x="{width - pad_r}" y="{y(line) - 3:.1f}" class="axis fever-label" text-anchor="end">'
+                     f'{escape(text.fever)}</text>')
+    # Ticks every 12 hours on the local clock (noon "12:00", midnight the date "11-26").
+    tick = local(since, zone).replace(minute=0, second=0, microsecond=0)
+    tick += timedelta(hours=(12 - tick.hour % 12) % 12)
+    while tick < local(until, zone):
+        px = x(tick.astimezone(timezone.utc))
+        label = f"{tick:%m-%d}" if tick.hour == 0 else f"{tick:%H}:00"
+        parts.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{pad_t}" y2="{height - pad_b}" class="grid hour"/>'
+                     f'<text x="{px:.1f}" y="{height - pad_b + 12}" class="axis" text-anchor="middle">{label}</text>')
+        tick = (tick.astimezone(timezone.utc) + timedelta(hours=12)).astimezone(tick.tzinfo)
+    parts.append(f'<text x="{width - pad_r}" y="{height - 3}" class="axis" text-anchor="end">{escape(text.axis)}</text>')
     if rows:
-        points = " ".join(f"{x(r[0]):.1f},{y(r[1]):.1f}" for r in rows)
-        parts.append(f'<polyline points="{points}" class="line"/>')
-        for r in rows:
-            cls = "dot hot" if r[1] >= FEVER_C else "dot"
-            parts.append(f'<circle cx="{x(r[0]):.1f}" cy="{y(r[1]):.1f}" r="3" class="{cls}">'
-                         f'<title>{escape(r[0][:16])} {r[1]:.1f} °C</title></circle>')
+        points = [(parse_iso(r["received_at"]), r["celsius"], r["method"]) for r in rows]
+        parts.append('<polyline points="' + " ".join(f"{x(at):.1f},{y(c):.1f}" for at, c, _ in points)
+                     + '" class="line"/>')
+        for at, c, method in points:
+            cls = "dot hot" if fever is not None and c >= fever(method) else "dot"
+            parts.append(f'<circle cx="{x(at):.1f}" cy="{y(c):.1f}" r="3.5" class="{cls}">'
+                         f'<title>{escape(stamp(at, zone))} {c:.1f} °C</title></circle>')
+    elif text.empty:
+        parts.append(f'<text x="{width / 2:.0f}" y="{height / 2:.0f}" class="axis" text-anchor="middle">'
+                     f'{escape(text.empty)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def body_chart(db: sqlite3.Connection, household: str, until: datetime, zone: str, text: ChartText,
+               fever: Callable[[str | None], float]) -> str:
+    """Body temperatures of the last three days by the hour, with the policy's fever line (per method for dots)."""
+    since = until - timedelta(hours=CHART_HOURS)
+    rows = _readings(db, household, "body", since, until + timedelta(minutes=1))
+    return _chart(rows, since, until, zone, css="body", text=text, lo=35.0, hi=40.0, grid=[36, 37, 38, 39],
+                  fever=fever)
+
+
+def room_chart(db: sqlite3.Connection, household: str, until: datetime, zone: str, text: ChartText) -> str:
+    """Room temperature on its own small scale, or nothing when the household has no room sensor."""
+    since = until - timedelta(hours=CHART_HOURS)
+    rows = _readings(db, household, "ambient", since, until + timedelta(minutes=1))
+    if not rows:
+        return ""
+    values = [r["celsius"] for r in rows]
+    lo, hi = float(int(min(values)) - 1), float(int(max(values)) + 2)
+    step = max(1, int((hi - lo) // 3))
+    return _chart(rows, since, until, zone, css="room", text=text, lo=lo, hi=hi,
+                  grid=[float(v) for v in range(int(lo) + 1, int(hi), step)], fever=None, height=120)

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from dashboard.csv_cells import SafeWriter
 from dashboard.deps import Scope
 from gateway.registry import iso, parse_iso
+from isowatch.localtime import DEFAULT_ZONE, iso_local
 
 
 class Figures(BaseModel):
@@ -122,14 +123,16 @@ def report(db: sqlite3.Connection, scope: Scope, since: datetime, until: datetim
 FIELDS = list(Figures.model_fields)
 
 
-def to_csv(rep: ResponseReport) -> str:
+def to_csv(rep: ResponseReport, zone: str = DEFAULT_ZONE) -> str:
+    """One row per team and role; the period in site time with its offset (ISO 8601), as the page shows it."""
     buffer = io.StringIO()
     writer = SafeWriter(buffer)
     writer.writerow(["group", "key", "name", *FIELDS, "since", "until"])
+    since, until = iso_local(rep.since, zone), iso_local(rep.until, zone)
     for t in rep.teams:
-        writer.writerow(["team", t.team, t.name, *[_cell(getattr(t, f)) for f in FIELDS], rep.since, rep.until])
+        writer.writerow(["team", t.team, t.name, *[_cell(getattr(t, f)) for f in FIELDS], since, until])
     for r in rep.roles:
-        writer.writerow(["role", r.role, "", *[_cell(getattr(r, f)) for f in FIELDS], rep.since, rep.until])
+        writer.writerow(["role", r.role, "", *[_cell(getattr(r, f)) for f in FIELDS], since, until])
     return buffer.getvalue()
 
 

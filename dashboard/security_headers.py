@@ -1,21 +1,16 @@
 """Response headers that keep the browser on our side: a Content-Security-Policy without inline scripts,
 no framing, no MIME sniffing, no referrers (acknowledge links carry a signed token in the path), and no
-caching of anything but the static files (every page and API answer may hold personal data)."""
+caching of anything but the static files (every page and API answer may hold personal data). The API docs
+page is no exception: Swagger UI is served from this server (the swagger-ui-bundle package), so the docs
+work on an offline gateway under the same policy as every page."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import re
-
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Pages load scripts and styles from /static only: an injected <script> or inline handler does not run.
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
             "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-SWAGGER_CDN = "https://cdn.jsdelivr.net"  # where FastAPI's Swagger UI page loads its bundle from
 STATIC_PREFIX = "/static/"
 HEADERS = {
     "x-frame-options": "DENY",  # for browsers that ignore frame-ancestors
@@ -52,15 +47,3 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
-
-
-def swagger_page(openapi_url: str, title: str) -> HTMLResponse:
-    """FastAPI's Swagger UI page with a CSP that admits its CDN bundle and, by hash, its one inline script."""
-    page = get_swagger_ui_html(openapi_url=openapi_url, title=title)
-    body = bytes(page.body).decode()
-    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'"
-                      for s in re.findall(r"<script>(.*?)</script>", body, re.S))
-    csp = (f"default-src 'none'; script-src {SWAGGER_CDN} {hashes}; style-src {SWAGGER_CDN}; "
-           f"img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; base-uri 'none'; "
-           f"form-action 'none'; frame-ancestors 'none'")
-    return HTMLResponse(body, headers={"content-security-policy": csp})

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.resident import help_detail
+from isowatch.localtime import stamp
 
 KIND_TEXT: dict[str, dict[str, str]] = {
     "door_opened": {"zh": "隔离期间开门", "en": "Door opened during isolation"},
@@ -60,7 +61,7 @@ def render(facts: AlertFacts, language: str) -> tuple[str, str]:
     title = f"[isowatch #{facts.alert_id}] {text} - {place}"
     lines = [
         f"{label['household']}: {place} ({facts.household})",
-        f"{label['when']}: {facts.at_local:%Y-%m-%d %H:%M:%S %Z}",
+        f"{label['when']}: {stamp(facts.at_local, facts.at_local.tzinfo)}",  # as the pages write it
     ]
     if facts.day is not None and facts.days is not None:
         lines.append(label["day"].format(day=facts.day, days=facts.days))

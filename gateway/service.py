@@ -110,6 +110,7 @@ class GatewayService:
         connection = self.ingest.client  # the broker names connections by user: ours is the only one we may use
         app = create_app(self.db_path, ack_desk=self.ack_desk, admin=admin, extra_routers=self.extra_routers,
                          clock=self.clock, snapshot_dir=self.store.snapshot_dir, resident_desk=self.resident_desk,
+                         policy=self.policy,
                          push_config=lambda site, household, config: push_device_config(connection, site, household,
                                                                                         config))
         config = uvicorn.Config(app, host=self.http_host, port=self.http_port,

@@ -10,9 +10,7 @@ own forms can act.
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
@@ -22,6 +20,7 @@ from dashboard.deps import templates
 from gateway.ack_links import AckDesk, BadForm, BadLink, LinkExpired, LinkView
 from gateway.alerts import AlertError
 from gateway.resident import help_detail
+from isowatch.localtime import clock_text, offset
 
 router = APIRouter(tags=["acknowledge"])
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
@@ -33,15 +32,6 @@ def ack_desk() -> AckDesk:
 
 
 Desk = Annotated[AckDesk, Depends(ack_desk)]
-
-
-def _local(at: datetime, zone: str) -> str:
-    return f"{at.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M}"
-
-
-def _offset(zone: str, at: datetime) -> str:
-    offset = at.astimezone(ZoneInfo(zone)).strftime("%z")
-    return f"{offset[:3]}:{offset[3:]}"
 
 
 def _notice(request: Request, status: int, key: str, lang: str, **values: object) -> Response:
@@ -60,15 +50,15 @@ def _page(request: Request, token: str, view: LinkView, lang: str) -> Response:
     context = {
         "v": view, "t": t, "lang": lang, "token": token,
         "place": " ".join(p for p in (view.address, view.unit) if p) or view.household,
-        "when": _local(view.last_event_at, zone), "opened": _local(view.opened_at, zone),
-        "zone": t("zone", zone=zone, offset=_offset(zone, view.last_event_at)),
+        "when": clock_text(view.last_event_at, zone), "opened": clock_text(view.opened_at, zone),
+        "zone": t("zone", zone=zone, offset=offset(view.last_event_at, zone)),
         "temperature": temperature.group(0) if temperature else None,
         # Free text from the rules, in English; a help request's is the household's own words, for everyone.
         "detail": help_detail(view.detail, lang) if view.kind == "help_request"
         else view.detail if lang == "en" and not temperature else "",
-        "acknowledged_at": _local(view.acknowledged_at, zone) if view.acknowledged_at else "",
-        "resolved_at": _local(view.resolved_at, zone) if view.resolved_at else "",
-        "expires": _local(view.expires_at, zone), "todo": TODO[lang].get(view.kind, ()),
+        "acknowledged_at": clock_text(view.acknowledged_at, zone) if view.acknowledged_at else "",
+        "resolved_at": clock_text(view.resolved_at, zone) if view.resolved_at else "",
+        "expires": clock_text(view.expires_at, zone), "todo": TODO[lang].get(view.kind, ()),
         "tel": lambda phone: "tel:" + re.sub(r"[^0-9+]", "", phone),
         "other_lang": "en" if lang == "zh" else "zh",
     }

@@ -44,6 +44,8 @@ RENDER_EVERY_S = 30.0  # ages on the board move on even when nothing changes
 
 def age_text(t, seconds: float) -> str:  # type: ignore[no-untyped-def]
     minutes = int(seconds // 60)
+    if minutes < 1:
+        return t("just_now")
     if minutes < 60:
         return t("ago_min", n=minutes)
     if minutes < 24 * 60:

@@ -27,6 +27,7 @@ from dashboard.household_view import device_online
 from gateway.alerts import audit
 from gateway.device_config import PushError
 from isowatch.contract import DeviceConfig
+from isowatch.localtime import DEFAULT_ZONE
 
 log = logging.getLogger(__name__)
 router = protected_router(tags=["devices"])
@@ -56,6 +57,11 @@ class DevicePublic(BaseModel):
     config_error: str | None
     clock_skew: bool = Field(description="The device clock is further from the gateway's than the policy allows")
     clock_skew_s: float | None = Field(description="Device clock minus gateway clock, seconds, as last measured")
+    timezone: str  # the site's: pages show the heartbeat in it
+
+
+DEVICE_SQL = (f"SELECT d.*, coalesce(s.timezone, '{DEFAULT_ZONE}') AS timezone FROM devices d "
+              "LEFT JOIN sites s ON s.site = d.site")
 
 
 class ConfigIn(BaseModel):
@@ -103,12 +109,13 @@ def public(row: sqlite3.Row, now) -> DevicePublic:  # type: ignore[no-untyped-de
                         outbox_dropped=beat.get("outbox_dropped"), flags=beat.get("flags") or {},
                         camera=row["camera"], firmware=row["firmware"],
                         config_version=row["config_version"], config_error=row["config_error"],
-                        clock_skew=bool(row["clock_skew"]), clock_skew_s=row["clock_skew_s"])
+                        clock_skew=bool(row["clock_skew"]), clock_skew_s=row["clock_skew_s"],
+                        timezone=row["timezone"])
 
 
 def list_devices(db: sqlite3.Connection, scope, now, limit: int = 500, offset: int = 0) -> list[DevicePublic]:  # type: ignore[no-untyped-def]
-    where, params = scope.sql("household")
-    rows = db.execute(f"SELECT * FROM devices WHERE {where} ORDER BY site, household, device LIMIT ? OFFSET ?",  # noqa: S608
+    where, params = scope.sql("d.household")
+    rows = db.execute(f"{DEVICE_SQL} WHERE {where} ORDER BY d.site, d.household, d.device LIMIT ? OFFSET ?",  # noqa: S608
                       [*params, limit, offset]).fetchall()
     return [public(r, now) for r in rows]
 

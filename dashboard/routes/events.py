@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from dashboard import event_log
 from dashboard.accounts import User
+from dashboard.csv_cells import BOM
 from dashboard.deps import (
     ClockDep,
     CurrentUser,
@@ -24,13 +25,16 @@ from dashboard.deps import (
     Scope,
     UserScope,
     WriteDB,
+    home_zone,
     protected_router,
     render,
+    zones_by_site,
 )
 from dashboard.event_log import ALERT_KINDS, LogFilter, LogPage
 from gateway.alerts import VERDICTS, audit
 from gateway.registry import iso
 from isowatch.clock import Clock
+from isowatch.localtime import BadTime, parse_picked, picker_value
 
 router = protected_router(tags=["events"])
 API_ERRORS = {401: {"description": "Not logged in"}, 422: {"description": "Bad filter or cursor"}}
@@ -48,14 +52,22 @@ def log_filter(since: datetime | None = None, until: datetime | None = None, sit
         raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
 
 
-def _form_filter(since: str = "", until: str = "", site: str = "", household: str = "", type: str = "",  # noqa: A002
-                 alert_kind: str = "", verdict: str = "") -> LogFilter:
-    """The page's form sends empty strings for "any" and datetime-local values without a zone (taken as UTC)."""
-    def when(text: str) -> str | None:
-        return (text if text[-1:] in "zZ" or "+" in text[10:] else text + "Z") if text else None
+def _picked_zone(db: sqlite3.Connection, site: str) -> str:
+    """Dates picked on the page are the site's local days (the sites' usual zone when no site is chosen)."""
+    return zones_by_site(db).get(site) or home_zone(db) if site else home_zone(db)
 
+
+def _form_filter(db: ReadDB, since: str = "", until: str = "", site: str = "", household: str = "",
+                 type: str = "", alert_kind: str = "", verdict: str = "") -> LogFilter:  # noqa: A002
+    """The page's form sends empty strings for "any" and local dates ("to" includes that whole day) or local
+    date-times without a zone; both are the site's local time, converted to UTC for the query."""
+    zone = _picked_zone(db, site[:64])
     try:
-        return LogFilter.model_validate({"since": when(since), "until": when(until), "site": site or None,
+        start, end = parse_picked(since[:40], zone), parse_picked(until[:40], zone, end=True)
+    except BadTime as exc:
+        raise RequestValidationError([{"loc": ("query", "since/until"), "msg": str(exc), "type": "value_error"}]) from None
+    try:
+        return LogFilter.model_validate({"since": start, "until": end, "site": site or None,
                                          "household": household or None, "type": type or None,
                                          "alert_kind": alert_kind or None, "verdict": verdict or None})
     except ValidationError as exc:
@@ -67,12 +79,19 @@ FormFilter = Annotated[LogFilter, Depends(_form_filter)]
 Before = Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")]
 
 
+def _picker_values(f: LogFilter, zone: str) -> dict[str, str]:
+    """The local days the date pickers show for the filter's UTC bounds ("to" is the last day included)."""
+    return {"since": picker_value(f.since, zone) if f.since else "",
+            "until": picker_value(f.until - timedelta(microseconds=1), zone) if f.until else ""}
+
+
 @router.get("/events", response_class=HTMLResponse, include_in_schema=False)
 def events_page(request: Request, db: ReadDB, scope: UserScope, f: FormFilter, before: Before = None) -> Response:
     result = event_log.page(db, f, scope, before=before, limit=50)
     query = {k: v for k, v in request.query_params.items() if k != "before"}
     return render(request, "events.html", {"page": result, "f": f, "q": query, "kinds": ALERT_KINDS,
-                                           "verdicts": VERDICTS})
+                                           "verdicts": VERDICTS,
+                                           "picked": _picker_values(f, _picked_zone(db, f.site or ""))})
 
 
 def _csv_response(db: sqlite3.Connection, path: Path, f: LogFilter, scope: Scope, user: User,
@@ -87,6 +106,7 @@ def _csv_response(db: sqlite3.Connection, path: Path, f: LogFilter, scope: Scope
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         try:
+            yield BOM
             yield from event_log.export_csv(conn, f, scope)
         finally:
             conn.close()

@@ -159,7 +159,8 @@ def test_door_event_reaches_the_live_board_and_is_acknowledged_and_resolved_from
         with page.expect_download() as download_info:
             page.click("#export")
         path = download_info.value.path()
-        exported = list(csv.DictReader(io.StringIO(Path(path).read_text())))
+        assert Path(path).read_bytes().startswith(b"\xef\xbb\xbf")  # the BOM Excel needs to read UTF-8
+        exported = list(csv.DictReader(io.StringIO(Path(path).read_text(encoding="utf-8-sig"))))
         shutil.copy(path, ARTIFACTS / "05-event-log-export.csv")
         assert [(r["id"], r["household"], r["type"], r["verdict"]) for r in exported] == [
             (door.id, "hh-7-101", "door", "false_alarm")]

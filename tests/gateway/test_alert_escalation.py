@@ -38,7 +38,7 @@ def test_door_opening_in_isolation_pages_the_social_worker_once_with_what_to_act
     assert message.recipient == "chen-social"
     assert "隔离期间开门" in message.title and "幸福里3号楼 502" in message.title
     assert "隔离第 5 天（共 14 天）" in message.body
-    assert "2026-03-05 10:00:00 CST" in message.body  # site time, not UTC
+    assert "2026-03-05 10:00 (UTC+08:00)" in message.body  # site time, labelled as the pages label it
     assert "http://gw.example/ack/" in message.body
     (alert,) = world.rows("SELECT * FROM alerts")
     assert (alert["kind"], alert["state"], alert["count"]) == ("door_opened", "notified", 1)
