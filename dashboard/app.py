@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -26,6 +28,26 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 
 ConfigPusher = Callable[[str, str, DeviceConfig], None]  # (site, household, config): publish retained to the device
+
+
+PENDING_ACTION = re.compile(r"^/alerts/(\d{1,19})/(acknowledge|resolve)$")
+
+
+async def pending_action(request: Request) -> str:
+    """Where the login leads after a form was sent without a session (it ended while the page was open):
+    an acknowledge or resolve comes back to its alert with the action pending (and the chosen outcome),
+    for the person to confirm with one tap; acting at login on a URL's say-so would let a link act for them."""
+    match = PENDING_ACTION.match(request.url.path)
+    if match is None:
+        return "/"
+    alert_id, action = match.groups()
+    query = {"pending": action}
+    if action == "resolve":
+        form = await request.form()
+        verdict = form.get("verdict")
+        if isinstance(verdict, str) and verdict in alert_lib.VERDICTS:
+            query["verdict"] = verdict
+    return f"/alerts/{alert_id}?{urlencode(query)}#act"
 
 
 def _wants_json(request: Request) -> bool:
@@ -50,8 +72,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def not_authenticated(request: Request, exc: NotAuthenticated) -> Response:
         if _wants_json(request):
             return JSONResponse({"detail": "log in first"}, status_code=401, headers={"WWW-Authenticate": "Cookie"})
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/login?next={target}" if request.method == "GET" else "/login", status_code=303)
+        if request.url.path == "/alerts/stream":  # EventSource stops on a 401; the board then offers the login
+            return Response(status_code=401, headers={"WWW-Authenticate": "Cookie"})
+        if request.method == "GET":
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        else:
+            target = await pending_action(request)
+        return RedirectResponse(f"/login?{urlencode({'next': target}, safe='/')}", status_code=303)
 
     # Named library errors -> HTTP status; the message is the exception's own text.
     statuses: dict[type[Exception], int] = {

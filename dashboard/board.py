@@ -107,3 +107,24 @@ def fingerprint(db: sqlite3.Connection) -> tuple:
     pages = db.execute("SELECT coalesce(max(id), 0), (SELECT count(*) FROM notifications WHERE state = 'sent') "
                        "FROM notifications").fetchone()
     return (*live, latest[0], *pages)
+
+
+class Missed(BaseModel):
+    id: int
+    kind: str
+    household: str
+    resolved: bool
+
+
+def newest_alert_id(db: sqlite3.Connection) -> int:
+    """The board stream's cursor: alert ids only grow, so 'after id N' is 'opened since the cursor'."""
+    return int(db.execute("SELECT coalesce(max(id), 0) FROM alerts").fetchone()[0])
+
+
+def opened_since(db: sqlite3.Connection, scope: Scope, cursor: int, limit: int = 200) -> list[Missed]:
+    """Alerts in scope opened after the cursor, oldest first, resolved ones included (the board drops them)."""
+    where, params = scope.sql("household")
+    rows = db.execute(f"SELECT id, kind, household, resolved_at FROM alerts WHERE id > ? AND {where} "  # noqa: S608
+                      "ORDER BY id LIMIT ?", [cursor, *params, limit])
+    return [Missed(id=r["id"], kind=r["kind"], household=r["household"], resolved=r["resolved_at"] is not None)
+            for r in rows]

@@ -38,6 +38,15 @@ EN: dict[str, str] = {
     "missed_reading": "Missed reading", "device_offline": "Device offline", "camera_tampered": "Camera tampered",
     "welfare_check": "Welfare check", "implausible_reading": "Implausible reading",
     "sensor_disagree": "Sensors disagree", "acknowledged": "acknowledged", "notified_state": "notified",
+    "stream_lost": "Live updates stopped: this board may be out of date. Reconnecting…",
+    "stream_back": "Live updates are back.", "session_ended": "Your session has ended: this board no longer updates.",
+    "login_again": "Log in again", "missed": "While disconnected: {n} new alert(s)", "missed_resolved": "already resolved",
+    "sound_on": "Sound for new alerts: on", "sound_off": "Sound for new alerts: off",
+    "pending_acknowledge": "You pressed Acknowledge while logged out; it was not done yet. Press it again below.",
+    "pending_resolve": "You sent a resolution while logged out; it was not saved yet. Check it and press Resolve below.",
+    "pending_acknowledged_meanwhile": "You pressed Acknowledge while logged out; someone acknowledged it meanwhile.",
+    "pending_resolved_meanwhile": "You acted on this alert while logged out; it was resolved meanwhile.",
+    "login_keeps_action": "After you log in you return to the alert with your action waiting.",
     "resolved": "resolved", "escalated": "escalated", "address": "Address",
 }
 
@@ -71,6 +80,15 @@ ZH: dict[str, str] = {
     "repeated_door": "多次开门", "fever": "发热", "missed_reading": "漏报体温", "device_offline": "设备离线",
     "camera_tampered": "摄像头被遮挡", "welfare_check": "关怀探视", "implausible_reading": "体温读数异常",
     "sensor_disagree": "传感器不一致", "acknowledged": "已确认", "notified_state": "已通知", "resolved": "已处理",
+    "stream_lost": "实时更新已中断，当前页面可能已过时。正在重新连接…",
+    "stream_back": "实时更新已恢复。", "session_ended": "登录已失效，告警不再更新。",
+    "login_again": "重新登录", "missed": "断线期间新增 {n} 条告警", "missed_resolved": "已处理",
+    "sound_on": "新告警提示音：开", "sound_off": "新告警提示音：关",
+    "pending_acknowledge": "你在登录失效时按了“确认”，尚未生效。请在下方再按一次。",
+    "pending_resolve": "你在登录失效时提交了处理结果，尚未保存。请核对后在下方再次提交。",
+    "pending_acknowledged_meanwhile": "你在登录失效时按了“确认”；此间已有人确认。",
+    "pending_resolved_meanwhile": "你在登录失效时操作了此告警；此间已处理完毕。",
+    "login_keeps_action": "登录后将回到该告警，你的操作仍待完成。",
     "escalated": "已升级", "address": "地址",
 }
 

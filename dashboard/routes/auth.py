@@ -8,6 +8,7 @@ no session yet to hold the token.
 from __future__ import annotations
 
 import secrets
+from urllib.parse import urlencode
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, Request, Response
@@ -69,7 +70,9 @@ def login_form(request: Request, next: str = "/", error: str = "") -> Response: 
     token = secrets.token_urlsafe(24)
     # Nobody is logged in yet, so the page cannot know the reader's language: errors show in both.
     errors = [translator(lang)(error) for lang in ("zh", "en")] if error in LOGIN_ERRORS else []
-    response = render(request, "login.html", {"next": _safe_next(next), "login_csrf": token, "errors": errors})
+    pending_notes = [translator(lang)("login_keeps_action") for lang in ("zh", "en")]
+    response = render(request, "login.html", {"next": _safe_next(next), "login_csrf": token, "errors": errors,
+                                              "pending_notes": pending_notes})
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
                         secure=request.url.scheme == "https", path="/login")
     return response
@@ -83,9 +86,9 @@ def login_submit(request: Request, db: WriteDB, clock: ClockDep, username: Annot
     try:
         session = accounts.login(db, username, password, ip=_client_ip(request), now=clock.now())
     except accounts.BadCredentials:
-        return RedirectResponse(f"/login?error=login_failed&next={_safe_next(next)}", status_code=303)
+        return RedirectResponse("/login?" + urlencode({"error": "login_failed", "next": _safe_next(next)}), status_code=303)
     except accounts.TooManyAttempts:
-        return RedirectResponse(f"/login?error=login_limited&next={_safe_next(next)}", status_code=303)
+        return RedirectResponse("/login?" + urlencode({"error": "login_limited", "next": _safe_next(next)}), status_code=303)
     response = RedirectResponse(_safe_next(next), status_code=303)
     _set_session_cookie(request, response, session.token)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")

@@ -184,9 +184,10 @@ def test_pages_redirect_to_login_and_forms_need_the_csrf_token(world):
     s, app = world
     client = TestClient(app)
     for page in ("/", "/households", "/households/hh-3-502", "/events", "/events.csv", "/reports", "/devices",
-                 "/audit", f"/alerts/{s.alert_own}", f"/snapshots/{s.snapshot_sha}", "/alerts/stream"):
+                 "/audit", f"/alerts/{s.alert_own}", f"/snapshots/{s.snapshot_sha}"):
         response = client.get(page, follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"].startswith("/login"), page
+    assert client.get("/alerts/stream", follow_redirects=False).status_code == 401  # EventSource stops on it
     login(client, "chen")
     forged = client.post(f"/alerts/{s.alert_own}/acknowledge", data={"csrf": "guess"}, follow_redirects=False)
     assert forged.status_code == 403
