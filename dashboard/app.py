@@ -9,8 +9,11 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dashboard import accounts
 from dashboard.deps import CsrfFailed, DatabasePath, Forbidden, NotAuthenticated, NotInScope, current_clock, render
@@ -55,9 +58,11 @@ def _wants_json(request: Request) -> bool:
 
 
 def _error(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """The API answers with the library's English message; a page says what happened in the reader's
+    language (the English message is shown to English readers as the detail)."""
     if _wants_json(request):
         return JSONResponse({"detail": message}, status_code=status, headers=headers)
-    return render(request, "error.html", {"status": status, "message": message}, status_code=status)
+    return render(request, "error.html", {"status": status, "message": message}, status_code=status, headers=headers)
 
 
 def _status_handler(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
@@ -93,6 +98,16 @@ def _install_error_handlers(app: FastAPI) -> None:
     }
     for error_type, status in statuses.items():
         app.add_exception_handler(error_type, _status_handler(status))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _error(request, exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+        return _error(request, 422, "; ".join(str(e.get("msg", "")) for e in exc.errors()))
 
     @app.exception_handler(CsrfFailed)
     async def csrf_failed(request: Request, exc: CsrfFailed) -> Response:

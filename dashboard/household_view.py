@@ -39,6 +39,7 @@ class TimelineItem(BaseModel):
     detail: str
     ref: str
     snapshot: str | None = None
+    alert_detail: str = ""  # the rule's words, rendered in the reader's language by gateway.vocabulary
 
 
 class Isolation(BaseModel):
@@ -132,7 +133,7 @@ def timeline(db: sqlite3.Connection, household: str, since: datetime, until: dat
                         "ORDER BY opened_at DESC LIMIT ?", (household, a, b, limit)):
         ref = f"alert:{r['id']}"
         items.append(TimelineItem(at=r["opened_at"], what="alert", kind=r["kind"],
-                                  detail=f"#{r['id']} ×{r['count']} {r['detail'] or ''}".strip(), ref=ref,
+                                  detail=f"#{r['id']} ×{r['count']}", alert_detail=r["detail"] or "", ref=ref,
                                   snapshot=r["snapshot"]))
         if r["acknowledged_at"]:
             items.append(TimelineItem(at=r["acknowledged_at"], what="acknowledged", kind=r["kind"],

@@ -46,6 +46,8 @@ PING_S = 2.0  # the board treats 5 s without any event as a dropped stream
 
 def age_text(t, seconds: float) -> str:  # type: ignore[no-untyped-def]
     minutes = int(seconds // 60)
+    if minutes < 1:
+        return t("just_now")
     if minutes < 60:
         return t("ago_min", n=minutes)
     if minutes < 24 * 60:

@@ -30,6 +30,7 @@ from dashboard.deps import (
 
 router = APIRouter(tags=["session"])
 LOGIN_CSRF_COOKIE = "isowatch_login_csrf"
+LANGUAGE_COOKIE = "lang"  # only chooses the login page's language; a logged-in user's choice is stored with them
 
 
 class LoginIn(BaseModel):
@@ -66,16 +67,27 @@ LOGIN_ERRORS = ("login_failed", "login_limited")
 
 
 @router.get("/login", include_in_schema=False)
-def login_form(request: Request, next: str = "/", error: str = "") -> Response:  # noqa: A002
+def login_form(request: Request, next: str = "/", error: str = "",  # noqa: A002
+               lang: Literal["zh", "en"] | None = None) -> Response:
+    """In the language last chosen in this browser (the `lang` cookie, set at each login and by the switch
+    link on this page), Chinese at first."""
     token = secrets.token_urlsafe(24)
-    # Nobody is logged in yet, so the page cannot know the reader's language: errors show in both.
-    errors = [translator(lang)(error) for lang in ("zh", "en")] if error in LOGIN_ERRORS else []
-    pending_notes = [translator(lang)("login_keeps_action") for lang in ("zh", "en")]
-    response = render(request, "login.html", {"next": _safe_next(next), "login_csrf": token, "errors": errors,
-                                              "pending_notes": pending_notes})
+    language = lang or request.cookies.get(LANGUAGE_COOKIE, "zh")
+    request.state.language = language
+    # A failed login may be a newcomer's who has not found the switch yet: the error shows in both languages.
+    order = (language, "en" if language == "zh" else "zh")
+    errors = [translator(lang)(error) for lang in order] if error in LOGIN_ERRORS else []
+    response = render(request, "login.html", {"next": _safe_next(next), "login_csrf": token, "errors": errors})
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
                         secure=request.url.scheme == "https", path="/login")
+    if lang:
+        _remember_language(request, response, lang)
     return response
+
+
+def _remember_language(request: Request, response: Response, language: str) -> None:
+    response.set_cookie(LANGUAGE_COOKIE, language, max_age=365 * 86400, samesite="lax",
+                        secure=request.url.scheme == "https", path="/")
 
 
 @router.post("/login", include_in_schema=False)
@@ -91,6 +103,7 @@ def login_submit(request: Request, db: WriteDB, clock: ClockDep, username: Annot
         return RedirectResponse("/login?" + urlencode({"error": "login_limited", "next": _safe_next(next)}), status_code=303)
     response = RedirectResponse(_safe_next(next), status_code=303)
     _set_session_cookie(request, response, session.token)
+    _remember_language(request, response, session.user.language)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return response
 

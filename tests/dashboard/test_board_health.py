@@ -123,7 +123,7 @@ def test_a_resumed_stream_lists_the_alerts_missed_meanwhile_resolved_ones_too(li
         read_events(client, url, "alerts", found, headers=headers)
         assert found[0][0] == "missed"
         missed = json.loads(found[0][2])
-        assert [(m["id"], m["kind"], m["resolved"]) for m in missed] == [(fever, "发热", False), (gone, "漏报体温", True)]
+        assert [(m["id"], m["kind"], m["resolved"]) for m in missed] == [(fever, "发热", False), (gone, "漏测体温", True)]
         assert other_team not in [m["id"] for m in missed]
         assert f'data-alert="{fever}"' in found[1][2]
 
