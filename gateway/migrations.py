@@ -290,6 +290,11 @@ def _014_staff_phone(db: Database) -> None:
     db.execute("ALTER TABLE staff ADD COLUMN phone TEXT NOT NULL DEFAULT ''")
 
 
+def _015_household_phone(db: Database) -> None:
+    """Issue 16: the resident's phone on the household page, so the person paged can call them."""
+    db.execute("ALTER TABLE households ADD COLUMN phone TEXT NOT NULL DEFAULT ''")
+
+
 MIGRATIONS: list[Migration] = [
     _001_ingest,
     _002_registry_alerts,
@@ -302,6 +307,7 @@ MIGRATIONS: list[Migration] = [
     _010_pending_snapshots,
     _012_bound_isolation_periods,
     _014_staff_phone,  # the lead renumbers on merge
+    _015_household_phone,
 ]
 
 

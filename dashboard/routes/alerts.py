@@ -33,7 +33,8 @@ from dashboard.deps import (
     render,
     templates,
 )
-from dashboard.i18n import translator
+from dashboard.ack_text import TODO
+from dashboard.i18n import code_namer, translator
 from gateway import alerts as alert_lib
 
 log = logging.getLogger(__name__)
@@ -55,17 +56,23 @@ def age_text(t, seconds: float) -> str:  # type: ignore[no-untyped-def]
     return t("ago_d", d=minutes // 1440)
 
 
-def _rows_html(request: Request, rows: list[AlertPublic], user, csrf: str) -> str:  # type: ignore[no-untyped-def]
+def _rows_html(request: Request, rows: list[AlertPublic], user, csrf: str, mine: bool) -> str:  # type: ignore[no-untyped-def]
     t = translator(user.language)
     return templates.get_template("_alert_rows.html").render(
-        rows=rows, t=t, age=lambda s: age_text(t, s), user=user, csrf=csrf)
+        rows=rows, t=t, age=lambda s: age_text(t, s), user=user, csrf=csrf, code=code_namer(user.language),
+        mine=mine)
+
+
+def _mine(user, mine: bool) -> board.Mine | None:  # type: ignore[no-untyped-def]
+    return board.Mine(user.staff, user.role) if mine else None
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def board_page(request: Request, db: ReadDB, scope: UserScope, clock: ClockDep, user: CurrentUser) -> Response:
-    rows = board.open_alerts(db, scope, clock.now())
+def board_page(request: Request, db: ReadDB, scope: UserScope, clock: ClockDep, user: CurrentUser,
+               mine: bool = False) -> Response:
+    rows = board.open_alerts(db, scope, clock.now(), mine=_mine(user, mine))
     t = translator(user.language)
-    return render(request, "board.html", {"rows": rows, "age": lambda s: age_text(t, s),
+    return render(request, "board.html", {"rows": rows, "age": lambda s: age_text(t, s), "mine": mine,
                                           "cursor": board.newest_alert_id(db)})
 
 
@@ -86,7 +93,8 @@ def _cursor_from(request: Request, since: int | None) -> int | None:
 @router.get("/alerts/stream", include_in_schema=False)
 async def board_stream(request: Request, scope: UserScope, clock: ClockDep, user: CurrentUser,
                        path: Annotated[Path, Depends(DatabasePath)],
-                       since: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None) -> StreamingResponse:
+                       since: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
+                       mine: bool = False) -> StreamingResponse:
     """Server-sent events: the board's rows, re-sent when the alerts table changes (checked every second).
 
     Each `alerts` event carries the newest alert id as its event id. A stream resumed from a cursor first
@@ -121,7 +129,8 @@ async def board_stream(request: Request, scope: UserScope, clock: ClockDep, user
                 mark = board.fingerprint(conn)
                 if mark != seen or loop.time() - last_render >= RENDER_EVERY_S:
                     seen, last_render = mark, loop.time()
-                    html = _rows_html(request, board.open_alerts(conn, scope, clock.now()), user, csrf)
+                    html = _rows_html(request, board.open_alerts(conn, scope, clock.now(), mine=_mine(user, mine)),
+                                      user, csrf, mine)
                     yield _event("alerts", html, board.newest_alert_id(conn))
                     last_ping = loop.time()
                 elif loop.time() - last_ping >= PING_S:
@@ -146,6 +155,7 @@ def alert_page(request: Request, alert_id: AlertId, row: AlertRow, db: ReadDB, c
     return render(request, "alert.html", {
         "a": item, "age": lambda s: age_text(t, s), "done": done if done in ("acknowledged", "resolved") else "",
         "outcomes": outcomes, "pending": pending if pending in ("acknowledge", "resolve") else "",
+        "steps": TODO.get(user.language, TODO["zh"]).get(item.kind, ()),
         "chosen": verdict if verdict in outcomes else ""})
 
 
@@ -174,9 +184,11 @@ API_ERRORS = {401: {"description": "Not logged in"}, 403: {"description": "Role 
 
 
 @router.get("/api/v1/alerts", responses=API_ERRORS)
-def list_open_alerts(db: ReadDB, scope: UserScope, clock: ClockDep) -> list[AlertPublic]:
-    """Open (unresolved) alerts of your teams' households, newest first."""
-    return board.open_alerts(db, scope, clock.now())
+def list_open_alerts(db: ReadDB, scope: UserScope, clock: ClockDep, user: CurrentUser,
+                     mine: bool = False) -> list[AlertPublic]:
+    """Open (unresolved) alerts of your teams' households, most severe kind first, then newest first;
+    `mine=true`: only those paged to you or to your role."""
+    return board.open_alerts(db, scope, clock.now(), mine=_mine(user, mine))
 
 
 @router.get("/api/v1/alerts/{alert_id}", responses=API_ERRORS)

@@ -95,7 +95,10 @@
 
   function connect() {
     if (ended) { return; }
-    source = new EventSource("/alerts/stream" + (cursor === null ? "" : "?since=" + encodeURIComponent(cursor)));
+    var query = [];
+    if (cursor !== null) { query.push("since=" + encodeURIComponent(cursor)); }
+    if (board.dataset.mine) { query.push("mine=1"); }
+    source = new EventSource("/alerts/stream" + (query.length ? "?" + query.join("&") : ""));
     source.addEventListener("open", alive);
     source.addEventListener("ping", alive);
     source.addEventListener("alerts", function (event) {
