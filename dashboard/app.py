@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dashboard import accounts
 from dashboard.deps import CsrfFailed, DatabasePath, Forbidden, NotAuthenticated, NotInScope, current_clock, render
 from dashboard.event_log import BadCursor
+from dashboard.password_policy import WeakPassword
 from dashboard.routes import ack, alerts, audit, auth, devices, events, households, registry_api, reports, users
 from dashboard.routes.registry_api import RegistryDesk
 from dashboard.security_headers import SecurityHeaders, swagger_page
@@ -95,13 +96,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         PushError: 502,
         accounts.UserExists: 409,
         accounts.UnknownReference: 422,
+        WeakPassword: 422,
     }
     for error_type, status in statuses.items():
         app.add_exception_handler(error_type, _status_handler(status))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return _error(request, exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if _wants_json(request):  # as FastAPI answers by default: the detail may be structured
+            return JSONResponse({"detail": jsonable_encoder(exc.detail)}, status_code=exc.status_code, headers=headers)
+        return _error(request, exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:

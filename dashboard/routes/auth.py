@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dashboard import accounts
 from dashboard.accounts import UserPublic
+from dashboard.password_policy import WeakPassword
 from dashboard.i18n import translator
 from dashboard.deps import (
     SESSION_COOKIE,
@@ -122,6 +123,43 @@ def choose_language(session: CurrentSession, db: WriteDB, language: Annotated[Li
     """Every role may pick its language, auditors included: it changes nothing anyone else sees."""
     accounts.set_language(db, session.user.username, language)
     return RedirectResponse(_safe_next(back), status_code=303)
+
+
+@router.get("/me/password", include_in_schema=False)
+def password_page(request: Request, session: CurrentSession, done: str = "") -> Response:
+    return render(request, "password.html", {"done": done == "1"})
+
+
+@router.post("/me/password", include_in_schema=False)
+def change_password(request: Request, session: CurrentSession, db: WriteDB, clock: ClockDep,
+                    current: Annotated[str, Form(max_length=200)], new: Annotated[str, Form(max_length=200)]) -> Response:
+    """Everyone, auditors included, changes their own password; the other sessions of the user end."""
+    t = translator(session.user.language)
+    try:
+        accounts.change_own_password(db, session, current, new, now=clock.now())
+    except accounts.BadCredentials:
+        return render(request, "password.html", {"error": t("current_password_wrong")}, status_code=422)
+    except WeakPassword as weak:
+        zh, _, en = str(weak).partition(" / ")
+        return render(request, "password.html", {"error": zh if session.user.language == "zh" else en or zh},
+                      status_code=422)
+    return RedirectResponse("/me/password?done=1", status_code=303)
+
+
+class PasswordChangeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    current: str = Field(min_length=1, max_length=200)
+    new: str = Field(min_length=1, max_length=200)
+
+
+@router.post("/api/v1/me/password", status_code=204,
+             responses={401: {"description": "Not logged in"}, 422: {"description": "Wrong current password or weak"}})
+def api_change_password(body: PasswordChangeIn, session: CurrentSession, db: WriteDB, clock: ClockDep) -> None:
+    """Change your own password (the policy applies); your other sessions end, this one stays."""
+    try:
+        accounts.change_own_password(db, session, body.current, body.new, now=clock.now())
+    except accounts.BadCredentials:
+        raise accounts.UnknownReference("the current password is wrong") from None
 
 
 @router.post("/api/v1/session", responses={401: {"description": "Wrong username or password"},

@@ -113,7 +113,8 @@ def world(seeded):
 def pages(seeded, ids) -> list[str]:
     # /audit lists stored records (actions, JSON details) as they are; its readable rendering is the times
     # helper's part of issue 16 (point 10), so only its frame is checked here, through the error pages' nav.
-    return ["/", "/households", "/households/hh-3-502", "/events", "/reports", "/devices", "/login",
+    return ["/", "/?mine=1", "/households", "/households/hh-3-502", "/households/hh-7-101", "/events", "/reports",
+            "/devices", "/login", "/users", "/me/password",
             *(f"/alerts/{i}" for i in ids.values()), "/events?type=door", "/reports?period=30"]
 
 
