@@ -293,7 +293,8 @@ class UserRow(BaseModel):
     language: str
     staff: str | None
     staff_name: str | None
-    teams: list[str]
+    teams: list[str]  # extra memberships, set on the user
+    all_teams: list[str]  # with the teams the registry puts the user's staff member on
     active: bool
 
 
@@ -304,8 +305,15 @@ def all_users(conn: sqlite3.Connection) -> list[UserRow]:
     teams: dict[str, list[str]] = {}
     for username, team in conn.execute("SELECT username, team FROM user_teams ORDER BY team"):
         teams.setdefault(username, []).append(team)
+    on_staff: dict[str, set[str]] = {}
+    for team, *members in conn.execute("SELECT team, leader, medical, police, social FROM teams"):
+        for member in members:
+            if member:
+                on_staff.setdefault(member, set()).add(team)
     return [UserRow(username=r[0], display_name=r[1] or r[0], role=r[2], language=r[3] or "zh", staff=r[4],
-                    staff_name=r[5], teams=teams.get(r[0], []), active=bool(r[6])) for r in rows]
+                    staff_name=r[5], teams=teams.get(r[0], []),
+                    all_teams=sorted(set(teams.get(r[0], [])) | on_staff.get(r[4] or "", set())), active=bool(r[6]))
+            for r in rows]
 
 
 def _existing(conn: sqlite3.Connection, username: str) -> None:

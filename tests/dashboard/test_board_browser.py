@@ -92,3 +92,38 @@ def test_the_board_says_when_it_stops_catches_up_and_keeps_an_action_through_the
     finally:
         context.close()
         live.stop()
+
+
+def test_the_new_pages_fit_a_phone_in_chinese(browser, seeded):
+    """Mine, the alert's steps, the resident's call button, user management and the password page, at 390 px."""
+    query_db = __import__("sqlite3").connect(seeded.db_path)
+    with query_db:
+        query_db.execute("UPDATE users SET language = 'zh'")
+    query_db.close()
+    live = LiveDashboard(seeded.db_path, seeded.snapshot_dir).start()
+    fever = open_alert(seeded.db_path, kind="fever")
+    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    errors = console_errors(page)
+    try:
+        for username, walk in (
+                ("chen", [("/?mine=1", "20-board-mine-phone"), (f"/alerts/{fever}", "21-alert-steps-phone"),
+                          ("/households/hh-3-502", "22-household-resident-phone"),
+                          ("/me/password", "23-change-password-phone")]),
+                ("admin", [("/users", "24-users-phone"), ("/events", "25-event-filters-phone")])):
+            page.goto(f"{live.base}/login")
+            page.fill("input[name=username]", username)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("form[action='/login'] button")
+            page.wait_for_url(f"{live.base}/")
+            for path, name in walk:
+                page.goto(f"{live.base}{path}")
+                width = page.evaluate("document.documentElement.scrollWidth")
+                assert width <= PHONE["width"], f"{path} scrolls sideways on a phone ({width}px)"
+                shot(page, name)
+            page.click("form[action='/logout'] button")
+            page.wait_for_url(f"{live.base}/login")
+        assert [e for e in errors if "Content Security Policy" in e or not e.startswith("Failed to load")] == []
+    finally:
+        context.close()
+        live.stop()

@@ -68,7 +68,7 @@ def identifiers(db_path: Path) -> list[str]:
     found: set[str] = set()
     for sql in ("SELECT household FROM households", "SELECT device FROM devices", "SELECT username FROM users",
                 "SELECT display_name FROM users", "SELECT staff FROM staff", "SELECT name FROM staff",
-                "SELECT team FROM teams", "SELECT site FROM sites", "SELECT name FROM teams"):
+                "SELECT team FROM teams", "SELECT site FROM sites", "SELECT name FROM teams", "SELECT name FROM sites"):
         try:
             found |= {r[0] for r in conn.execute(sql) if r[0]}
         except sqlite3.OperationalError:

@@ -95,3 +95,14 @@ def test_the_household_page_offers_the_residents_phone(seeded):
     page = client.get("/households/hh-3-502").text
     assert 'href="tel:+8613900000502"' in page and "住户电话" in page
     assert "未登记电话" in client.get("/households/hh-7-101").text
+
+
+def test_the_event_log_filters_are_picked_by_name_within_the_teams(seeded):
+    client = client_for(seeded, "chen")
+    page = client.get("/events").text
+    assert '<select name="household">' in page and '<select name="site">' in page
+    assert '<option value="hh-3-502" >幸福里3号楼 502 · hh-3-502</option>' in page
+    assert "hh-9-301" not in page  # team-2's household is not offered
+    assert '<option value="site-a" >Xingfu Street</option>' in page
+    picked = client.get("/events?household=hh-3-502").text
+    assert '<option value="hh-3-502" selected>' in picked
