@@ -171,6 +171,7 @@ def api_login(body: LoginIn, request: Request, response: Response, db: WriteDB, 
     except accounts.BadCredentials:
         raise NotAuthenticated() from None
     _set_session_cookie(request, response, session.token)
+    _remember_language(request, response, session.user.language)
     return SessionPublic(user=session.user.public(), csrf=session.csrf)
 
 

@@ -5,6 +5,8 @@ the stale board is kept through the login and done with one more tap. Screenshot
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from tests.dashboard.live import LiveDashboard
@@ -96,10 +98,10 @@ def test_the_board_says_when_it_stops_catches_up_and_keeps_an_action_through_the
 
 def test_the_new_pages_fit_a_phone_in_chinese(browser, seeded):
     """Mine, the alert's steps, the resident's call button, user management and the password page, at 390 px."""
-    query_db = __import__("sqlite3").connect(seeded.db_path)
-    with query_db:
-        query_db.execute("UPDATE users SET language = 'zh'")
-    query_db.close()
+    conn = sqlite3.connect(seeded.db_path)
+    with conn:
+        conn.execute("UPDATE users SET language = 'zh'")
+    conn.close()
     live = LiveDashboard(seeded.db_path, seeded.snapshot_dir).start()
     fever = open_alert(seeded.db_path, kind="fever")
     context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)

@@ -194,3 +194,15 @@ def test_just_now_instead_of_zero_minutes():
     zh, en = translator("zh"), translator("en")
     assert age_text(zh, 20) == "刚刚" and age_text(en, 20) == "just now"
     assert age_text(zh, 61) == "1 分钟前"
+
+
+def test_the_login_page_speaks_the_browsers_last_language(seeded):
+    with TestClient(create_app(seeded.db_path)) as client:
+        first = client.get("/login").text
+        assert "用户名" in first and "Username" not in first and 'hreflang="en"' in first
+        switched = client.get("/login?lang=en&next=/households").text
+        assert "Username" in switched and "用户名" not in switched and 'value="/households"' in switched
+        assert "Username" in client.get("/login").text  # remembered in the browser
+        login(client, "chen")  # chen reads Chinese: the next login page is in Chinese
+        client.cookies.delete("isowatch_session")
+        assert "用户名" in client.get("/login").text
