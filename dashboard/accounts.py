@@ -283,3 +283,86 @@ def logout(conn: sqlite3.Connection, token: str, *, now: datetime) -> None:
         conn.execute("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))
         if row:
             audit(conn, row[0], "auth.logout", f"user:{row[0]}", {}, now)
+
+
+class UserRow(BaseModel):
+    """A user as the admin's user list shows it, disabled ones included."""
+    username: str
+    display_name: str
+    role: str
+    language: str
+    staff: str | None
+    staff_name: str | None
+    teams: list[str]  # extra memberships, set on the user
+    all_teams: list[str]  # with the teams the registry puts the user's staff member on
+    active: bool
+
+
+def all_users(conn: sqlite3.Connection) -> list[UserRow]:
+    rows = conn.execute("SELECT u.username, u.display_name, u.role, u.language, u.staff, s.name AS staff_name, "
+                        "u.active FROM users u LEFT JOIN staff s ON s.staff = u.staff ORDER BY u.active DESC, "
+                        "u.username").fetchall()
+    teams: dict[str, list[str]] = {}
+    for username, team in conn.execute("SELECT username, team FROM user_teams ORDER BY team"):
+        teams.setdefault(username, []).append(team)
+    on_staff: dict[str, set[str]] = {}
+    for team, *members in conn.execute("SELECT team, leader, medical, police, social FROM teams"):
+        for member in members:
+            if member:
+                on_staff.setdefault(member, set()).add(team)
+    return [UserRow(username=r[0], display_name=r[1] or r[0], role=r[2], language=r[3] or "zh", staff=r[4],
+                    staff_name=r[5], teams=teams.get(r[0], []),
+                    all_teams=sorted(set(teams.get(r[0], [])) | on_staff.get(r[4] or "", set())), active=bool(r[6]))
+            for r in rows]
+
+
+def _existing(conn: sqlite3.Connection, username: str) -> None:
+    if conn.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone() is None:
+        raise UnknownReference(f"no such user: {username}")
+
+
+def set_active(conn: sqlite3.Connection, username: str, active: bool, *, by: str, now: datetime) -> None:
+    """Disabling ends the user's sessions at once (an open board's stream closes within a second)."""
+    if not active and username == by:
+        raise UnknownReference("an admin cannot disable their own account")
+    with conn:
+        _existing(conn, username)
+        conn.execute("UPDATE users SET active = ? WHERE username = ?", (int(active), username))
+        if not active:
+            conn.execute("DELETE FROM sessions WHERE username = ?", (username,))
+        audit(conn, by, "user.enable" if active else "user.disable", f"user:{username}", {}, now)
+
+
+def set_teams(conn: sqlite3.Connection, username: str, teams: list[str], *, by: str, now: datetime) -> None:
+    """The user's extra team memberships (a staff member is on their registry teams anyway)."""
+    with conn:
+        _existing(conn, username)
+        for team in teams:
+            if conn.execute("SELECT 1 FROM teams WHERE team = ?", (team,)).fetchone() is None:
+                raise UnknownReference(f"no such team: {team}")
+        before = [r[0] for r in conn.execute("SELECT team FROM user_teams WHERE username = ? ORDER BY team",
+                                             (username,))]
+        conn.execute("DELETE FROM user_teams WHERE username = ?", (username,))
+        conn.executemany("INSERT INTO user_teams (username, team) VALUES (?, ?)", [(username, t) for t in teams])
+        audit(conn, by, "user.teams", f"user:{username}", {"before": before, "after": sorted(teams)}, now)
+
+
+def change_own_password(conn: sqlite3.Connection, session: Session, current: str, new: str, *,
+                        now: datetime) -> None:
+    """Checks the current password (a session left open on a shared phone is not enough), applies the
+    policy, and ends the user's other sessions; this one stays."""
+    username = session.user.username
+    row = conn.execute("SELECT password_hash FROM users WHERE username = ? AND active = 1", (username,)).fetchone()
+    try:
+        ok = row is not None and _hasher.verify(row[0], current)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        ok = False
+    if not ok:
+        with conn:
+            audit(conn, username, "user.password_change_refused", f"user:{username}", {"reason": "wrong_current"}, now)
+        raise BadCredentials("the current password is wrong")
+    check_password(new, username)
+    with conn:
+        conn.execute("UPDATE users SET password_hash = ? WHERE username = ?", (_hasher.hash(new), username))
+        conn.execute("DELETE FROM sessions WHERE username = ? AND token_hash != ?", (username, _token_hash(session.token)))
+        audit(conn, username, "user.password_change", f"user:{username}", {}, now)

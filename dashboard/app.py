@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 import swagger_ui_bundle
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dashboard import accounts, api_docs
 from dashboard.deps import (
@@ -22,6 +27,7 @@ from dashboard.deps import (
     render,
 )
 from dashboard.event_log import BadCursor
+from dashboard.password_policy import WeakPassword
 from dashboard.routes import ack, alerts, audit, auth, devices, events, households, registry_api, reports, resident, users
 from dashboard.routes.registry_api import RegistryDesk
 from dashboard.security_headers import SecurityHeaders
@@ -40,14 +46,36 @@ SWAGGER_UI_DIR = Path(str(swagger_ui_bundle.swagger_ui_path))  # Swagger UI's ow
 ConfigPusher = Callable[[str, str, DeviceConfig], None]  # (site, household, config): publish retained to the device
 
 
+PENDING_ACTION = re.compile(r"^/alerts/(\d{1,19})/(acknowledge|resolve)$")
+
+
+async def pending_action(request: Request) -> str:
+    """Where the login leads after a form was sent without a session (it ended while the page was open):
+    an acknowledge or resolve comes back to its alert with the action pending (and the chosen outcome),
+    for the person to confirm with one tap; acting at login on a URL's say-so would let a link act for them."""
+    match = PENDING_ACTION.match(request.url.path)
+    if match is None:
+        return "/"
+    alert_id, action = match.groups()
+    query = {"pending": action}
+    if action == "resolve":
+        form = await request.form()
+        verdict = form.get("verdict")
+        if isinstance(verdict, str) and verdict in alert_lib.VERDICTS:
+            query["verdict"] = verdict
+    return f"/alerts/{alert_id}?{urlencode(query)}#act"
+
+
 def _wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
 def _error(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """The API answers with the library's English message; a page says what happened in the reader's
+    language (the English message is shown to English readers as the detail)."""
     if _wants_json(request):
         return JSONResponse({"detail": message}, status_code=status, headers=headers)
-    return render(request, "error.html", {"status": status, "message": message}, status_code=status)
+    return render(request, "error.html", {"status": status, "message": message}, status_code=status, headers=headers)
 
 
 def _status_handler(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
@@ -62,8 +90,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def not_authenticated(request: Request, exc: NotAuthenticated) -> Response:
         if _wants_json(request):
             return JSONResponse({"detail": "log in first"}, status_code=401, headers={"WWW-Authenticate": "Cookie"})
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/login?next={target}" if request.method == "GET" else "/login", status_code=303)
+        if request.url.path == "/alerts/stream":  # EventSource stops on a 401; the board then offers the login
+            return Response(status_code=401, headers={"WWW-Authenticate": "Cookie"})
+        if request.method == "GET":
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        else:
+            target = await pending_action(request)
+        return RedirectResponse(f"/login?{urlencode({'next': target}, safe='/')}", status_code=303)
 
     # Named library errors -> HTTP status; the message is the exception's own text.
     statuses: dict[type[Exception], int] = {
@@ -75,9 +108,23 @@ def _install_error_handlers(app: FastAPI) -> None:
         PushError: 502,
         accounts.UserExists: 409,
         accounts.UnknownReference: 422,
+        WeakPassword: 422,
     }
     for error_type, status in statuses.items():
         app.add_exception_handler(error_type, _status_handler(status))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = getattr(exc, "headers", None)
+        if _wants_json(request):  # as FastAPI answers by default: the detail may be structured
+            return JSONResponse({"detail": jsonable_encoder(exc.detail)}, status_code=exc.status_code, headers=headers)
+        return _error(request, exc.status_code, str(exc.detail), headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+        return _error(request, 422, "; ".join(str(e.get("msg", "")) for e in exc.errors()))
 
     @app.exception_handler(CsrfFailed)
     async def csrf_failed(request: Request, exc: CsrfFailed) -> Response:

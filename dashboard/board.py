@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from dashboard.deps import Scope
+from dashboard.household_view import actor_name
 from gateway.alerts import VERDICTS
 from gateway.registry import parse_iso
+from gateway.vocabulary import KINDS, UNKNOWN_SEVERITY, severity
 from isowatch.localtime import DEFAULT_ZONE
 
 Verdict = Literal[VERDICTS]  # every outcome of gateway.alerts.OUTCOMES; resolve checks it fits the kind
 
 
 class Notified(BaseModel):
+    """One person paged for an alert, once however often: the latest page's step and state, and how many."""
     staff: str
     name: str
     role: str
@@ -25,6 +29,7 @@ class Notified(BaseModel):
     sent_at: str | None
     # Not delivered for `delivery.undelivered_after_s` (or no contact URL) and still being tried: act on it.
     undelivered: bool = False
+    pages: int = 1
 
 
 class AlertPublic(BaseModel):
@@ -41,9 +46,12 @@ class AlertPublic(BaseModel):
     age_s: float
     detail: str | None
     snapshot: str | None
+    severity: int = Field(description="1 first (door, fever, welfare), 3 last (offline, missed reading)")
     acknowledged_by: str | None
+    acknowledged_by_name: str | None = None
     acknowledged_at: str | None
     resolved_by: str | None
+    resolved_by_name: str | None = None
     resolved_at: str | None
     verdict: str | None
     note: str | None
@@ -67,12 +75,14 @@ def _notified(db: sqlite3.Connection, alert_ids: list[int]) -> dict[int, list[No
         "AND a.acknowledged_at IS NULL AND a.resolved_at IS NULL AS undelivered "
         "FROM notifications n JOIN alerts a ON a.id = n.alert_id LEFT JOIN staff s ON s.staff = n.staff "
         f"WHERE n.alert_id IN ({marks}) ORDER BY n.id", alert_ids)  # noqa: S608
-    out: dict[int, list[Notified]] = {}
-    for r in rows:
-        out.setdefault(r["alert_id"], []).append(Notified(staff=r["staff"], name=r["name"], role=r["role"] or "",
-                                                          step=r["step"], state=r["state"], sent_at=r["sent_at"],
-                                                          undelivered=bool(r["undelivered"])))
-    return out
+    people: dict[int, dict[str, Notified]] = {}
+    for r in rows:  # oldest first: a later page (renotify, next step) replaces the person's state
+        seen = people.setdefault(r["alert_id"], {})
+        before = seen.get(r["staff"])
+        seen[r["staff"]] = Notified(staff=r["staff"], name=r["name"], role=r["role"] or "", step=r["step"],
+                                    state=r["state"], sent_at=r["sent_at"] or (before.sent_at if before else None),
+                                    pages=before.pages + 1 if before else 1, undelivered=bool(r["undelivered"]))
+    return {alert_id: list(seen.values()) for alert_id, seen in people.items()}
 
 
 def _public(row: sqlite3.Row, notified: list[Notified], now: datetime) -> AlertPublic:
@@ -80,20 +90,41 @@ def _public(row: sqlite3.Row, notified: list[Notified], now: datetime) -> AlertP
         id=row["id"], site=row["site"], household=row["household"], address=row["address"], kind=row["kind"],
         state=row["state"], opened_at=row["opened_at"], last_event_at=row["last_event_at"], count=row["count"] or 1,
         step=row["step"] or 0, age_s=max(0.0, (now - parse_iso(row["opened_at"])).total_seconds()),
-        detail=row["detail"], snapshot=row["snapshot"], acknowledged_by=row["acknowledged_by"],
-        acknowledged_at=row["acknowledged_at"], resolved_by=row["resolved_by"], resolved_at=row["resolved_at"],
+        detail=row["detail"], snapshot=row["snapshot"], severity=severity(row["kind"]),
+        acknowledged_by=row["acknowledged_by"], acknowledged_by_name=row["ack_name"],
+        acknowledged_at=row["acknowledged_at"], resolved_by=row["resolved_by"], resolved_by_name=row["resolve_name"],
+        resolved_at=row["resolved_at"],
         verdict=row["verdict"], note=row["note"], notified=notified, timezone=row["timezone"])
 
 
 ALERT_SQL = ("SELECT a.*, trim(coalesce(h.address, '') || ' ' || coalesce(h.unit, '')) AS address, "
+             f"{actor_name('a.acknowledged_by')} AS ack_name, {actor_name('a.resolved_by')} AS resolve_name, "
              f"coalesce(s.timezone, '{DEFAULT_ZONE}') AS timezone FROM alerts a "
              "LEFT JOIN households h ON h.household = a.household LEFT JOIN sites s ON s.site = a.site")
+# The board's order: most urgent kind first (gateway.vocabulary), newest first within a severity.
+SEVERITY_SQL = ("CASE a.kind " + " ".join(f"WHEN '{kind}' THEN {severity(kind)}" for kind in KINDS)
+                + f" ELSE {UNKNOWN_SEVERITY} END")
 
 
-def open_alerts(db: sqlite3.Connection, scope: Scope, now: datetime, limit: int = 500) -> list[AlertPublic]:
+@dataclass(frozen=True)
+class Mine:
+    """Alerts paged to this staff member or to anyone of this role ("mine" on the board)."""
+    staff: str | None
+    role: str
+
+    def sql(self) -> tuple[str, list[str]]:
+        return ("EXISTS (SELECT 1 FROM notifications n WHERE n.alert_id = a.id AND (n.staff = ? OR n.role = ?))",
+                [self.staff or "", self.role])
+
+
+def open_alerts(db: sqlite3.Connection, scope: Scope, now: datetime, limit: int = 500,
+                mine: Mine | None = None) -> list[AlertPublic]:
     where, params = scope.sql("a.household")
-    rows = db.execute(f"{ALERT_SQL} WHERE a.resolved_at IS NULL AND {where} ORDER BY a.opened_at DESC LIMIT ?",  # noqa: S608
-                      [*params, limit]).fetchall()
+    if mine is not None:
+        mine_sql, mine_params = mine.sql()
+        where, params = f"{where} AND {mine_sql}", [*params, *mine_params]
+    rows = db.execute(f"{ALERT_SQL} WHERE a.resolved_at IS NULL AND {where} "  # noqa: S608
+                      f"ORDER BY {SEVERITY_SQL}, a.opened_at DESC LIMIT ?", [*params, limit]).fetchall()
     notified = _notified(db, [r["id"] for r in rows])
     return [_public(r, notified.get(r["id"], []), now) for r in rows]
 
@@ -117,3 +148,24 @@ def fingerprint(db: sqlite3.Connection) -> tuple:
                        "(SELECT count(*) FROM notifications WHERE undelivered_at IS NOT NULL "
                        "AND state IN ('pending', 'sending', 'undeliverable')) FROM notifications").fetchone()
     return (*live, latest[0], *pages)
+
+
+class Missed(BaseModel):
+    id: int
+    kind: str
+    household: str
+    resolved: bool
+
+
+def newest_alert_id(db: sqlite3.Connection) -> int:
+    """The board stream's cursor: alert ids only grow, so 'after id N' is 'opened since the cursor'."""
+    return int(db.execute("SELECT coalesce(max(id), 0) FROM alerts").fetchone()[0])
+
+
+def opened_since(db: sqlite3.Connection, scope: Scope, cursor: int, limit: int = 200) -> list[Missed]:
+    """Alerts in scope opened after the cursor, oldest first, resolved ones included (the board drops them)."""
+    where, params = scope.sql("household")
+    rows = db.execute(f"SELECT id, kind, household, resolved_at FROM alerts WHERE id > ? AND {where} "  # noqa: S608
+                      "ORDER BY id LIMIT ?", [cursor, *params, limit])
+    return [Missed(id=r["id"], kind=r["kind"], household=r["household"], resolved=r["resolved_at"] is not None)
+            for r in rows]

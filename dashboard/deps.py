@@ -20,8 +20,9 @@ from markupsafe import Markup
 
 from dashboard import accounts
 from dashboard.accounts import Session, User
-from dashboard.i18n import translator
+from dashboard.i18n import MESSAGES, code_namer, translator
 from gateway.store import connect
+from gateway.vocabulary import detail_text
 from isowatch.clock import Clock, SystemClock
 from isowatch.localtime import DEFAULT_ZONE, clock_text, label, stamp
 
@@ -242,10 +243,13 @@ AlertRow = Annotated[sqlite3.Row, Depends(scoped_alert)]
 DeviceRow = Annotated[sqlite3.Row, Depends(scoped_device)]
 
 
-def render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> Any:
+def render(request: Request, name: str, context: dict[str, Any], status_code: int = 200,
+           headers: dict[str, str] | None = None) -> Any:
     """A page in the user's language, with the CSRF token for its forms."""
     session: Session | None = getattr(request.state, "session", None)
-    language = session.user.language if session else request.cookies.get("lang", "zh")
+    language = session.user.language if session else getattr(request.state, "language", None) or request.cookies.get("lang", "zh")
+    language = language if language in MESSAGES else "zh"
     base = {"user": session.user if session else None, "csrf": session.csrf if session else "",
-            "t": translator(language), "lang": language}
-    return templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code)
+            "t": translator(language), "lang": language, "code": code_namer(language),
+            "detail": lambda text: detail_text(text, language), "known": MESSAGES["en"]}
+    return templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code, headers=headers)

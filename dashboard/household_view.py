@@ -18,11 +18,20 @@ from isowatch.localtime import local, stamp
 OFFLINE_AFTER = timedelta(seconds=90)  # DESIGN.md: heartbeat every 30 s, offline after 90 s of silence
 
 
+def actor_name(column: str) -> str:
+    """SQL for who acted, as people read it: a staff member's name, else a user's display name, else the id."""
+    return (f"coalesce((SELECT name FROM staff WHERE staff = {column}), "
+            f"(SELECT display_name FROM users WHERE username = {column}), {column})")
+
+
 class HouseholdSummary(BaseModel):
     household: str
     site: str
     address: str
     team: str | None
+    team_name: str | None
+    phone: str  # the resident's, '' when the registry has none
+    residents: int | None
     isolation_day: int | None
     isolation_days: int | None
     door: str | None
@@ -42,6 +51,7 @@ class TimelineItem(BaseModel):
     detail: str
     ref: str
     snapshot: str | None = None
+    alert_detail: str = ""  # the rule's words, rendered in the reader's language by gateway.vocabulary
 
 
 class Isolation(BaseModel):
@@ -101,8 +111,10 @@ def summary(db: sqlite3.Connection, h: sqlite3.Row, now: datetime) -> HouseholdS
     devices = db.execute("SELECT * FROM devices WHERE household = ?", (hh,)).fetchall()
     alerts_open = db.execute("SELECT count(*) FROM alerts WHERE household = ? AND resolved_at IS NULL",
                              (hh,)).fetchone()[0]
+    team_name = db.execute("SELECT coalesce(nullif(name, ''), team) FROM teams WHERE team = ?", (h["team"],)).fetchone()
     return HouseholdSummary(
         household=hh, site=h["site"], address=f"{h['address'] or ''} {h['unit'] or ''}".strip(), team=h["team"],
+        team_name=team_name[0] if team_name else h["team"], phone=h["phone"] or "", residents=h["residents"],
         isolation_day=iso_now[1] if active and iso_now else None,
         isolation_days=iso_now[0].days if active and iso_now else None,
         door=door[0] if door else None, door_at=door[1] if door else None,
@@ -142,19 +154,22 @@ def timeline(db: sqlite3.Connection, household: str, since: datetime, until: dat
         else:
             kind, detail = r[1], "open" if r[3] else "closed"
         items.append(TimelineItem(at=r[4], what="reading", kind=kind, detail=detail, ref=r[0]))
-    for r in db.execute("SELECT * FROM alerts WHERE household = ? AND opened_at >= ? AND opened_at < ? "
+    for r in db.execute(f"SELECT *, {actor_name('acknowledged_by')} AS ack_name, "  # noqa: S608
+                        f"{actor_name('resolved_by')} AS resolve_name FROM alerts "
+                        "WHERE household = ? AND opened_at >= ? AND opened_at < ? "
                         "ORDER BY opened_at DESC LIMIT ?", (household, a, b, limit)):
         ref = f"alert:{r['id']}"
         items.append(TimelineItem(at=r["opened_at"], what="alert", kind=r["kind"],
-                                  detail=f"#{r['id']} ×{r['count']} {r['detail'] or ''}".strip(), ref=ref,
+                                  detail=f"#{r['id']} ×{r['count']}", alert_detail=r["detail"] or "", ref=ref,
                                   snapshot=r["snapshot"]))
         if r["acknowledged_at"]:
             items.append(TimelineItem(at=r["acknowledged_at"], what="acknowledged", kind=r["kind"],
-                                      detail=r["acknowledged_by"] or "", ref=ref))
+                                      detail=r["ack_name"] or "", ref=ref))
         if r["resolved_at"]:
             items.append(TimelineItem(at=r["resolved_at"], what="resolved", kind=r["verdict"] or "",
-                                      detail=f"{r['resolved_by'] or ''}: {r['note'] or ''}", ref=ref))
-    for r in db.execute("SELECT n.id, n.alert_id, n.staff, n.role, n.state, coalesce(n.sent_at, n.created_at) "
+                                      detail=f"{r['resolve_name'] or ''}: {r['note'] or ''}", ref=ref))
+    for r in db.execute(f"SELECT n.id, n.alert_id, {actor_name('n.staff')}, n.role, n.state, "  # noqa: S608
+                        "coalesce(n.sent_at, n.created_at) "
                         "FROM notifications n JOIN alerts a ON a.id = n.alert_id WHERE a.household = ? "
                         "AND n.created_at >= ? AND n.created_at < ? ORDER BY n.id DESC LIMIT ?",
                         (household, a, b, limit)):

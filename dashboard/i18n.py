@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from gateway.vocabulary import KINDS, VALUES, value_name
+
 EN: dict[str, str] = {
     "alerts": "Alerts", "households": "Households", "events": "Event log", "reports": "Response report",
     "devices": "Devices", "audit": "Audit log", "logout": "Log out", "login": "Log in",
@@ -32,15 +34,46 @@ EN: dict[str, str] = {
     "flag_outbox_lost": "Outbox lost",
     "camera": "Camera", "config": "Config", "push_config": "Push config", "who": "Who", "action": "Action",
     "object": "Object", "welcome": "Signed in as", "nothing": "Nothing here.", "open": "open",
-    "closed": "closed", "snapshot": "Snapshot", "status": "Status", "ago_min": "{n} min ago",
+    "closed": "closed", "snapshot": "Snapshot", "status": "Status", "just_now": "just now", "ago_min": "{n} min ago",
     "ago_h": "{h} h {m} min ago", "ago_d": "{d} d ago", "by_team": "By team", "by_role": "By role",
     "leader": "Team leader", "medical": "Medical worker", "police": "Police officer", "social": "Social worker",
     "admin": "Admin", "auditor": "Auditor", "login_failed": "Wrong username or password.",
     "login_limited": "Too many failed logins from here. Wait a minute and try again.", "done": "Done.",
-    "door_opened": "Door opened", "repeated_door": "Repeated door violation", "fever": "Fever",
-    "missed_reading": "Missed reading", "device_offline": "Device offline", "camera_tampered": "Camera tampered",
-    "welfare_check": "Welfare check", "implausible_reading": "Implausible reading",
-    "sensor_disagree": "Sensors disagree", "acknowledged": "acknowledged", "notified_state": "notified",
+                "acknowledged": "acknowledged", "notified_state": "notified",
+    "stream_lost": "Live updates stopped: this board may be out of date. Reconnecting…",
+    "stream_back": "Live updates are back.", "session_ended": "Your session has ended: this board no longer updates.",
+    "login_again": "Log in again", "missed": "While disconnected: {n} new alert(s)", "missed_resolved": "already resolved",
+    "sound_on": "Sound for new alerts: on", "sound_off": "Sound for new alerts: off",
+    "pending_acknowledge": "You pressed Acknowledge while logged out; it was not done yet. Press it again below.",
+    "pending_resolve": "You sent a resolution while logged out; it was not saved yet. Check it and press Resolve below.",
+    "pending_acknowledged_meanwhile": "You pressed Acknowledge while logged out; someone acknowledged it meanwhile.",
+    "pending_resolved_meanwhile": "You acted on this alert while logged out; it was resolved meanwhile.",
+    "login_keeps_action": "After you log in you return to the alert with your action waiting.",
+    "error_title": "Something went wrong", "error_text": "The request could not be completed.",
+    "error_title_403": "Not allowed", "error_text_403": "Your role may not do this, or the form was out of date: go back and try again.",
+    "error_title_404": "Not found", "error_text_404": "This page does not exist, or it belongs to another team.",
+    "error_title_409": "Already changed", "error_text_409": "Someone changed this meanwhile (for example, the alert is already resolved). Reload to see it as it is now.",
+    "error_title_422": "Not accepted", "error_text_422": "Some of what was sent is not valid. Go back, check it and try again.",
+    "error_title_429": "Too many attempts", "error_text_429": "Too many failed logins from here. Wait a minute and try again.",
+    "error_title_502": "Not delivered", "error_text_502": "The device could not be reached. Try again later.",
+    "error_title_503": "Not available", "error_text_503": "This is not available at the moment. Try again later.",
+    "resident_phone": "Resident", "call": "Call", "no_phone": "no phone number on file",
+    "alert_open": "open", "alert_notified": "notified", "alert_acknowledged": "acknowledged",
+    "alert_resolved": "resolved", "alert_escalated": "escalated", "what_to_do": "What to do",
+    "all_alerts": "All", "mine": "Paged to me or my role", "no_open_alerts_mine": "No open alerts paged to you or your role.",
+    "users": "Users", "display_name": "Name", "user_active": "active", "user_disabled": "disabled",
+    "manage": "Manage", "user_disable": "Disable", "user_enable": "Enable", "new_password": "New password",
+    "reset_password": "Reset password", "extra_teams": "Extra teams", "save_teams": "Save teams",
+    "new_user": "New user", "staff_member": "Staff member (registry)", "create_user": "Create user",
+    "password_rules": "At least 10 characters; not a common password, a repeated character or simple sequence, nor the username.",
+    "user_done_created": "User {who} created.", "user_done_disabled": "User {who} disabled; their sessions ended.",
+    "user_done_enabled": "User {who} enabled.", "user_done_password": "Password of {who} reset; their sessions ended.",
+    "user_done_teams": "Teams of {who} saved.", "user_exists": "This username is taken:",
+    "user_invalid": "Please check:", "user_reference": "Not accepted:",
+    "change_password": "Change password", "current_password": "Current password",
+    "password_changed": "Password changed. Your other sessions have ended.",
+    "current_password_wrong": "The current password is wrong.",
+    "back_to_board": "Back to the alert board", "main_nav": "Main", "switch_language": "中文",
     "resolved": "resolved", "escalated": "escalated", "address": "Address",
     "clock_skew": "clock off by {s} s", "clock_skew_devices": "{n} with a wrong clock",
     "page_undelivered": "Page not delivered",
@@ -97,13 +130,44 @@ ZH: dict[str, str] = {
     "flag_outbox_lost": "待发队列丢失", "camera": "摄像头", "config": "配置",
     "push_config": "下发配置", "who": "操作人", "action": "操作", "object": "对象", "welcome": "当前用户",
     "nothing": "暂无内容。", "open": "开", "closed": "关", "snapshot": "抓拍", "status": "状态",
-    "ago_min": "{n} 分钟前", "ago_h": "{h} 小时 {m} 分钟前", "ago_d": "{d} 天前", "by_team": "按小组",
+    "just_now": "刚刚", "ago_min": "{n} 分钟前", "ago_h": "{h} 小时 {m} 分钟前", "ago_d": "{d} 天前", "by_team": "按小组",
     "by_role": "按角色", "leader": "组长", "medical": "医务人员", "police": "社区民警", "social": "社工",
     "admin": "管理员", "auditor": "审计员", "login_failed": "用户名或密码错误。",
-    "login_limited": "此处登录失败次数过多，请稍等一分钟再试。", "done": "完成。", "door_opened": "开门",
-    "repeated_door": "多次开门", "fever": "发热", "missed_reading": "漏报体温", "device_offline": "设备离线",
-    "camera_tampered": "摄像头被遮挡", "welfare_check": "关怀探视", "implausible_reading": "体温读数异常",
-    "sensor_disagree": "传感器不一致", "acknowledged": "已确认", "notified_state": "已通知", "resolved": "已处理",
+    "login_limited": "此处登录失败次数过多，请稍等一分钟再试。", "done": "完成。",             "acknowledged": "已确认", "notified_state": "已通知", "resolved": "已处理",
+    "stream_lost": "实时更新已中断，当前页面可能已过时。正在重新连接…",
+    "stream_back": "实时更新已恢复。", "session_ended": "登录已失效，告警不再更新。",
+    "login_again": "重新登录", "missed": "断线期间新增 {n} 条告警", "missed_resolved": "已处理",
+    "sound_on": "新告警提示音：开", "sound_off": "新告警提示音：关",
+    "pending_acknowledge": "你在登录失效时按了“确认”，尚未生效。请在下方再按一次。",
+    "pending_resolve": "你在登录失效时提交了处理结果，尚未保存。请核对后在下方再次提交。",
+    "pending_acknowledged_meanwhile": "你在登录失效时按了“确认”；此间已有人确认。",
+    "pending_resolved_meanwhile": "你在登录失效时操作了此告警；此间已处理完毕。",
+    "login_keeps_action": "登录后将回到该告警，你的操作仍待完成。",
+    "error_title": "出错了", "error_text": "请求未能完成。",
+    "error_title_403": "无权操作", "error_text_403": "你的角色不能执行此操作，或页面已过时：请返回后重试。",
+    "error_title_404": "未找到", "error_text_404": "该页面不存在，或不属于你的小组。",
+    "error_title_409": "已有变化", "error_text_409": "此间已有人更改（例如告警已处理完毕）。请刷新查看最新状态。",
+    "error_title_422": "无法接受", "error_text_422": "提交的内容有误，请返回检查后重试。",
+    "error_title_429": "尝试次数过多", "error_text_429": "此处登录失败次数过多，请稍等一分钟再试。",
+    "error_title_502": "未能送达", "error_text_502": "无法连接到设备，请稍后再试。",
+    "error_title_503": "暂不可用", "error_text_503": "此功能暂时不可用，请稍后再试。",
+    "resident_phone": "住户电话", "call": "拨打", "no_phone": "未登记电话",
+    "alert_open": "待处理", "alert_notified": "已通知", "alert_acknowledged": "已确认",
+    "alert_resolved": "已处理", "alert_escalated": "已升级", "what_to_do": "该怎么做",
+    "all_alerts": "全部", "mine": "发给我或我的角色", "no_open_alerts_mine": "没有发给你或你的角色的未关闭告警。",
+    "users": "用户", "display_name": "姓名", "user_active": "启用", "user_disabled": "已停用",
+    "manage": "管理", "user_disable": "停用", "user_enable": "启用", "new_password": "新密码",
+    "reset_password": "重置密码", "extra_teams": "额外小组", "save_teams": "保存小组",
+    "new_user": "新建用户", "staff_member": "对应工作人员（名册）", "create_user": "创建用户",
+    "password_rules": "至少 10 个字符；不能是常用密码、重复字符或简单序列，也不能与用户名相同。",
+    "user_done_created": "已创建用户 {who}。", "user_done_disabled": "已停用用户 {who}，其登录已结束。",
+    "user_done_enabled": "已启用用户 {who}。", "user_done_password": "已重置 {who} 的密码，其登录已结束。",
+    "user_done_teams": "已保存 {who} 的小组。", "user_exists": "用户名已被使用：",
+    "user_invalid": "请检查：", "user_reference": "无法接受：",
+    "change_password": "修改密码", "current_password": "当前密码",
+    "password_changed": "密码已修改。你在其他设备上的登录已结束。",
+    "current_password_wrong": "当前密码不正确。",
+    "back_to_board": "返回告警看板", "main_nav": "主菜单", "switch_language": "English",
     "escalated": "已升级", "address": "地址",
     "clock_skew": "时钟偏差 {s} 秒", "clock_skew_devices": "{n} 台时钟不准",
     "page_undelivered": "通知未送达",
@@ -131,7 +195,48 @@ ZH: dict[str, str] = {
     "visit.announce": "登记探访", "registry.import": "导入登记表",
 }
 
+# One name per alert kind everywhere: from the gateway's vocabulary (device codes: vocabulary.value_name).
+for _code, _names in KINDS.items():
+    EN[_code], ZH[_code] = str(_names["en"]), str(_names["zh"])
+
+# Codes stored in the database that pages show: event and reading types, states, timeline entries,
+# page delivery states, camera health. Device codes (door source, measuring method, tamper reason) come
+# from gateway.vocabulary.VALUES.
+CODES: dict[str, tuple[str, str]] = {  # code: (zh, en)
+    "door": ("门", "door"), "tamper": ("摄像头异常", "camera tamper"), "temperature": ("体温", "temperature"),
+    "contact": ("门磁", "door contact"), "open": ("开", "open"), "closed": ("关", "closed"),
+    "start": ("开始", "start"), "end": ("结束", "end"), "body": ("人体", "body"), "ambient": ("室温", "room"),
+    "event": ("事件", "event"), "reading": ("读数", "reading"), "alert": ("告警", "alert"),
+    "acknowledged": ("已确认", "acknowledged"), "resolved": ("已处理", "resolved"),
+    "notification": ("通知", "page"), "pending": ("待发送", "pending"), "sending": ("发送中", "sending"),
+    "sent": ("已送达", "delivered"), "failed": ("发送失败", "failed"), "cancelled": ("已取消", "cancelled"),
+    "ok": ("正常", "ok"), "tampered": ("被遮挡或移动", "tampered"), "absent": ("未接摄像头", "no camera"),
+    "notified": ("已通知", "notified"), "escalated": ("已升级", "escalated"),
+}
+for _code, (_zh, _en) in CODES.items():
+    EN.setdefault("code_" + _code, _en)
+    ZH.setdefault("code_" + _code, _zh)
+
 MESSAGES = {"en": EN, "zh": ZH}
+
+
+def code_namer(language: str) -> Callable[[str | None], str]:
+    """A stored code (or a short run of them, such as '38.6 °C body') in the reader's language; numbers,
+    units and unknown words (ids, names) pass through."""
+    table = MESSAGES.get(language, ZH)
+    lang = language if language in MESSAGES else "zh"
+
+    def name(text: str | None) -> str:
+        if not text:
+            return ""
+        words = []
+        for word in str(text).split(" "):
+            core = word.strip("()")
+            named = table.get("code_" + core) or (value_name(core, lang) if core in VALUES else None)
+            words.append(word.replace(core, named) if named else word)
+        return " ".join(words)
+
+    return name
 
 
 def translator(language: str) -> Callable[..., str]:

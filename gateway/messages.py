@@ -1,4 +1,5 @@
-"""Alert message texts in the recipient's language (zh, en): what, where, when, which isolation day, links."""
+"""Alert message texts in the recipient's language (zh, en): what, where, when, which isolation day, links.
+Alert names and details come from gateway.vocabulary, as on the board and the phone page."""
 
 from __future__ import annotations
 
@@ -6,21 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.resident import help_detail
+from gateway.vocabulary import detail_text, kind_name
 from isowatch.localtime import stamp
-
-KIND_TEXT: dict[str, dict[str, str]] = {
-    "door_opened": {"zh": "隔离期间开门", "en": "Door opened during isolation"},
-    "repeated_door": {"zh": "多次开门违规", "en": "Repeated door violation"},
-    "fever": {"zh": "体温异常（发热）", "en": "Fever"},
-    "implausible_reading": {"zh": "体温读数不可信", "en": "Implausible temperature reading"},
-    "missed_reading": {"zh": "未按时测量体温", "en": "Temperature reading missed"},
-    "device_offline": {"zh": "设备离线", "en": "Device offline"},
-    "camera_tampered": {"zh": "摄像头被遮挡或移动", "en": "Camera tampered"},
-    "welfare_check": {"zh": "需要上门探视（长时间无活动）", "en": "Welfare check: no sign of activity"},
-    "sensor_disagree": {"zh": "摄像头与门磁不一致", "en": "Camera and door contact disagree"},
-    "help_request": {"zh": "住户求助", "en": "Household asks for help"},
-    "visit_approval": {"zh": "住户申请外出就医（请批准或拒绝）", "en": "Hospital visit announced: approve or refuse"},
-}
 
 LABELS = {
     "zh": {"household": "住户", "when": "时间", "day": "隔离第 {day} 天（共 {days} 天）", "count": "本告警已累计 {count} 次",
@@ -56,7 +44,7 @@ class AlertFacts:
 def render(facts: AlertFacts, language: str) -> tuple[str, str]:
     """(title, body) for one recipient; unknown languages fall back to Chinese, the staff default."""
     lang = language if language in LABELS else "zh"
-    text, label = KIND_TEXT[facts.kind][lang], LABELS[lang]
+    text, label = kind_name(facts.kind, lang), LABELS[lang]
     place = " ".join(p for p in (facts.address, facts.unit) if p) or facts.household
     title = f"[isowatch #{facts.alert_id}] {text} - {place}"
     lines = [
@@ -68,7 +56,7 @@ def render(facts: AlertFacts, language: str) -> tuple[str, str]:
     if facts.count > 1:
         lines.append(label["count"].format(count=facts.count))
     if facts.detail:
-        detail = help_detail(facts.detail, lang) if facts.kind == "help_request" else facts.detail
+        detail = help_detail(facts.detail, lang) if facts.kind == "help_request" else detail_text(facts.detail, lang)
         lines.append(f"{label['detail']}: {detail}")
     lines.append(label["renotify"].format(round=facts.round) if facts.round else label["step"].format(step=facts.step))
     if facts.snapshot_url:

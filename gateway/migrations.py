@@ -362,6 +362,11 @@ def _014_resident_links(db: Database) -> None:
     db.execute("ALTER TABLE staff ADD COLUMN share_phone INTEGER NOT NULL DEFAULT 0")
 
 
+def _015_household_phone(db: Database) -> None:
+    """Issue 16: the resident's phone on the household page, so the person paged can call them."""
+    db.execute("ALTER TABLE households ADD COLUMN phone TEXT NOT NULL DEFAULT ''")
+
+
 MIGRATIONS: list[Migration] = [
     _001_ingest,
     _002_registry_alerts,
@@ -377,6 +382,7 @@ MIGRATIONS: list[Migration] = [
     _012_bound_isolation_periods,
     _013_staff_phone,
     _014_resident_links,
+    _015_household_phone,
 ]
 
 

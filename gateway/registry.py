@@ -168,6 +168,8 @@ class HouseholdIn(_In):
     disabled: bool = False
     language: Literal["zh", "en"] = "zh"
     team: Ident | None = None
+    phone: str = Field("", max_length=32, pattern=r"^(\+?[0-9][0-9 -]{2,30})?$",
+                       description="The resident's phone, for the call link on the household page")
 
 
 class IsolationIn(_In):
@@ -298,13 +300,15 @@ class Registry:
                 self._one("SELECT team FROM teams WHERE team = ?", (household.team,), "team")
             self.conn.execute(
                 "INSERT INTO households (household, site, address, unit, residents, elderly_alone, disabled, "
-                "language, team, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(household) DO UPDATE "
+                "language, team, phone, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(household) DO UPDATE "
                 "SET site = excluded.site, address = excluded.address, unit = excluded.unit, "
                 "residents = excluded.residents, elderly_alone = excluded.elderly_alone, "
-                "disabled = excluded.disabled, language = excluded.language, team = excluded.team",
+                "disabled = excluded.disabled, language = excluded.language, team = excluded.team, "
+                "phone = excluded.phone",
                 (household.household, household.site, household.address, household.unit, household.residents,
                  int(household.elderly_alone), int(household.disabled), household.language, household.team,
-                 self._now()),
+                 household.phone, self._now()),
             )
 
     def household(self, household: str) -> sqlite3.Row:

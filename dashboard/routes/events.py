@@ -90,8 +90,20 @@ def events_page(request: Request, db: ReadDB, scope: UserScope, f: FormFilter, b
     result = event_log.page(db, f, scope, before=before, limit=50)
     query = {k: v for k, v in request.query_params.items() if k != "before"}
     return render(request, "events.html", {"page": result, "f": f, "q": query, "kinds": ALERT_KINDS,
-                                           "verdicts": VERDICTS,
+                                           "verdicts": VERDICTS, **pickers(db, scope),
                                            "picked": _picker_values(f, _picked_zone(db, f.site or ""))})
+
+
+def pickers(db: sqlite3.Connection, scope: Scope) -> dict[str, list[tuple[str, str]]]:
+    """The filter's choices by name (address, site name), limited to the user's teams; values stay ids."""
+    where, params = scope.sql("household")
+    households = [(r[0], r[1] or r[0]) for r in db.execute(
+        f"SELECT household, trim(coalesce(address, '') || ' ' || coalesce(unit, '')) FROM households "  # noqa: S608
+        f"WHERE {where} ORDER BY address, unit, household", params)]
+    sites = [(r[0], r[1] or r[0]) for r in db.execute(
+        f"SELECT site, name FROM sites WHERE site IN (SELECT site FROM households WHERE {where}) "  # noqa: S608
+        "ORDER BY name", params)]
+    return {"households": households, "sites": sites}
 
 
 def _csv_response(db: sqlite3.Connection, path: Path, f: LogFilter, scope: Scope, user: User,

@@ -54,6 +54,12 @@ def allowed(route: str, user: str, s) -> set[int] | int:
         "GET /api/v1/audit": 200 if user in ALL_SEEING else 403,
         "GET /api/v1/users": 200 if user == "admin" else 403,
         "POST /api/v1/users": 201 if user == "admin" else 403,
+        # A user that does not exist: an admin gets the API's own 422, everyone else the refusal.
+        "POST /api/v1/users/{nobody}/disable": 422 if user == "admin" else 403,
+        "POST /api/v1/users/{nobody}/enable": 422 if user == "admin" else 403,
+        "POST /api/v1/users/{nobody}/password": 422 if user == "admin" else 403,
+        "PUT /api/v1/users/{nobody}/teams": 422 if user == "admin" else 403,
+        "POST /api/v1/me/password": 422,  # the walk sends a wrong current password
     }
     return table[route]
 
@@ -71,6 +77,9 @@ BODIES = {
     "POST /api/v1/alerts/{own}/resolve": {"verdict": "false_alarm", "note": "checked by phone"},
     "POST /api/v1/devices/{own}/config": {"version": "v2", "heartbeat_s": 20},
     "POST /api/v1/users": {"username": "new-user", "role": "social", "password": "long-enough-pw"},
+    "POST /api/v1/users/{nobody}/password": {"password": "plum-river-lantern-42"},
+    "PUT /api/v1/users/{nobody}/teams": {"teams": []},
+    "POST /api/v1/me/password": {"current": "not-my-password", "new": "plum-river-lantern-42"},
 }
 
 
@@ -78,7 +87,7 @@ def concrete(route: str, s) -> tuple[str, str]:
     method, path = route.split(" ", 1)
     for mark, value in (("alerts/{own}", f"alerts/{s.alert_own}"), ("alerts/{other}", f"alerts/{s.alert_other}"),
                         ("households/{own}", "households/hh-3-502"), ("households/{other}", "households/hh-9-301"),
-                        ("devices/{own}", "devices/cam-3502")):
+                        ("devices/{own}", "devices/cam-3502"), ("users/{nobody}", "users/nobody")):
         path = path.replace(mark, value)
     return method, path
 
@@ -98,7 +107,8 @@ WALKED = [
     "GET /api/v1/households/{other}", "GET /api/v1/events", "GET /api/v1/events/export.csv",
     "GET /api/v1/reports/response", "GET /api/v1/reports/response.csv", "GET /api/v1/devices",
     "GET /api/v1/devices/{own}", "POST /api/v1/devices/{own}/config", "GET /api/v1/audit", "GET /api/v1/users",
-    "POST /api/v1/users",
+    "POST /api/v1/users", "POST /api/v1/users/{nobody}/disable", "POST /api/v1/users/{nobody}/enable",
+    "POST /api/v1/users/{nobody}/password", "PUT /api/v1/users/{nobody}/teams", "POST /api/v1/me/password",
 ]
 
 
@@ -106,7 +116,7 @@ def _template(route: str) -> str:
     method, path = route.split(" ", 1)
     for mark, name in (("alerts/{own}", "alerts/{alert_id}"), ("alerts/{other}", "alerts/{alert_id}"),
                        ("households/{own}", "households/{household}"), ("households/{other}", "households/{household}"),
-                       ("devices/{own}", "devices/{device}")):
+                       ("devices/{own}", "devices/{device}"), ("users/{nobody}", "users/{username}")):
         path = path.replace(mark, name)
     return f"{method} {path}"
 
@@ -184,9 +194,10 @@ def test_pages_redirect_to_login_and_forms_need_the_csrf_token(world):
     s, app = world
     client = TestClient(app)
     for page in ("/", "/households", "/households/hh-3-502", "/events", "/events.csv", "/reports", "/devices",
-                 "/audit", f"/alerts/{s.alert_own}", f"/snapshots/{s.snapshot_sha}", "/alerts/stream"):
+                 "/audit", f"/alerts/{s.alert_own}", f"/snapshots/{s.snapshot_sha}"):
         response = client.get(page, follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"].startswith("/login"), page
+    assert client.get("/alerts/stream", follow_redirects=False).status_code == 401  # EventSource stops on it
     login(client, "chen")
     forged = client.post(f"/alerts/{s.alert_own}/acknowledge", data={"csrf": "guess"}, follow_redirects=False)
     assert forged.status_code == 403

@@ -148,7 +148,7 @@ def test_door_event_reaches_the_live_board_and_is_acknowledged_and_resolved_from
         uplink.send(uplink.stamp(DoorEvent, type="door", state="closed"))
         wait_until(lambda: len(query(service.db_path, "SELECT 1 FROM events")) == 2, what="the second event")
         page.goto(f"{base}/events")
-        page.fill("input[name=household]", "hh-7-101")
+        page.select_option("select[name=household]", "hh-7-101")  # picked by address, sent as the id
         page.select_option("select[name=type]", "door")
         page.select_option("select[name=verdict]", "false_alarm")
         page.click("#filters button.primary")
