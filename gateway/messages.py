@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from gateway.resident import help_detail
 from gateway.vocabulary import detail_text, kind_name
 from isowatch.localtime import stamp
 
@@ -56,8 +55,7 @@ def render(facts: AlertFacts, language: str) -> tuple[str, str]:
     if facts.count > 1:
         lines.append(label["count"].format(count=facts.count))
     if facts.detail:
-        detail = help_detail(facts.detail, lang) if facts.kind == "help_request" else detail_text(facts.detail, lang)
-        lines.append(f"{label['detail']}: {detail}")
+        lines.append(f"{label['detail']}: {detail_text(facts.detail, lang)}")
     lines.append(label["renotify"].format(round=facts.round) if facts.round else label["step"].format(step=facts.step))
     if facts.snapshot_url:
         lines.append(f"{label['snapshot']}: {facts.snapshot_url}")

@@ -52,22 +52,6 @@ T = TypeVar("T")
 
 
 # What a household asked for, named for the staff member's page (the dashboard names them in dashboard.i18n).
-HELP_NAMES = {
-    "zh": {"supplies": "生活物资", "medicine": "药品", "symptoms": "身体症状", "mental_health": "心理支持", "other": "其他"},
-    "en": {"supplies": "Supplies", "medicine": "Medicine", "symptoms": "Symptoms", "mental_health": "Mental health",
-           "other": "Other"},
-}
-
-
-def help_detail(detail: str, language: str) -> str:
-    """A help request alert's detail (`kind: the household's words`) with the kind named in `language`."""
-    kind, _, words = detail.partition(": ")
-    names = HELP_NAMES.get(language, HELP_NAMES["zh"])
-    if kind not in names:
-        return detail
-    return names[kind] + (f": {words}" if words else "")
-
-
 def link_url(public_url: str, token: str) -> str:
     """The household's link: the page, and the JSON API under it (`{link}/announce`, ...)."""
     return f"{public_url.rstrip('/')}/r/{token}"

@@ -40,6 +40,10 @@ VALUES: dict[str, dict[str, str]] = {
     "rectal": {"zh": "肛温", "en": "rectal"}, "unknown": {"zh": "未知方式", "en": "method unknown"},
     "covered": {"zh": "镜头被遮挡", "en": "lens covered"}, "defocus": {"zh": "画面模糊", "en": "out of focus"},
     "moved": {"zh": "摄像头被移动", "en": "camera moved"}, "no_signal": {"zh": "无画面信号", "en": "no picture"},
+    # What a household asks for through its own link (gateway/resident.py, policy HELP_KINDS).
+    "supplies": {"zh": "生活物资", "en": "Supplies"}, "medicine": {"zh": "药品", "en": "Medicine"},
+    "symptoms": {"zh": "身体症状", "en": "Symptoms"}, "mental_health": {"zh": "心理支持", "en": "Mental health"},
+    "other": {"zh": "其他", "en": "Other"},
 }
 
 
@@ -81,6 +85,12 @@ _DETAILS: tuple[tuple[re.Pattern[str], dict[str, Callable[..., str]]], ...] = (
         "zh": lambda t: f"应在 {t} 前测量", "en": lambda t: f"expected by {t}"}),
     (re.compile(r"^no activity since (\S+)$"), {
         "zh": lambda t: f"自 {t} 起无活动", "en": lambda t: f"no activity since {t}"}),
+    # A help request: what was asked, then the household's own words (data: shown as written).
+    (re.compile(r"^(supplies|medicine|symptoms|mental_health|other)(?:: (.*))?$", re.S), {
+        "zh": lambda k, words: _v(k, "zh") + (f": {words}" if words else ""),
+        "en": lambda k, words: _v(k, "en") + (f": {words}" if words else "")}),
+    (re.compile(r"^hospital visit announced for (\d+) min$"), {
+        "zh": lambda m: f"住户报备外出就医 {m} 分钟", "en": lambda m: f"hospital visit announced for {m} min"}),
     (re.compile(r"^only the (camera|contact) saw the door open$"), {
         "zh": lambda s: f"只有{_v(s, 'zh')}发现开门", "en": lambda s: f"only the {_v(s, 'en')} saw the door open"}),
 )

@@ -19,7 +19,7 @@ from dashboard.ack_text import TODO, language_of, page_translator
 from dashboard.deps import templates
 from gateway.ack_links import AckDesk, BadForm, BadLink, LinkExpired, LinkView
 from gateway.alerts import AlertError
-from gateway.resident import help_detail
+from gateway.vocabulary import detail_text
 from isowatch.localtime import clock_text, offset
 
 router = APIRouter(tags=["acknowledge"])
@@ -53,9 +53,8 @@ def _page(request: Request, token: str, view: LinkView, lang: str) -> Response:
         "when": clock_text(view.last_event_at, zone), "opened": clock_text(view.opened_at, zone),
         "zone": t("zone", zone=zone, offset=offset(view.last_event_at, zone)),
         "temperature": temperature.group(0) if temperature else None,
-        # Free text from the rules, in English; a help request's is the household's own words, for everyone.
-        "detail": help_detail(view.detail, lang) if view.kind == "help_request"
-        else view.detail if lang == "en" and not temperature else "",
+        # The rule's detail in the reader's language (a help request's carries the household's own words).
+        "detail": detail_text(view.detail, lang) if not temperature else "",
         "acknowledged_at": clock_text(view.acknowledged_at, zone) if view.acknowledged_at else "",
         "resolved_at": clock_text(view.resolved_at, zone) if view.resolved_at else "",
         "expires": clock_text(view.expires_at, zone), "todo": TODO[lang].get(view.kind, ()),

@@ -59,7 +59,7 @@ ALLOWED_LATIN = re.compile(r"Li Na|isowatch|English|Asia/Shanghai|UTC|hh-\d-\d{3
 @pytest.mark.parametrize("kind", [k.value for k in AlertKind])
 def test_every_kind_reads_whole_in_chinese_and_english_with_its_own_outcomes(desk, kind):
     ack, client, _ = desk
-    detail = {"fever": "38.9 °C (axillary)", "help_request": "supplies: 需要大米和蔬菜"}.get(kind, "only the camera saw")
+    detail = {"fever": "38.9 °C (axillary)", "help_request": "supplies: 需要大米和蔬菜"}.get(kind, "only the camera saw the door open")
     alert_id, token = link_for(ack, kind, detail=detail)
     zh = client.get(f"/ack/{token}")
     assert zh.status_code == 200

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from dashboard import ack_text, accounts
+from dashboard import accounts, ack_text, resident_text
 from dashboard.app import create_app
 from dashboard.i18n import EN, ZH, translator
 from dashboard.routes.alerts import age_text
@@ -34,6 +34,7 @@ DETAILS = {
     "implausible_reading": "45.1 °C (unknown)", "missed_reading": "expected by 09:00",
     "device_offline": "cam-3502 silent since 2026-11-25T20:42:00.000Z", "camera_tampered": "covered",
     "welfare_check": "no activity since 2026-11-25T08:00:00.000Z", "sensor_disagree": "only the camera saw the door open",
+    "help_request": "supplies: 需要大米和蔬菜", "visit_approval": "hospital visit announced for 20 min",
 }
 
 
@@ -180,8 +181,11 @@ def test_no_key_is_missing_in_either_language():
         return {m for path in paths for m in re.findall(r"\bt\('([a-z0-9_]+)'\)", path.read_text())}
 
     phone = list(TEMPLATES.glob("ack*.html"))  # the phone page: its own phrases, then the dashboard's names
-    assert used(set(TEMPLATES.glob("*.html")) - set(phone)) - set(ZH) == set()
+    household = list(TEMPLATES.glob("resident*.html"))  # the household's page, likewise
+    assert used(set(TEMPLATES.glob("*.html")) - set(phone) - set(household)) - set(ZH) == set()
     assert used(phone) - set(ZH) - set(ack_text.PAGE["zh"]) == set()
+    assert set(resident_text.PAGE["zh"]) == set(resident_text.PAGE["en"])
+    assert used(household) - set(ZH) - set(resident_text.PAGE["zh"]) == set()
     for status in (403, 404, 409, 422, 429, 502, 503):  # error.html builds these keys
         assert {f"error_title_{status}", f"error_text_{status}"} <= set(ZH)
     assert set(VERDICTS) - set(ZH) == set()
