@@ -30,10 +30,16 @@ _NOISE_FLOOR = 0.4  # contrast units; a flat cell's sensor noise stays well belo
 _RING_BUSY = 0.15  # share of a ring strip that must change to say something stands beside the door
 _REFERENCE_QUIET = 0.03  # the ROI must be this still for the closed signature to follow drift
 _TOP_BAND = 0.12  # of the ROI's height
+# Share of the top band's rows a column must have changed: a quarter leaves room for a hand-drawn ROI
+# a little above the lintel (the wall there never changes), while a person's head stays lower still.
+_TOP_SHARE = 0.25
 _LEAF_MARGIN = 0.1  # of the ROI's size: where an opened leaf overhangs the door frame
 _STILL_WINDOW_S = 0.2  # a door at rest matches itself this long ago; a walking person does not
 _STILL_AREA = 0.04  # share of ROI cells allowed to change over the still window
 _PERSIST_S = 1.2  # a column changed this long is no body walking past
+_ANCHOR_SLACK = 1  # columns an anchored band's fixed edge may wander (a cell boundary, noise)
+_MOTION_AREA = 0.01  # share of ROI cells changed: the leaf has begun to move (for back-dating the start)
+_BACKDATE_S = 1.5  # an opening's start is moved back at most this far before its evidence began
 # Thumbnail changes that call for a fresh analysis, in grey levels of any channel: a block's, or the
 # mean over a column of blocks beyond the median column's (a thin gap at the jamb, too faint per
 # block, is a column's height long).
@@ -58,6 +64,8 @@ class DoorReading:
     opening: bool  # this frame alone looks like an open door
     closed: bool  # this frame alone looks like the closed door
     full: np.ndarray  # per ROI column: changed lintel to floor
+    side_busy: tuple[bool, bool] = (False, False)  # the ring left and right of the door (with the floor there)
+    floor_busy: bool = False  # the floor strip in front of the door, except under changed door columns
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,21 +85,44 @@ def read_door(changed: np.ndarray, geometry: Geometry, settings: DetectorSetting
     paired = roi.copy()
     paired[:, :-1] |= roi[:, 1:]
     top = paired[: max(1, round(_TOP_BAND * roi.shape[0]))]
-    full = (_share(paired, axis=0) >= settings.column_coverage) & (_share(top, axis=0) >= 0.5)
+    full = (_share(paired, axis=0) >= settings.column_coverage) & (_share(top, axis=0) >= _TOP_SHARE)
     full_columns = np.count_nonzero(full)
     need_columns = max(1, round(0.08 * roi.shape[1]))
     # The gap opens at the jamb, so an opening always changes columns at a side of the door; a body
     # standing in the middle leaves both of the leaf's edges in place.
     side = max(1, roi.shape[1] // 4)
     at_jamb = bool(full[:side].any() or full[-side:].any())
-    # The ring skips a margin next to the door, where the leaf itself shows once it swings toward the camera.
-    gap_c = max(1, round(_LEAF_MARGIN * (c1 - c0)))
-    gap_r = max(1, round(_LEAF_MARGIN * (r1 - r0)))
-    strips = [changed[r0:r1, : max(0, c0 - gap_c)], changed[r0:r1, c1 + gap_c :], changed[r1 + gap_r :, :]]
-    occluder = any(s.size >= 4 and _share(s) > _RING_BUSY for s in strips)
+    left, right, floor = _ring_busy(changed, geometry, full)
+    occluder = left or right or floor
     opening = full_columns >= need_columns and at_jamb and area >= settings.min_open_area
     closed = full_columns == 0 and area < settings.min_open_area / 2
-    return DoorReading(area, full_columns, occluder, opening, closed, full)
+    return DoorReading(area, full_columns, occluder, opening, closed, full, (left, right), floor)
+
+
+def _ring_busy(changed: np.ndarray, geometry: Geometry, full: np.ndarray) -> tuple[bool, bool, bool]:
+    """Did something change beside (left, right) or below (the middle of the floor strip) the door?
+
+    The ring skips a margin next to the door, where the leaf shows once it swings toward the camera.
+    A leaf swinging toward a close camera spills further, past the door frame and below the
+    threshold, but it stays joined to the door: the floor under changed door columns is not counted,
+    and the floor beside the door counts with its side, which the detector may excuse (see
+    `DoorDetector._occluded`).
+    """
+    c0, r0, c1, r1 = geometry.roi_cells
+    gap_c = max(1, round(_LEAF_MARGIN * (c1 - c0)))
+    gap_r = max(1, round(_LEAF_MARGIN * (r1 - r0)))
+    floor = changed[r1 + gap_r :, :]
+    middle = np.zeros(changed.shape[1], bool)
+    middle[c0:c1] = True
+    leaf_columns = np.flatnonzero(full) + c0
+    middle[np.clip(np.concatenate([leaf_columns - 1, leaf_columns, leaf_columns + 1]), 0, middle.size - 1)] = False
+    left = (changed[r0:r1, : max(0, c0 - gap_c)], floor[:, :c0])
+    right = (changed[r0:r1, c1 + gap_c :], floor[:, c1:])
+    return _busy(*left), _busy(*right), _busy(floor[:, middle])
+
+
+def _busy(*strips: np.ndarray) -> bool:
+    return any(s.size >= 4 and _share(s) > _RING_BUSY for s in strips)
 
 
 def roi_still(moving: np.ndarray, geometry: Geometry) -> bool:
@@ -160,6 +191,9 @@ class DoorDetector:
         self._recent: list[tuple[float, np.ndarray]] = []  # recent signatures, oldest first
         c0, _, c1, _ = self.geometry.roi_cells
         self._full_since = np.full(c1 - c0, np.inf)  # per ROI column: since when it has been fully changed
+        self._band: list[int] | None = None  # the evidence run's first full-column band: lo, hi, lo kept, hi kept
+        self._side_busy_since: list[float | None] = [None, None]  # left, right ring strips
+        self._areas: list[tuple[float, float]] = []  # recent (t, changed area) while closed, for back-dating
         self.last_reading: DoorReading | None = None
         self._gate = ChangeGate() if change_gate else None
         self._last_analysis: tuple[np.ndarray, np.ndarray, DoorReading] | None = None  # signature, changed, reading
@@ -193,26 +227,81 @@ class DoorDetector:
         older = [sig for t, sig in self._recent if t <= t_s - _STILL_WINDOW_S]
         self._recent.append((t_s, signature))
         self.last_reading = reading
-        if reading.occluder:
-            self._occluded_until = t_s + settings.occluder_hold_s
         dt = 0.0 if self._last_t is None else max(0.0, t_s - self._last_t)
         self._last_t = t_s
 
         if self.state is DoorState.OPEN:
+            if reading.occluder:
+                self._occluded_until = t_s + settings.occluder_hold_s
             return self._vote(reading.closed, t_s, settings.close_confirm_s, DoorState.CLOSED)
-        # A leaf at rest is confirmed quickly; one that keeps moving (someone is coming out) once the
-        # same columns have stayed changed longer than a passer-by takes to cross them.
         self._full_since = np.where(reading.full, np.fmin(self._full_since, t_s), np.inf)
+        if self._occluded(reading, t_s):
+            self._occluded_until = t_s + settings.occluder_hold_s
+        self._areas = [(t, a) for t, a in self._areas if t >= t_s - _BACKDATE_S - settings.open_confirm_s - 1.0]
+        self._areas.append((t_s, reading.changed_area))
+        # A leaf at rest is confirmed quickly; one still swinging (a slow door closer) once its band of
+        # changed columns has kept one edge in place while it grew, as a leaf turning about its hinge
+        # does and a body walking across does not; one that keeps changing (someone coming out) once
+        # the same columns have stayed changed longer than a passer-by takes to cross them.
+        anchored = self._track_band(reading) if reading.opening else False
         settled = False
         if reading.opening:  # only then is stillness worth computing
-            settled = int((self._full_since <= t_s - _PERSIST_S).sum()) > 0 or (
+            settled = anchored or int((self._full_since <= t_s - _PERSIST_S).sum()) > 0 or (
                 bool(older) and roi_still(self._differs(signature, older[-1]), self.geometry)
             )
         blocked = t_s < self._occluded_until or not settled
         transition = self._vote(reading.opening, t_s, settings.open_confirm_s, DoorState.OPEN, blocked=blocked)
+        if transition is not None:
+            transition = DoorTransition(transition.state, self._first_motion(transition.t_s))
+            self._areas, self._band = [], None
+        elif not reading.opening:
+            self._band = None
         if transition is None and reading.closed and not reading.occluder and reading.changed_area < _REFERENCE_QUIET:
             self._follow_drift(signature, changed, dt)
         return transition
+
+    def _occluded(self, reading: DoorReading, t_s: float) -> bool:
+        """Something beside or in front of the door, not the leaf: a side strip counts unless the
+        door's columns next to it were changed lintel to floor before it (a leaf swinging toward a
+        close camera reaches the frame first and then spills past it; a passer-by reaches the ring
+        first)."""
+        edge = max(1, reading.full.size // 8)
+        busy = reading.floor_busy
+        for side, columns in enumerate((self._full_since[:edge], self._full_since[-edge:])):
+            if not reading.side_busy[side]:
+                self._side_busy_since[side] = None
+                continue
+            since = self._side_busy_since[side]
+            if since is None:
+                since = self._side_busy_since[side] = t_s
+            busy |= not float(columns.min()) < since
+        return busy
+
+    def _track_band(self, reading: DoorReading) -> bool:
+        """Has the evidence run's band of full columns kept one edge in place while it grew?"""
+        columns = np.flatnonzero(reading.full)
+        lo, hi = int(columns[0]), int(columns[-1])
+        if self._band is None:
+            self._band = [lo, hi, 1, 1]
+            return False
+        lo0, hi0 = self._band[0], self._band[1]
+        self._band[2] &= int(abs(lo - lo0) <= _ANCHOR_SLACK)
+        self._band[3] &= int(abs(hi - hi0) <= _ANCHOR_SLACK)
+        # One band (a shake changes both door edges at once) that has grown at its free edge.
+        contiguous = columns.size >= 0.7 * (hi - lo + 1)
+        return bool(self._band[2] or self._band[3]) and contiguous and hi - lo > hi0 - lo0
+
+    def _first_motion(self, evidence_s: float) -> float:
+        """The first frame of the leaf's movement: back from the evidence's first frame while the
+        door already differed a little from closed, at most `_BACKDATE_S`."""
+        start = evidence_s
+        for t, area in reversed(self._areas):
+            if t >= evidence_s:
+                continue
+            if area < _MOTION_AREA or t < evidence_s - _BACKDATE_S:
+                break
+            start = t
+        return start
 
     def _observe(self, levels: Levels, t_s: float) -> tuple[np.ndarray, np.ndarray, DoorReading]:
         """This frame's signature, changed-cell map and reading; the last analysis's when the gate
