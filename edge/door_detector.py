@@ -6,9 +6,9 @@ is compared with the closed door, never with a running background.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -26,6 +26,9 @@ from edge.door_features import (
     thumbnail,
 )
 
+if TYPE_CHECKING:
+    from edge.door_teach import TaughtDoor
+
 _NOISE_FLOOR = 0.4  # contrast units; a flat cell's sensor noise stays well below this
 _RING_BUSY = 0.15  # share of a ring strip that must change to say something stands beside the door
 _REFERENCE_QUIET = 0.03  # the ROI must be this still for the closed signature to follow drift
@@ -40,6 +43,7 @@ _PERSIST_S = 1.2  # a column changed this long is no body walking past
 _ANCHOR_SLACK = 1  # columns an anchored band's fixed edge may wander (a cell boundary, noise)
 _MOTION_AREA = 0.01  # share of ROI cells changed: the leaf has begun to move (for back-dating the start)
 _BACKDATE_S = 1.5  # an opening's start is moved back at most this far before its evidence began
+_TAUGHT_HOLD_S = 0.4  # a taught door's open score held this long settles the opening
 # Thumbnail changes that call for a fresh analysis, in grey levels of any channel: a block's, or the
 # mean over a column of blocks beyond the median column's (a thin gap at the jamb, too faint per
 # block, is a column's height long).
@@ -66,6 +70,7 @@ class DoorReading:
     full: np.ndarray  # per ROI column: changed lintel to floor
     side_busy: tuple[bool, bool] = (False, False)  # the ring left and right of the door (with the floor there)
     floor_busy: bool = False  # the floor strip in front of the door, except under changed door columns
+    taught: float | None = None  # the taught door's score (None without a teach)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +184,12 @@ class DoorDetector:
         reference: Levels | None = None,
         *,
         change_gate: bool = True,
+        teach: TaughtDoor | None = None,
     ) -> None:
-        """`change_gate=False` analyses every frame (the worst case's cost: a view that never settles)."""
+        """`change_gate=False` analyses every frame (the worst case's cost: a view that never settles);
+        `teach` is this door's taught open appearance (`edge.door_teach`), else the generic tests alone."""
         self.settings = settings or DetectorSettings()
+        self.teach = teach
         self.geometry = plan_geometry(frame_size[0], frame_size[1], roi)
         self._reference: np.ndarray | None = None
         self.state = DoorState.UNKNOWN
@@ -191,8 +199,9 @@ class DoorDetector:
         self._recent: list[tuple[float, np.ndarray]] = []  # recent signatures, oldest first
         c0, _, c1, _ = self.geometry.roi_cells
         self._full_since = np.full(c1 - c0, np.inf)  # per ROI column: since when it has been fully changed
+        self._taught_since: float | None = None
         self._band: list[int] | None = None  # the evidence run's first full-column band: lo, hi, lo kept, hi kept
-        self._side_busy_since: list[float | None] = [None, None]  # left, right ring strips
+        self._ring_busy_since: list[float | None] = [None, None, None]  # the ring's left, right, floor
         self._areas: list[tuple[float, float]] = []  # recent (t, changed area) while closed, for back-dating
         self.last_reading: DoorReading | None = None
         self._gate = ChangeGate() if change_gate else None
@@ -243,10 +252,10 @@ class DoorDetector:
         # changed columns has kept one edge in place while it grew, as a leaf turning about its hinge
         # does and a body walking across does not; one that keeps changing (someone coming out) once
         # the same columns have stayed changed longer than a passer-by takes to cross them.
-        anchored = self._track_band(reading) if reading.opening else False
+        anchored = self._track_band(reading) if reading.opening and reading.full_columns else False
         settled = False
         if reading.opening:  # only then is stillness worth computing
-            settled = anchored or int((self._full_since <= t_s - _PERSIST_S).sum()) > 0 or (
+            settled = anchored or self._taught_held(reading, t_s) or int((self._full_since <= t_s - _PERSIST_S).sum()) > 0 or (
                 bool(older) and roi_still(self._differs(signature, older[-1]), self.geometry)
             )
         blocked = t_s < self._occluded_until or not settled
@@ -260,21 +269,33 @@ class DoorDetector:
             self._follow_drift(signature, changed, dt)
         return transition
 
+    def _taught_held(self, reading: DoorReading, t_s: float) -> bool:
+        """The taught score has said open for `_TAUGHT_HOLD_S`: this door's own open look, held longer
+        than a passer-by's shadow on the leaf lasts (a frosted leaf whose edges keep moving while
+        someone walks through never looks still)."""
+        if self.teach is None or reading.taught is None or reading.taught < self.teach.open_level:
+            self._taught_since = None
+            return False
+        if self._taught_since is None:
+            self._taught_since = t_s
+        return t_s - self._taught_since >= _TAUGHT_HOLD_S
+
     def _occluded(self, reading: DoorReading, t_s: float) -> bool:
-        """Something beside or in front of the door, not the leaf: a side strip counts unless the
-        door's columns next to it were changed lintel to floor before it (a leaf swinging toward a
-        close camera reaches the frame first and then spills past it; a passer-by reaches the ring
-        first)."""
-        edge = max(1, reading.full.size // 8)
-        busy = reading.floor_busy
-        for side, columns in enumerate((self._full_since[:edge], self._full_since[-edge:])):
-            if not reading.side_busy[side]:
-                self._side_busy_since[side] = None
+        """Something beside or in front of the door that is not the leaf. A part of the ring (left,
+        right, the floor) that became busy no earlier than the door's band of whole changed columns
+        appeared is the leaf going on past the frame (a leaf swinging toward a close camera reaches
+        the door's columns first, then spills out and grows below the threshold); a passer-by or
+        someone walking up reaches the ring first."""
+        band_since = float(self._full_since.min()) if reading.full_columns else np.inf
+        busy = False
+        for part, now in enumerate((*reading.side_busy, reading.floor_busy)):
+            if not now:
+                self._ring_busy_since[part] = None
                 continue
-            since = self._side_busy_since[side]
+            since = self._ring_busy_since[part]
             if since is None:
-                since = self._side_busy_since[side] = t_s
-            busy |= not float(columns.min()) < since
+                since = self._ring_busy_since[part] = t_s
+            busy |= not band_since <= since
         return busy
 
     def _track_band(self, reading: DoorReading) -> bool:
@@ -315,18 +336,38 @@ class DoorDetector:
             self._gate.analysed(thumb, t_s)
         assert self._reference is not None
         signature = cell_signature(crop_working(crop, self.geometry))
-        changed = self._differs(signature, self._reference)
-        self._last_analysis = (signature, changed, read_door(changed, self.geometry, self.settings))
+        level = self._change_level(signature, self._reference)
+        changed = level > 1.0
+        reading = read_door(changed, self.geometry, self.settings)
+        if self.teach is not None:
+            # The taught door: open when this door's own open cells have changed enough, closed when
+            # they are back; either test may open the door, both must agree it has closed.
+            score = self.teach.score(level)
+            reading = replace(reading, taught=score, opening=reading.opening or score >= self.teach.open_level,
+                              closed=reading.closed and score < self.teach.closed_level)
+        self._last_analysis = (signature, changed, reading)
         self.analysed_frames += 1
         return self._last_analysis
 
     def _differs(self, signature: np.ndarray, other: np.ndarray) -> np.ndarray:
+        return self._change_level(signature, other) > 1.0
+
+    def _change_level(self, signature: np.ndarray, other: np.ndarray) -> np.ndarray:
+        """Per cell, the largest of its structure, brightness and colour changes, each in units of its
+        threshold: above 1 the cell differs; below, how close it came (what a taught door weighs)."""
         settings = self.settings
         brightness, chroma = light_change(signature, other)
-        changed = structure_change(signature, other, _NOISE_FLOOR) > settings.structure_threshold
-        changed |= brightness > settings.brightness_threshold
-        changed |= chroma > settings.colour_threshold
-        return changed
+        level = structure_change(signature, other, _NOISE_FLOOR)
+        level *= 1.0 / settings.structure_threshold
+        np.maximum(level, brightness * (1.0 / settings.brightness_threshold), out=level)
+        np.maximum(level, chroma * (1.0 / settings.colour_threshold), out=level)
+        return level
+
+    def change_levels(self, levels: Levels) -> np.ndarray:
+        """This frame's `_change_level` against the closed door over the whole crop, ungated (for teach)."""
+        assert self._reference is not None
+        signature = cell_signature(crop_working(door_crop(levels, self.geometry), self.geometry))
+        return self._change_level(signature, self._reference)
 
     def _vote(
         self, evidence: bool, t_s: float, confirm_s: float, target: DoorState, blocked: bool = False
