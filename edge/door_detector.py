@@ -286,7 +286,15 @@ class DoorDetector:
         appeared is the leaf going on past the frame (a leaf swinging toward a close camera reaches
         the door's columns first, then spills out and grows below the threshold); a passer-by or
         someone walking up reaches the ring first."""
-        band_since = float(self._full_since.min()) if reading.full_columns else np.inf
+        columns = np.flatnonzero(reading.full)
+        band_since = np.inf
+        if columns.size and columns.size >= 0.7 * (columns[-1] - columns[0] + 1):  # one band, not the whole view shifted
+            band_since = float(self._full_since[columns].min())
+        edge = max(1, reading.full.size // 8)
+        touches = (bool(columns.size) and columns[0] < edge, bool(columns.size) and columns[-1] >= reading.full.size - edge, True)
+        # A knocked camera shifts the door and both sides of the ring in the same frame; a leaf fills
+        # the door over a few frames, so with both sides busy the band must be older than the ring.
+        both = all(reading.side_busy)
         busy = False
         for part, now in enumerate((*reading.side_busy, reading.floor_busy)):
             if not now:
@@ -295,7 +303,7 @@ class DoorDetector:
             since = self._ring_busy_since[part]
             if since is None:
                 since = self._ring_busy_since[part] = t_s
-            busy |= not band_since <= since
+            busy |= not (touches[part] and (band_since < since if both else band_since <= since))
         return busy
 
     def _track_band(self, reading: DoorReading) -> bool:
