@@ -356,13 +356,15 @@ def _openings(rng: np.random.Generator, seconds: float, count: int, partial: boo
         hold_s = min(rng.uniform(1.0, 5.0), seconds * after + (i + 1) * slot - t0 - open_s - close_s - 1.5)
         hold_s = max(0.6, hold_s)
         free_from = t0 + open_s + hold_s + close_s + 1.5
+        if swing_s is not None and t0 + open_s > seconds - 1.0:
+            break  # slow swings pushed this cycle past the clip's end: it never happens
         swings.append(_swing(t0, open_s, hold_s, close_s, peak))
         start = t0 + open_s * _GAP_VISIBLE_DEG / peak
         end = t0 + open_s + hold_s + close_s * (1 - _GAP_VISIBLE_DEG / peak)
         labels.append({"start_s": round(start, 2), "end_s": round(end, 2) if end < seconds else None, "moved_s": round(t0, 2)})
 
     def angle(t: float) -> float:
-        return max(s(t) for s in swings)
+        return max((s(t) for s in swings), default=0.0)
 
     return angle, labels
 
