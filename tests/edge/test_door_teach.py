@@ -167,3 +167,16 @@ def test_check_door_reports_openings_and_writes_a_contact_sheet(tmp_path: Path) 
     wrong = CliRunner().invoke(cli, ["check-door", str(path), "--roi", roi, "--expect", str(count + 1),
                                      "--sheet", str(tmp_path / "other.png")])
     assert wrong.exit_code == 1 and "FAIL" in wrong.output and (tmp_path / "other.png").exists()
+
+
+def test_the_edge_agent_uses_the_taught_door_and_warns_when_it_is_gone(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from edge.agent import CameraPipeline
+    from edge.camera_config import CameraConfig
+
+    door = TaughtDoor(np.ones((3, 4), np.float32) / 12, 0.4, 0.2, "left", (0, 3), 1.0, 0.7)
+    door.save(tmp_path / "edge-teach.npz")
+    taught = CameraPipeline._watcher(CameraConfig(roi=(10, 10, 40, 80), teach=tmp_path / "edge-teach.npz"))
+    assert taught._teach is not None and np.array_equal(taught._teach.weights, door.weights)
+    with caplog.at_level("WARNING", logger="edge.agent"):
+        gone = CameraPipeline._watcher(CameraConfig(roi=(10, 10, 40, 80), teach=tmp_path / "missing.npz"))
+    assert gone._teach is None and "generic detector" in caplog.text
