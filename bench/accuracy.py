@@ -10,6 +10,10 @@ label, as the shared clips are scored), on time (start within 0.5 s of the first
 AND reported within 1 s of the leaf turning enough to show a gap), false openings, and the medians of
 start delay (reported start - leaf moves) and confirmation delay (report frame - gap shows).
 
+With --teach, each clip's door (the same look, drawn from a door seed) is first taught from a clip
+of it opening and closing once (`edge.door_teach`), and the class's clip is replayed both without
+and with the taught door; a refused teach counts as no teach (its reason is printed).
+
 Tuning uses seeds 100-199 only; tests/edge/test_door_classes.py holds seeds and class combinations
 that tuning never sees.
 """
@@ -17,6 +21,7 @@ that tuning never sees.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -65,10 +70,42 @@ def replay_live(path: Path, roi: tuple[int, int, int, int], fps: float, truths: 
     return match_openings(reported, truths)
 
 
-def _job(job: tuple[str, int, int, float, str]) -> tuple[str, list[OpeningTiming], int]:
-    name, seed, camera_index, seconds, folder = job
-    timings, false = run_clip(DOOR_CLASSES[name], seed, CAMERAS[camera_index % len(CAMERAS)], seconds, folder)
-    return name, timings, false
+def taught_for(door_class: DoorClass, camera: tuple[int, int, float], folder: str) -> tuple[Any, str]:
+    """Teach the class's door (its variant must name a door_seed) from one opening; (model or None, note)."""
+    from edge.door_teach import TeachRefused, teach_door
+
+    width, height = door_class.size(camera[0], camera[1])
+    path = Path(folder) / f"teach_{door_class.variant.door_seed}_{width}x{height}.mp4"
+    labels = generate_clip(path, "full_open", seed=(door_class.variant.door_seed or 0) + 5000, width=width,
+                           height=height, fps=camera[2], seconds=10.0, variant=door_class.variant)
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    try:
+        return teach_door(frames, tuple(labels["roi"]), frames[0]), ""
+    except TeachRefused as exc:
+        return None, str(exc)
+
+
+def _job(job: tuple[str, int, int, float, str, bool]) -> tuple[str, list[OpeningTiming], int, list[OpeningTiming], int, str]:
+    name, seed, camera_index, seconds, folder, teach = job
+    camera = CAMERAS[camera_index % len(CAMERAS)]
+    door_class = DOOR_CLASSES[name]
+    if not teach:
+        timings, false = run_clip(door_class, seed, camera, seconds, folder)
+        return name, timings, false, [], 0, ""
+    door_class = dataclasses.replace(door_class, variant=dataclasses.replace(door_class.variant, door_seed=seed))
+    taught, note = taught_for(door_class, camera, folder)
+    timings, false = run_clip(door_class, seed, camera, seconds, folder)
+    if taught is None:
+        return name, timings, false, timings, false, note
+    taught_timings, taught_false = run_clip(door_class, seed, camera, seconds, folder, teach=taught)
+    return name, timings, false, taught_timings, taught_false, note
 
 
 def summarise(timings: list[OpeningTiming], false: int) -> dict[str, Any]:
@@ -89,34 +126,47 @@ def _cell(value: float | None, pattern: str) -> str:
     return "-" if value is None else format(value, pattern)
 
 
+def print_table(names: list[str], results: list[tuple[str, list[OpeningTiming], int]]) -> None:
+    print("| class | openings | recall | on time | false | start delay s | confirm delay s |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    every: list[OpeningTiming] = []
+    every_false = 0
+    for name in [*names, "all"]:
+        if name == "all":
+            timings, false = every, every_false
+        else:
+            timings = [t for n, ts, _ in results if n == name for t in ts]
+            false = sum(f for n, _, f in results if n == name)
+            every += timings
+            every_false += false
+        s = summarise(timings, false)
+        print(f"| {name} | {s['openings']} | {_cell(s['recall'], '.0%')} | {_cell(s['on_time'], '.0%')} | {s['false']} "
+              f"| {_cell(s['start_delay'], '+.2f')} | {_cell(s['confirm_delay'], '+.2f')} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--only", action="append", choices=sorted(DOOR_CLASSES), help="classes to run (default all)")
+    parser.add_argument("--teach", action="store_true", help="also teach each door first and replay with the taught door")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     names = args.only or list(DOOR_CLASSES)
     with tempfile.TemporaryDirectory() as folder:
-        jobs = [(name, args.first_seed + i, i, args.seconds, folder) for name in names for i in range(args.seeds)]
+        jobs = [(name, args.first_seed + i, i, args.seconds, folder, args.teach) for name in names for i in range(args.seeds)]
         with ProcessPoolExecutor(max_workers=args.workers) as pool:
             results = list(pool.map(_job, jobs))
-    print(f"| class | openings | recall | on time | false | start delay s | confirm delay s |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    every: list[OpeningTiming] = []
-    every_false = 0
-    for name in names:
-        timings = [t for n, ts, _ in results if n == name for t in ts]
-        false = sum(f for n, _, f in results if n == name)
-        every += timings
-        every_false += false
-        s = summarise(timings, false)
-        print(f"| {name} | {s['openings']} | {_cell(s['recall'], '.0%')} | {_cell(s['on_time'], '.0%')} | {s['false']} "
-              f"| {_cell(s['start_delay'], '+.2f')} | {_cell(s['confirm_delay'], '+.2f')} |")
-    s = summarise(every, every_false)
-    print(f"| all | {s['openings']} | {_cell(s['recall'], '.0%')} | {_cell(s['on_time'], '.0%')} | {s['false']} "
-          f"| {_cell(s['start_delay'], '+.2f')} | {_cell(s['confirm_delay'], '+.2f')} |")
+    if args.teach:
+        print("generic detector, the same doors:")
+    print_table(names, [(n, ts, f) for n, ts, f, *_ in results])
+    if args.teach:
+        print("\nwith the taught door:")
+        print_table(names, [(n, ts, f) for n, _, _, ts, f, _ in results])
+        for n, *_, note in results:
+            if note:
+                print(f"teach refused for {n}: {note}")
 
 
 if __name__ == "__main__":
