@@ -71,6 +71,7 @@ class DoorReading:
     side_busy: tuple[bool, bool] = (False, False)  # the ring left and right of the door (with the floor there)
     floor_busy: bool = False  # the floor strip in front of the door, except under changed door columns
     taught: float | None = None  # the taught door's score (None without a teach)
+    taught_open: bool = False  # the taught door says this frame looks open
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +274,7 @@ class DoorDetector:
         """The taught score has said open for `_TAUGHT_HOLD_S`: this door's own open look, held longer
         than a passer-by's shadow on the leaf lasts (a frosted leaf whose edges keep moving while
         someone walks through never looks still)."""
-        if self.teach is None or reading.taught is None or reading.taught < self.teach.open_level:
+        if not reading.taught_open:
             self._taught_since = None
             return False
         if self._taught_since is None:
@@ -282,19 +283,18 @@ class DoorDetector:
 
     def _occluded(self, reading: DoorReading, t_s: float) -> bool:
         """Something beside or in front of the door that is not the leaf. A part of the ring (left,
-        right, the floor) that became busy no earlier than the door's band of whole changed columns
-        appeared is the leaf going on past the frame (a leaf swinging toward a close camera reaches
-        the door's columns first, then spills out and grows below the threshold); a passer-by or
-        someone walking up reaches the ring first."""
+        right, the floor) is the leaf going on past the frame when the door's columns changed first:
+        a leaf swinging toward a close camera fills the door's columns, then spills out at its side
+        and grows below the threshold, while a passer-by or someone walking up reaches the ring
+        first. A side counts as the leaf only if the changed columns reach it. In the same frame only
+        one band of columns and one side qualify: a knocked camera shifts the door's columns at both
+        ends and the ring at once."""
         columns = np.flatnonzero(reading.full)
-        band_since = np.inf
-        if columns.size and columns.size >= 0.7 * (columns[-1] - columns[0] + 1):  # one band, not the whole view shifted
-            band_since = float(self._full_since[columns].min())
+        oldest = float(self._full_since[columns].min()) if columns.size else np.inf
+        one_band = bool(columns.size) and columns.size >= 0.7 * (columns[-1] - columns[0] + 1)
+        both_sides = all(reading.side_busy)
         edge = max(1, reading.full.size // 8)
         touches = (bool(columns.size) and columns[0] < edge, bool(columns.size) and columns[-1] >= reading.full.size - edge, True)
-        # A knocked camera shifts the door and both sides of the ring in the same frame; a leaf fills
-        # the door over a few frames, so with both sides busy the band must be older than the ring.
-        both = all(reading.side_busy)
         busy = False
         for part, now in enumerate((*reading.side_busy, reading.floor_busy)):
             if not now:
@@ -303,7 +303,8 @@ class DoorDetector:
             since = self._ring_busy_since[part]
             if since is None:
                 since = self._ring_busy_since[part] = t_s
-            busy |= not (touches[part] and (band_since < since if both else band_since <= since))
+            leaf_first = oldest < since or (oldest == since and one_band and not both_sides)
+            busy |= not (touches[part] and leaf_first)
         return busy
 
     def _track_band(self, reading: DoorReading) -> bool:
@@ -350,8 +351,8 @@ class DoorDetector:
         if self.teach is not None:
             # The taught door: open when this door's own open cells have changed enough, closed when
             # they are back; either test may open the door, both must agree it has closed.
-            score = self.teach.score(level)
-            reading = replace(reading, taught=score, opening=reading.opening or score >= self.teach.open_level,
+            score, looks_open = self.teach.looks_open(level)
+            reading = replace(reading, taught=score, taught_open=looks_open, opening=reading.opening or looks_open,
                               closed=reading.closed and score < self.teach.closed_level)
         self._last_analysis = (signature, changed, reading)
         self.analysed_frames += 1

@@ -54,6 +54,7 @@ class TaughtDoor:
     columns: tuple[int, int]  # first and last ROI cell column the open door changes
     swing: float  # share of the ROI's width the open door changes
     separation: float  # (lowest open score - highest closed score) / (open median - closed median)
+    min_span: float = 0.0  # share of the leaf's columns that must each look open (a person is narrower)
 
     def score(self, level: np.ndarray) -> float:
         """A frame's taught score from its per-cell change levels (`DoorDetector._change_level`)."""
@@ -61,22 +62,57 @@ class TaughtDoor:
             raise ValueError(f"taught for a {self.weights.shape} cell grid, got {level.shape}: ROI or frame size changed")
         return float(np.minimum(level, _CAP).ravel() @ self.weights.ravel())
 
+    def span(self, level: np.ndarray) -> float:
+        """Share of the leaf's columns whose own taught score reaches the open level: an open door
+        changes its columns across the swing, a person in front of it only the columns they cover."""
+        return _span(np.minimum(level, _CAP)[None], self.weights, self.open_level)[0]
+
+    def top_score(self, level: np.ndarray) -> float:
+        """The taught score of the top fifth of the door's rows alone: a leaf turns lintel to floor,
+        a person standing in front leaves the top of the door as it was."""
+        rows = np.flatnonzero(self.weights.sum(axis=1) > 0)
+        if rows.size == 0:
+            return 0.0
+        top = slice(int(rows[0]), int(rows[0] + max(1, round(0.2 * (rows[-1] - rows[0] + 1)))))
+        weights = self.weights[top]
+        total = float(weights.sum())
+        return 0.0 if total <= 0 else float((np.minimum(level[top], _CAP) * weights).sum() / total)
+
+    def looks_open(self, level: np.ndarray) -> tuple[float, bool]:
+        """The taught score, and whether this frame looks like this door open: the whole door's score,
+        its top's, and the span of its columns."""
+        score = self.score(level)
+        if score < self.open_level:
+            return score, False
+        return score, self.top_score(level) >= self.open_level and self.span(level) >= self.min_span
+
     def save(self, path: Path) -> None:
         with path.open("wb") as handle:  # np.savez would add .npz to a name without it
-            np.savez(handle, weights=self.weights, levels=np.float64([self.open_level, self.closed_level, self.swing, self.separation]),
+            np.savez(handle, weights=self.weights,
+                     levels=np.float64([self.open_level, self.closed_level, self.swing, self.separation, self.min_span]),
                      columns=np.int64(self.columns), gap_side=np.str_(self.gap_side))
 
     @classmethod
     def load(cls, path: Path) -> TaughtDoor:
         with np.load(path, allow_pickle=False) as data:
-            open_level, closed_level, swing, separation = (float(v) for v in data["levels"])
+            open_level, closed_level, swing, separation, min_span = (float(v) for v in data["levels"])
             first, last = (int(v) for v in data["columns"])
-            return cls(data["weights"].astype(np.float32), open_level, closed_level, str(data["gap_side"]), (first, last), swing, separation)
+            return cls(data["weights"].astype(np.float32), open_level, closed_level, str(data["gap_side"]), (first, last), swing,
+                       separation, min_span)
 
     def describe(self) -> str:
         return (f"gap opens at the {self.gap_side}, the open door changes ROI cell columns {self.columns[0]}-{self.columns[1]} "
                 f"({self.swing:.0%} of its width); open at taught score >= {self.open_level:.2f}, closed below "
-                f"{self.closed_level:.2f}; separation {self.separation:.2f}")
+                f"{self.closed_level:.2f} and over {self.min_span:.0%} of those columns; separation {self.separation:.2f}")
+
+
+def _span(levels: np.ndarray, weights: np.ndarray, open_level: float) -> np.ndarray:
+    """Per frame of `levels` (frames, rows, cols): the share of leaf columns (those carrying a fifth of
+    the heaviest column's weight) whose weighted mean level reaches `open_level`."""
+    per_column = weights.sum(axis=0)
+    leaf = per_column >= 0.2 * per_column.max()
+    column_scores = (levels[:, :, leaf] * weights[:, leaf]).sum(axis=1) / per_column[leaf]
+    return (column_scores >= open_level).mean(axis=1)
 
 
 def teach_door(
@@ -143,11 +179,14 @@ def teach_door(
         raise TeachRefused(f"open and closed look alike: taught scores closed up to {closed_top:.2f}, open median {open_median:.2f} "
                            f"(separation {separation:.2f}, needs {_MIN_SEPARATION}); light the door better or move the camera so the leaf's edge shows")
     gap = open_median - closed_top
+    open_level = closed_top + 0.35 * gap
+    # Half the span the open door showed: room for a door opened less wide; the top test stops a person.
+    min_span = 0.5 * float(np.median(_span(stack[open_frames], weights, open_level)))
     per_column = weights[r0:r1, c0:c1].sum(axis=0)
     leaf = np.flatnonzero(per_column >= 0.2 * per_column.max())
     first_open = int(np.argmax(open_frames))
     rising = inside[max(0, first_open - 3) : first_open + 1].mean(axis=(0, 1))
     centre = (c1 - c0 - 1) / 2
     gap_side = "left" if float(np.average(np.arange(c1 - c0), weights=rising + 1e-6)) < centre else "right"
-    return TaughtDoor(weights, closed_top + 0.35 * gap, closed_top + 0.15 * gap, gap_side,
-                      (int(leaf[0]), int(leaf[-1])), float(leaf.size / (c1 - c0)), float(separation))
+    return TaughtDoor(weights, open_level, closed_top + 0.15 * gap, gap_side,
+                      (int(leaf[0]), int(leaf[-1])), float(leaf.size / (c1 - c0)), float(separation), min_span)

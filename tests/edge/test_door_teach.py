@@ -68,12 +68,12 @@ def test_teach_finds_glass_doors_the_generic_detector_misses(tmp_path: Path) -> 
 
 
 def test_teach_model_survives_a_round_trip(tmp_path: Path) -> None:
-    door = TaughtDoor(np.arange(12, dtype=np.float32).reshape(3, 4) / 66, 0.4, 0.2, "left", (1, 3), 0.5, 0.7)
+    door = TaughtDoor(np.arange(12, dtype=np.float32).reshape(3, 4) / 66, 0.4, 0.2, "left", (1, 3), 0.5, 0.7, 0.3)
     door.save(tmp_path / "door-teach.npz")
     back = TaughtDoor.load(tmp_path / "door-teach.npz")
     assert np.array_equal(back.weights, door.weights)
-    assert (back.open_level, back.closed_level, back.gap_side, back.columns, back.swing, back.separation) == (
-        0.4, 0.2, "left", (1, 3), 0.5, 0.7)
+    assert (back.open_level, back.closed_level, back.gap_side, back.columns, back.swing, back.separation, back.min_span) == (
+        0.4, 0.2, "left", (1, 3), 0.5, 0.7, 0.3)
 
 
 @pytest.fixture(scope="module")
