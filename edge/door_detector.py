@@ -225,6 +225,7 @@ class DoorDetector:
     def suspend(self) -> None:
         """The view is unusable (tamper): forget any half-gathered evidence, keep the state."""
         self._run_start = None
+        self._band, self._taught_since, self._areas = None, None, []
 
     def update(self, levels: Levels, t_s: float) -> DoorTransition | None:
         """`levels` is `levels_of(frame)`; returns the change of state this frame confirms, if any."""
