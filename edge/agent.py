@@ -65,7 +65,12 @@ class CameraPipeline:
         reference = None
         if camera.reference_frame is not None and camera.reference_frame.exists():
             reference = cv2.imread(str(camera.reference_frame))
-        return DoorWatcher(camera.roi, camera.settings(), reference)
+        try:
+            teach = camera.taught_door()
+        except (OSError, KeyError, ValueError) as exc:  # the camera still works with the generic detector
+            log.warning("taught door %s unreadable, using the generic detector: %s", camera.teach, exc)
+            teach = None
+        return DoorWatcher(camera.roi, camera.settings(), reference, teach=teach)
 
     def reconfigure(self, camera: CameraConfig) -> None:
         """Swap in new camera settings at the next frame (called from the network thread)."""

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:
+    from edge.door_teach import TaughtDoor
 
 
 class DetectorSettings(BaseModel):
@@ -41,6 +45,9 @@ class CameraConfig(DetectorSettings):
     roi: tuple[int, int, int, int] = Field(description="Door region in pixels: x, y, width, height")
     reference_frame: Path | None = Field(None, description="Frame of the closed door saved by calibrate, relative to the config file")
     source: str | None = Field(None, description="Camera device or video the reference was taken from")
+    teach: Path | None = Field(
+        None, description="This door's taught open appearance (`isowatch calibrate --teach`), relative to the config file"
+    )
 
     @field_validator("roi")
     @classmethod
@@ -52,3 +59,11 @@ class CameraConfig(DetectorSettings):
 
     def settings(self) -> DetectorSettings:
         return DetectorSettings(**{name: getattr(self, name) for name in DetectorSettings.model_fields})
+
+    def taught_door(self) -> "TaughtDoor | None":
+        """The taught door model when calibrate saved one (a file that has gone raises OSError)."""
+        if self.teach is None:
+            return None
+        from edge.door_teach import TaughtDoor  # numpy and the detector only for a configured camera
+
+        return TaughtDoor.load(self.teach)

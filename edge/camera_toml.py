@@ -48,7 +48,7 @@ def toml_value(value: Any) -> str:
 def section_text(config: CameraConfig) -> str:
     lines = [f"[{SECTION}]"]
     values = config.model_dump(mode="python")
-    first = ("roi", "reference_frame", "source")  # what an installer looks for, then the knobs
+    first = ("roi", "reference_frame", "source", "teach")  # what an installer looks for, then the knobs
     for name, value in sorted(values.items(), key=lambda item: (item[0] not in first, first.index(item[0]) if item[0] in first else 0)):
         if value is not None:
             lines.append(f"{name} = {toml_value(value)}")
@@ -89,7 +89,7 @@ def save_camera_config(path: Path, config: CameraConfig) -> None:
 
 
 def load_camera_config(path: Path) -> CameraConfig:
-    """The `[camera]` section, with `reference_frame` resolved against the config file's folder."""
+    """The `[camera]` section, with `reference_frame` and `teach` resolved against the config file's folder."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -103,6 +103,8 @@ def load_camera_config(path: Path) -> CameraConfig:
     except ValidationError as exc:
         problems = "; ".join(f"{SECTION}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise CameraConfigError(f"{path}: {problems}") from exc
-    if config.reference_frame is not None and not config.reference_frame.is_absolute():
-        config = config.model_copy(update={"reference_frame": path.parent / config.reference_frame})
+    for name in ("reference_frame", "teach"):
+        value = getattr(config, name)
+        if value is not None and not value.is_absolute():
+            config = config.model_copy(update={name: path.parent / value})
     return config

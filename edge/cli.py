@@ -1,4 +1,5 @@
-"""`isowatch detect` and `isowatch calibrate`: replay footage through the detector, save a camera's reference (issue 3)."""
+"""`isowatch detect`, `isowatch calibrate` and `isowatch check-door`: replay footage through the detector,
+save a camera's reference and taught door, check a new door in the field (issues 3 and 17)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import cv2
 
 from edge.camera_config import CameraConfig, DetectorSettings
 from edge.camera_toml import CameraConfigError, load_camera_config, save_camera_config
-from edge.door_watch import FrameError
+from edge.contact_sheet import ContactSheet
+from edge.door_teach import TaughtDoor, TeachRefused, teach_door
+from edge.door_watch import DoorClosed, DoorOpened, DoorWatcher, FrameError, TamperEnded, TamperStarted
 from edge.replay import DoorInterval, Interval, VideoError, probe, replay
 
 
@@ -57,16 +60,19 @@ def detect(video: Path, roi: tuple[int, int, int, int] | None, config_path: Path
     """Replay VIDEO through the door detector and print door openings and camera tampering.
 
     Times are seconds from the clip start. The clip's first frame is taken as the closed door unless
-    --use-reference is given. Installers tune a camera by replaying its footage here.
+    --use-reference is given. A door taught by `calibrate --teach` in --config is used too.
+    Installers tune a camera by replaying its footage here.
     """
     settings: DetectorSettings = DetectorSettings()
     reference = None
+    teach = None
     if config_path is not None:
         try:
             config = load_camera_config(config_path)
         except CameraConfigError as exc:
             raise click.ClickException(str(exc)) from exc
         settings = config.settings()
+        teach = _load_teach(config.teach)
         roi = roi or config.roi
         if use_reference and config.reference_frame is not None:
             reference = cv2.imread(str(config.reference_frame))
@@ -77,12 +83,13 @@ def detect(video: Path, roi: tuple[int, int, int, int] | None, config_path: Path
     try:
         info = probe(video, fps)
         if as_json:
-            for interval in replay(video, roi, settings, fps=fps, reference=reference):
+            for interval in replay(video, roi, settings, fps=fps, reference=reference, teach=teach):
                 click.echo(json.dumps(interval.as_json()))
             return
         rows = []
         with click.progressbar(length=info.frames or 1, label=f"{video.name} @ {info.fps:g} fps", file=sys.stderr) as bar:
-            for interval in replay(video, roi, settings, fps=fps, reference=reference, on_frame=lambda _: bar.update(1)):
+            for interval in replay(video, roi, settings, fps=fps, reference=reference, teach=teach,
+                                   on_frame=lambda _: bar.update(1)):
                 rows.append(interval)
     except (VideoError, FrameError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -110,36 +117,182 @@ def grab_frame(source: str, at_s: float) -> tuple["cv2.typing.MatLike", str]:
         capture.release()
 
 
+def _load_teach(path: Path | None) -> TaughtDoor | None:
+    if path is None:
+        return None
+    try:
+        return TaughtDoor.load(path)
+    except (OSError, KeyError, ValueError) as exc:
+        raise click.ClickException(f"cannot read the taught door {path}: {exc}") from exc
+
+
+def teach_frames(source: str, at_s: float, seconds: float) -> list["cv2.typing.MatLike"]:
+    """Frames from `at_s` on: to the end of a video file, or `seconds` of a camera device."""
+    device: int | str = int(source) if source.isdigit() else source
+    capture = cv2.VideoCapture(device)
+    frames = []
+    try:
+        if not capture.isOpened():
+            raise click.ClickException(f"cannot open {source}")
+        if isinstance(device, int):
+            rate = capture.get(cv2.CAP_PROP_FPS) or 10.0
+            limit = int(seconds * rate)
+        else:
+            if at_s > 0:
+                capture.set(cv2.CAP_PROP_POS_MSEC, at_s * 1000)
+            limit = -1
+        while limit < 0 or len(frames) < limit:
+            ok, frame = capture.read()
+            if not ok or frame is None:
+                break
+            frames.append(frame)
+    finally:
+        capture.release()
+    return frames
+
+
 @click.command()
 @click.option("--source", required=True, help="Video file or camera device (0, /dev/video0) showing the door closed.")
 @click.option("--roi", required=True, callback=_roi_option, help="Door region X,Y,W,H in pixels.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("edge.toml"),
               show_default=True, help="Edge TOML to write the [camera] section into (created if missing).")
 @click.option("--at", "at_s", type=float, default=0.0, show_default=True, help="Seconds into a video file to take the frame from.")
-def calibrate(source: str, roi: tuple[int, int, int, int], config_path: Path, at_s: float) -> None:
+@click.option("--teach", is_flag=True,
+              help="Also learn this door open: after the closed frame, open the door wide and close it again once.")
+@click.option("--teach-seconds", type=float, default=20.0, show_default=True,
+              help="With --teach on a camera device: seconds to record (a video file is read to its end).")
+def calibrate(source: str, roi: tuple[int, int, int, int], config_path: Path, at_s: float, teach: bool,
+              teach_seconds: float) -> None:
     """Save a reference frame of the closed door and the door ROI to the edge config.
 
     Writes REFERENCE as <config>-reference.png beside the config and a [camera] section with the ROI
-    and the detector's default knobs; other sections of the file are kept as they are.
+    and the detector's default knobs; other sections of the file are kept as they are. With --teach,
+    the door must be closed at --at and then opened and closed once: what open looks like for this
+    door is saved as <config>-teach.npz, with how well open and closed separate. A teach that cannot
+    tell them apart is refused with the reason (too dark, door not visible, no opening seen, ROI
+    misses the leaf, open and closed alike) and nothing is written. Without --teach, a previous
+    teach is dropped (it belongs to the old reference and ROI).
     """
     frame, _ = grab_frame(source, at_s)
     height, width = frame.shape[:2]
     x, y, w, h = roi
     if x + w > width or y + h > height:
         raise click.ClickException(f"roi {x},{y},{w},{h} lies outside the {width}x{height} frame")
-    reference = config_path.with_name(f"{config_path.stem}-reference.png")
-    config_path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(reference), frame):
-        raise click.ClickException(f"cannot write {reference}")
     previous = {}
     if config_path.exists():
         try:
-            previous = load_camera_config(config_path).model_dump(exclude={"roi", "reference_frame", "source"})
+            previous = load_camera_config(config_path).model_dump(exclude={"roi", "reference_frame", "source", "teach"})
         except CameraConfigError:
             previous = {}  # no or broken [camera] section: start from defaults
-    config = CameraConfig(**previous, roi=roi, reference_frame=Path(reference.name), source=source)
+    taught = None
+    if teach:
+        try:
+            taught = teach_door(teach_frames(source, at_s, teach_seconds), roi, frame, DetectorSettings(**previous))
+        except TeachRefused as exc:
+            raise click.ClickException(f"calibration refused, nothing written: {exc}") from exc
+    reference = config_path.with_name(f"{config_path.stem}-reference.png")
+    taught_path = config_path.with_name(f"{config_path.stem}-teach.npz")
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(reference), frame):
+        raise click.ClickException(f"cannot write {reference}")
+    if taught is not None:
+        taught.save(taught_path)
+    config = CameraConfig(**previous, roi=roi, reference_frame=Path(reference.name), source=source,
+                          teach=Path(taught_path.name) if taught is not None else None)
     try:
         save_camera_config(config_path, config)
     except CameraConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"saved {reference} ({width}x{height}) and [camera] roi={x},{y},{w},{h} in {config_path}")
+    if taught is not None:
+        click.echo(f"taught {taught_path}: {taught.describe()}")
+
+
+@click.command("check-door")
+@click.argument("video", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--roi", callback=_roi_option, help="Door region X,Y,W,H in pixels (else from --config).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Edge TOML with a [camera] section (its knobs and taught door are used).")
+@click.option("--teach", "teach_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A taught door (.npz from `calibrate --teach`); overrides the one in --config.")
+@click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path),
+              help="Contact sheet PNG to write [default: VIDEO with -check.png].")
+@click.option("--expect", type=int, help="Openings the installer made: exit status 1 when the count differs.")
+@click.option("--fps", type=float, help="Frame rate, when the file does not say.")
+def check_door(video: Path, roi: tuple[int, int, int, int] | None, config_path: Path | None, teach_path: Path | None,
+               sheet: Path | None, expect: int | None, fps: float | None) -> None:
+    """Field acceptance check of a new door: record a minute while opening and closing it N times.
+
+    Replays VIDEO through the detector as the edge box would (first frame = the closed door), prints
+    each opening with its start, when it was confirmed and when it closed, any camera tampering, and
+    writes a contact sheet: per opening, the door 1 s before, at the start, at confirmation, 1 s later
+    and when closed, the ROI drawn red while the door reads open.
+    """
+    settings = DetectorSettings()
+    teach = None
+    if config_path is not None:
+        try:
+            config = load_camera_config(config_path)
+        except CameraConfigError as exc:
+            raise click.ClickException(str(exc)) from exc
+        settings, roi, teach = config.settings(), roi or config.roi, _load_teach(config.teach)
+    if teach_path is not None:
+        teach = _load_teach(teach_path)
+    if roi is None:
+        raise click.UsageError("give --roi X,Y,W,H or --config with a [camera] section")
+    try:
+        info = probe(video, fps)
+    except VideoError as exc:
+        raise click.ClickException(str(exc)) from exc
+    sheet = sheet or video.with_name(f"{video.stem}-check.png")
+    watcher = DoorWatcher(roi, settings, teach=teach)
+    contact: ContactSheet | None = None
+    lines: list[str] = []
+    open_line: int | None = None  # the line of the opening not yet closed
+    capture = cv2.VideoCapture(str(video))
+    index = 0
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            t_s = index / info.fps
+            index += 1
+            try:
+                events = watcher.process(frame, t_s)
+            except FrameError as exc:
+                raise click.ClickException(str(exc)) from exc
+            if contact is None:
+                contact = ContactSheet(roi, (frame.shape[1], frame.shape[0]), info.fps)
+            contact.frame(frame, t_s, watcher.open_since is not None)
+            for event in events:
+                if isinstance(event, DoorOpened):
+                    contact.opened(event.t_s, t_s)
+                    open_line = len(lines)
+                    lines.append(f"opening {len(contact.rows)}: start {event.t_s:.2f} s, confirmed {t_s:.2f} s "
+                                 f"(+{t_s - event.t_s:.2f} s)")
+                elif isinstance(event, DoorClosed):
+                    contact.closed(event.t_s)
+                    if open_line is not None:
+                        lines[open_line] += f", closed {event.t_s:.2f} s" + (", exit suspected" if event.exit_suspected else "")
+                        open_line = None
+                elif isinstance(event, TamperStarted):
+                    lines.append(f"camera tamper {event.reason} from {event.t_s:.2f} s")
+                elif isinstance(event, TamperEnded):
+                    lines.append(f"camera tamper {event.reason} ended {event.t_s:.2f} s")
+    finally:
+        capture.release()
+    if contact is None:
+        raise click.ClickException(f"no frames in {video}")
+    contact.save(sheet)
+    seen = len(contact.rows)
+    for line in lines:
+        click.echo(line)
+    click.echo(f"{seen} opening(s) in {index / info.fps:.1f} s; contact sheet {sheet}"
+               + ("" if teach is None else " (taught door)"))
+    if expect is not None:
+        if seen != expect:
+            click.echo(f"FAIL: saw {seen} opening(s), expected {expect}: look at the contact sheet, redraw the ROI or "
+                       "teach the door (`isowatch calibrate --teach`)")
+            sys.exit(1)
+        click.echo(f"PASS: all {expect} opening(s) seen")

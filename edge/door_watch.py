@@ -14,6 +14,7 @@ import numpy as np
 from edge.camera_config import DetectorSettings
 from edge.door_detector import DoorDetector, DoorState
 from edge.door_features import Levels, levels_of
+from edge.door_teach import TaughtDoor
 from edge.exit_tracker import ExitTracker
 from edge.snapshots import Snapshot, WidestFrame, encode_snapshot
 from edge.tamper import TamperDetector, TamperReason, view_size, view_of
@@ -69,8 +70,11 @@ class DoorWatcher:
         reference: np.ndarray | None = None,
         *,
         change_gate: bool = True,
+        teach: TaughtDoor | None = None,
     ) -> None:
-        """`change_gate=False` gives every frame the door detector's full analysis (see `ChangeGate`)."""
+        """`change_gate=False` gives every frame the door detector's full analysis (see `ChangeGate`);
+        `teach` is this door's taught open appearance from `isowatch calibrate --teach`."""
+        self._teach = teach
         self.roi = roi
         self.settings = settings or DetectorSettings()
         self._reference = reference  # a calibrated closed-door frame; else the first frame is taken as closed
@@ -182,7 +186,7 @@ class DoorWatcher:
         if x + w > size[0] or y + h > size[1]:
             raise FrameError(f"roi {self.roi} lies outside the {size[0]}x{size[1]} frame")
         self._frame_size = size
-        self._door = DoorDetector(size, self.roi, self.settings, change_gate=self._change_gate)
+        self._door = DoorDetector(size, self.roi, self.settings, change_gate=self._change_gate, teach=self._teach)
         self._tamper = TamperDetector(size, self.roi, self.settings)
         if self._reference is not None:
             if (self._reference.shape[1], self._reference.shape[0]) != size:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import cv2
 
 from edge.camera_config import DetectorSettings
+from edge.door_teach import TaughtDoor
 from edge.door_watch import DoorClosed, DoorWatcher, TamperEnded
 from edge.tamper import TamperReason
 
@@ -84,10 +85,11 @@ def replay(
     fps: float | None = None,
     reference: Any = None,
     on_frame: Callable[[int], None] | None = None,
+    teach: TaughtDoor | None = None,
 ) -> Iterator[Interval]:
     """Yield each interval as it completes, then those still open at the end (with `end_s` None)."""
     info = probe(video_path, fps)
-    watcher = DoorWatcher(roi, settings, reference)
+    watcher = DoorWatcher(roi, settings, reference, teach=teach)
     capture = cv2.VideoCapture(str(video_path))
     index = 0
     try:

@@ -5,7 +5,16 @@ the door (frame, leaf with mouldings and knob), then adds what the scenario need
 toward the camera about its hinge, corridor lights with start-up flicker, daylight drift, a moving
 shadow, people passing at various depths, a bag left at the door, night infrared, shake, a covered
 lens, defocus, a knocked camera, a person leaving. Geometry, colours, light, noise and timing come
-from the seed; resolution, frame rate and length from the caller. Labels use the shared clips' format.
+from the seed; resolution, frame rate and length from the caller. Labels use the shared clips' format,
+plus `moved_s` per opening: the first frame the leaf moves.
+
+A `Variant` widens a clip toward what real doors showed (issue 17): slow or fast swings (door closers),
+frosted-glass leaves, leaves that swing away into the flat or toward a close camera (perspective: the
+leaf grows and spills past the door frame), the ROI drawn loosely, auto-exposure and white balance
+reacting to a bright room, and low-bitrate H.264. No H.264 encoder ships with OpenCV's wheels here, so
+the codec is simulated: 16x16 macroblocks that barely changed are skipped (stale), the others coded as
+8x8 DCT residuals with a coarse quantiser, and a finer-quantised keyframe every two seconds (the
+keyframe pulse); the mp4v writer then stores the result.
 """
 
 from __future__ import annotations
@@ -38,8 +47,33 @@ SCENARIOS = (
     "bumped",
     "exit",
 )
+# Kinds outside the original issue-3 set: the held-out issue-3 test and the demo cycle through
+# SCENARIOS only, so adding here changes none of their clips.
+EXTRA_SCENARIOS = ("doorway_stand",)
+ALL_SCENARIOS = SCENARIOS + EXTRA_SCENARIOS
 
 _GAP_VISIBLE_DEG = 10.0  # the label's opening starts when the leaf has turned this far (a gap shows)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How a clip departs from the plain corridor; ranges are drawn per seed (issue 17)."""
+
+    swing_s: tuple[float, float] | None = None  # seconds to swing open (and to close), else 0.4-1.3
+    leaf: str = "solid"  # "solid" or "glass" (frosted, translucent, low contrast against a pale wall)
+    inward: bool = False  # the leaf swings away from the camera into the flat
+    camera_distance: tuple[float, float] | None = None  # in door widths: small is a camera close to the door
+    exposure_pump: float = 0.0  # 0-1: how hard auto-exposure and white balance react to a bright room
+    lowbit: bool = False  # simulated low-bitrate H.264 (skipped macroblocks, coarse DCT, keyframe pulses)
+    roi_margin: tuple[float, float] = (0.0, 0.0)  # ROI drawn loosely: share of the door width each side
+    door_seed: int | None = None  # the same door (layout) under another seed's events: teach, then detect
+
+    def __post_init__(self) -> None:
+        if self.leaf not in ("solid", "glass"):
+            raise SceneError(f"leaf must be solid or glass, not {self.leaf!r}")
+
+
+PLAIN = Variant()
 
 
 class SceneError(ValueError):
@@ -74,6 +108,7 @@ class Plan:
     door_open: list[dict[str, float | None]] = field(default_factory=list)
     tamper: list[dict[str, Any]] = field(default_factory=list)
     exits: list[float] = field(default_factory=list)
+    exposure_pump: float = 0.0  # auto-exposure's reaction to the bright room behind the open door
 
 
 @dataclass(frozen=True)
@@ -88,6 +123,10 @@ class Layout:
     interior: tuple[int, int, int]
     frame_colour: tuple[int, int, int]
     tilt: np.ndarray  # homography for the camera angle
+    leaf_alpha: np.ndarray | None = None  # per-pixel opacity of a glass leaf (None: solid)
+    inward: bool = False
+    camera_distance: float | None = None  # in door widths; None: the plain mild perspective
+    roi_margin: float = 0.0
 
 
 def _colour(rng: np.random.Generator, low: int = 30, high: int = 230) -> tuple[int, int, int]:
@@ -99,7 +138,8 @@ def _smooth_noise(rng: np.random.Generator, w: int, h: int, cells: int, amplitud
     return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-def _layout(rng: np.random.Generator, width: int, height: int, night: bool) -> Layout:
+def _layout(rng: np.random.Generator, width: int, height: int, night: bool, variant: Variant = PLAIN,
+            vrng: np.random.Generator | None = None) -> Layout:
     door_h = int(height * rng.uniform(0.55, 0.85))
     door_w = int(door_h * rng.uniform(0.42, 0.55))
     floor_y = int(height * rng.uniform(0.82, 0.95))
@@ -150,7 +190,35 @@ def _layout(rng: np.random.Generator, width: int, height: int, night: bool) -> L
     dst = np.float32([[width * max(0, k), height * max(0, s)], [width * (1 - max(0, -k)), height * max(0, -s)],
                       [width * (1 - max(0, k)), height * (1 - max(0, -s))], [width * max(0, -k), height * (1 - max(0, s))]])
     tilt = cv2.getPerspectiveTransform(src, dst)
-    return Layout(width, height, (x, y, door_w, door_h), hinge_left, floor_y, wall, leaf, interior, frame_colour, tilt)
+    layout = Layout(width, height, (x, y, door_w, door_h), hinge_left, floor_y, wall, leaf, interior, frame_colour, tilt)
+    return layout if variant == PLAIN else _vary_layout(layout, variant, vrng or rng)
+
+
+def _vary_layout(layout: Layout, variant: Variant, rng: np.random.Generator) -> Layout:
+    """The variant's door: a frosted-glass leaf, a swing direction, a camera distance, a loose ROI."""
+    _, _, door_w, door_h = layout.door
+    leaf, alpha, interior = layout.leaf, None, layout.interior
+    if variant.leaf == "glass":
+        # Frosted glass in a pale frame, in a corridor of nearly the same colour; the room behind is lit.
+        x, y = layout.door[:2]
+        wall = layout.wall[y + door_h // 2, max(0, x - door_w // 4)].astype(np.float32)
+        pane = np.clip(wall * rng.uniform(1.0, 1.15) + rng.uniform(-8, 8, 3), 0, 255)
+        stile = np.clip(wall * rng.uniform(0.8, 0.95), 0, 255)
+        leaf = np.empty((door_h, door_w, 3), np.float32)
+        leaf[:] = pane
+        alpha = np.full((door_h, door_w), rng.uniform(0.7, 0.85), np.float32)
+        b = max(2, door_w // 14)
+        for box in ((0, 0, b, door_h), (door_w - b, 0, door_w, door_h), (0, 0, door_w, b), (0, door_h - b, door_w, door_h)):
+            leaf[box[1] : box[3], box[0] : box[2]] = stile
+            alpha[box[1] : box[3], box[0] : box[2]] = 1.0
+        bar_x = door_w - 3 * b if layout.hinge_left else 2 * b
+        leaf[int(door_h * 0.45) : int(door_h * 0.6), bar_x : bar_x + b] = (190, 190, 190)
+        alpha[int(door_h * 0.45) : int(door_h * 0.6), bar_x : bar_x + b] = 1.0
+        interior = tuple(int(c) for c in np.clip(wall * rng.uniform(0.75, 1.1), 0, 255))
+    distance = None if variant.camera_distance is None else float(rng.uniform(*variant.camera_distance))
+    margin = float(rng.uniform(*variant.roi_margin))
+    return Layout(layout.width, layout.height, layout.door, layout.hinge_left, layout.floor_y, layout.wall, leaf,
+                  interior, layout.frame_colour, layout.tilt, alpha, variant.inward, distance, margin)
 
 
 def _roi(layout: Layout) -> list[int]:
@@ -160,23 +228,45 @@ def _roi(layout: Layout) -> list[int]:
     warped = cv2.perspectiveTransform(corners, layout.tilt)[0]
     x0, y0 = np.floor(warped.min(axis=0)).astype(int)
     x1, y1 = np.ceil(warped.max(axis=0)).astype(int)
+    pad_x, pad_y = int(layout.roi_margin * w), int(layout.roi_margin * w * 0.5)
+    x0, y0, x1, y1 = x0 - pad_x, y0 - pad_y, x1 + pad_x, y1 + pad_y
     x0, y0 = max(0, x0), max(0, y0)
     return [int(x0), int(y0), int(min(layout.width, x1) - x0), int(min(layout.height, y1) - y0)]
+
+
+def _free_edge(layout: Layout, theta: float) -> tuple[float, float, float]:
+    """The free edge's x and its top and bottom y in the picture, at leaf angle `theta` (radians)."""
+    x, y, w, h = layout.door
+    hx = x if layout.hinge_left else x + w
+    side = 1 if layout.hinge_left else -1
+    if layout.camera_distance is None and not layout.inward:
+        reach = w * math.cos(theta)  # the free edge's horizontal distance from the hinge
+        grow = 1 + 0.15 * math.sin(theta)  # the free edge comes toward the camera, so it looks taller
+        cy = y + h * 0.55
+        return hx + side * reach, cy - (cy - y) * grow, cy + (y + h - cy) * grow
+    # A pinhole camera `distance` door widths in front of the door plane, looking at the frame centre:
+    # a point `depth` toward it is scaled about the centre by distance / (distance - depth).
+    distance = (layout.camera_distance or 7.0) * w
+    depth = w * math.sin(theta) * (-1 if layout.inward else 1)
+    scale = distance / max(distance - depth, 0.2 * distance)
+    cx, cy = layout.width / 2, layout.height / 2
+    fx = cx + (hx + side * w * math.cos(theta) - cx) * scale
+    return fx, cy + (y - cy) * scale, cy + (y + h - cy) * scale
 
 
 def _draw_leaf(canvas: np.ndarray, layout: Layout, angle_deg: float) -> None:
     x, y, w, h = layout.door
     canvas[y : y + h, x : x + w] = layout.interior
     if angle_deg <= 0.2:
-        canvas[y : y + h, x : x + w] = layout.leaf
+        if layout.leaf_alpha is None:
+            canvas[y : y + h, x : x + w] = layout.leaf
+        else:
+            a = layout.leaf_alpha[..., None]
+            canvas[y : y + h, x : x + w] = layout.leaf * a + canvas[y : y + h, x : x + w] * (1 - a)
         return
     theta = math.radians(angle_deg)
-    reach = w * math.cos(theta)  # the free edge's horizontal distance from the hinge
-    grow = 1 + 0.15 * math.sin(theta)  # the free edge comes toward the camera, so it looks taller
     hx = x if layout.hinge_left else x + w
-    fx = hx + reach if layout.hinge_left else hx - reach
-    cy = y + h * 0.55
-    top, bottom = cy - (cy - y) * grow, cy + (y + h - cy) * grow
+    fx, top, bottom = _free_edge(layout, theta)
     src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
     if layout.hinge_left:
         dst = np.float32([[hx, y], [fx, top], [fx, bottom], [hx, y + h]])
@@ -187,10 +277,15 @@ def _draw_leaf(canvas: np.ndarray, layout: Layout, angle_deg: float) -> None:
     bx0, by0 = max(0, int(dst[:, 0].min()) - 1), max(0, int(dst[:, 1].min()) - 1)
     bx1 = min(canvas.shape[1], int(dst[:, 0].max()) + 2)
     by1 = min(canvas.shape[0], int(dst[:, 1].max()) + 2)
+    if layout.inward:  # behind the wall: only what the doorway shows
+        bx0, by0, bx1, by1 = max(bx0, x), max(by0, y), min(bx1, x + w), min(by1, y + h)
+    if bx1 - bx0 < 2 or by1 - by0 < 2:
+        return
     matrix = cv2.getPerspectiveTransform(src, dst - np.float32([bx0, by0]))
     size = (bx1 - bx0, by1 - by0)
     warped = cv2.warpPerspective(leaf, matrix, size, flags=cv2.INTER_LINEAR)
-    mask = cv2.warpPerspective(np.ones((h, w), np.float32), matrix, size, flags=cv2.INTER_LINEAR)[..., None]
+    opacity = np.ones((h, w), np.float32) if layout.leaf_alpha is None else layout.leaf_alpha
+    mask = cv2.warpPerspective(opacity, matrix, size, flags=cv2.INTER_LINEAR)[..., None]
     box = canvas[by0:by1, bx0:bx1]
     np.copyto(box, box * (1 - mask) + warped * mask)
 
@@ -246,7 +341,8 @@ def _swing(t0: float, open_s: float, hold_s: float, close_s: float, peak: float)
     return angle
 
 
-def _openings(rng: np.random.Generator, seconds: float, count: int, partial: bool = False, after: float = 0.15) -> tuple[Callable[[float], float], list[dict[str, float | None]]]:
+def _openings(rng: np.random.Generator, seconds: float, count: int, partial: bool = False, after: float = 0.15,
+              swing_s: tuple[float, float] | None = None) -> tuple[Callable[[float], float], list[dict[str, float | None]]]:
     swings = []
     labels: list[dict[str, float | None]] = []
     slot = (seconds * (1 - after) - 0.5) / count
@@ -255,16 +351,20 @@ def _openings(rng: np.random.Generator, seconds: float, count: int, partial: boo
         t0 = max(free_from, seconds * after + i * slot + rng.uniform(0, slot * 0.25))
         peak = rng.uniform(20, 35) if partial else rng.uniform(55, 100)
         open_s, close_s = rng.uniform(0.4, 1.2), rng.uniform(0.5, 1.3)
+        if swing_s is not None:  # drawn after the plain ones so plain clips keep their timings
+            open_s, close_s = rng.uniform(*swing_s), rng.uniform(*swing_s)
         hold_s = min(rng.uniform(1.0, 5.0), seconds * after + (i + 1) * slot - t0 - open_s - close_s - 1.5)
         hold_s = max(0.6, hold_s)
         free_from = t0 + open_s + hold_s + close_s + 1.5
+        if swing_s is not None and t0 + open_s > seconds - 1.0:
+            break  # slow swings pushed this cycle past the clip's end: it never happens
         swings.append(_swing(t0, open_s, hold_s, close_s, peak))
         start = t0 + open_s * _GAP_VISIBLE_DEG / peak
         end = t0 + open_s + hold_s + close_s * (1 - _GAP_VISIBLE_DEG / peak)
-        labels.append({"start_s": round(start, 2), "end_s": round(end, 2) if end < seconds else None})
+        labels.append({"start_s": round(start, 2), "end_s": round(end, 2) if end < seconds else None, "moved_s": round(t0, 2)})
 
     def angle(t: float) -> float:
-        return max(s(t) for s in swings)
+        return max((s(t) for s in swings), default=0.0)
 
     return angle, labels
 
@@ -286,8 +386,9 @@ def _lights(rng: np.random.Generator, seconds: float) -> Callable[[float], float
     return gain
 
 
-def _plan(scenario: str, rng: np.random.Generator, seconds: float, layout: Layout) -> Plan:
-    plan = Plan()
+def _plan(scenario: str, rng: np.random.Generator, seconds: float, layout: Layout, variant: Variant = PLAIN) -> Plan:
+    plan = Plan(exposure_pump=variant.exposure_pump)
+    swing_s = variant.swing_s
     width = layout.width
     door_cx = (layout.door[0] + layout.door[2] / 2) / width
 
@@ -297,11 +398,11 @@ def _plan(scenario: str, rng: np.random.Generator, seconds: float, layout: Layou
 
     if scenario in ("full_open", "night_open", "lights_and_open"):
         after = 0.55 if scenario == "lights_and_open" else rng.uniform(0.15, 0.4)
-        plan.angle, plan.door_open = _openings(rng, seconds, 1, after=after)
+        plan.angle, plan.door_open = _openings(rng, seconds, 1, after=after, swing_s=swing_s)
     elif scenario == "brief_partial":
-        plan.angle, plan.door_open = _openings(rng, seconds, 1, partial=True, after=rng.uniform(0.2, 0.4))
+        plan.angle, plan.door_open = _openings(rng, seconds, 1, partial=True, after=rng.uniform(0.2, 0.4), swing_s=swing_s)
     elif scenario == "cycles":
-        plan.angle, plan.door_open = _openings(rng, seconds, int(rng.integers(2, 4)), after=0.08)
+        plan.angle, plan.door_open = _openings(rng, seconds, int(rng.integers(2, 4)), after=0.08, swing_s=swing_s)
     if scenario in ("lights_only", "lights_and_open"):
         plan.gain = _lights(rng, seconds * (0.5 if scenario == "lights_and_open" else 1.0))
     if scenario in ("night_open", "night_passers"):
@@ -310,7 +411,29 @@ def _plan(scenario: str, rng: np.random.Generator, seconds: float, layout: Layou
         plan.people = [passer(rng.uniform(0.1, 0.8) * seconds) for _ in range(int(rng.integers(2, 4)))]
     if scenario == "passer_and_open":
         plan.people = [passer(seconds * rng.uniform(0.08, 0.25))]
-        plan.angle, plan.door_open = _openings(rng, seconds, 1, after=0.5)
+        plan.angle, plan.door_open = _openings(rng, seconds, 1, after=0.5, swing_s=swing_s)
+    if scenario == "doorway_stand":
+        # Someone waits at the closed door for a long time (a delivery, a neighbour), shifting on their
+        # feet, then goes; the door never opens.
+        person = passer(seconds * rng.uniform(0.05, 0.15), depth=rng.uniform(0.0, 0.25))
+        start_x = -0.15 if person.speed > 0 else 1.15
+        reach_s = abs((door_cx - start_x) / person.speed)
+        stay_s = seconds * rng.uniform(0.45, 0.65)
+        sway, period = rng.uniform(0.005, 0.02), rng.uniform(1.5, 4.0)
+
+        def wait(t: float, person: Person = person) -> tuple[float, float, float] | None:
+            dt = t - person.start_s
+            if dt < 0:
+                return None
+            if dt < reach_s:
+                return (start_x + person.speed * dt) * width, person.depth, dt * 9.0
+            if dt < reach_s + stay_s:
+                return (door_cx + sway * math.sin(2 * math.pi * (dt - reach_s) / period)) * width, person.depth, 0.0
+            x = door_cx + person.speed * (dt - reach_s - stay_s)
+            return (x * width, person.depth, dt * 9.0) if -0.2 <= x <= 1.2 else None
+
+        person.path = wait
+        plan.people = [person]
     if scenario == "bag_left":
         person = passer(seconds * 0.25, depth=rng.uniform(0.05, 0.3))
         person.stop = (door_cx, rng.uniform(1.5, 3.0))
@@ -341,7 +464,7 @@ def _plan(scenario: str, rng: np.random.Generator, seconds: float, layout: Layou
         plan.moved_from = start
         plan.tamper = [{"reason": "moved", "start_s": round(start, 2), "end_s": None}]
     if scenario == "exit":
-        plan.angle, plan.door_open = _openings(rng, seconds, 1, after=0.15)
+        plan.angle, plan.door_open = _openings(rng, seconds, 1, after=0.15, swing_s=swing_s)
         opened = float(plan.door_open[0]["start_s"] or 0.0)
         closed = float(plan.door_open[0]["end_s"] or seconds)
         appear = opened + 0.8
@@ -374,6 +497,22 @@ def _grain(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     return _GRAIN[shape][dy : dy + h, dx : dx + w, None]
 
 
+def _pump_exposure(canvas: np.ndarray, layout: Layout, plan: Plan, t: float) -> None:
+    """The room behind the door is far brighter than the corridor: as the door opens, auto-exposure
+    (lagging about half a second) darkens the whole picture and white balance shifts toward the
+    room's light; the room itself stays near white."""
+    x, y, w, h = layout.door
+    strength = plan.exposure_pump
+    # The room is lit several times brighter than the corridor: it clips until exposure comes down.
+    room = np.asarray(canvas[y : y + h, x : x + w])
+    interior = np.all(np.abs(room - np.float32(layout.interior) * plan.gain(t)) < 1.0, axis=2)
+    room[interior] = np.float32([235, 245, 255]) * (1 + 1.5 * strength)
+    seen = np.mean([min(1.0, plan.angle(t - lag) / 60.0) for lag in (0.0, 0.15, 0.3, 0.45, 0.6)])
+    exposure = 1.0 / (1.0 + 0.8 * strength * seen)
+    balance = np.float32([1 + 0.12 * strength * seen, 1.0, 1 - 0.12 * strength * seen])
+    canvas *= exposure * balance
+
+
 def _render(layout: Layout, plan: Plan, t: float, rng: np.random.Generator) -> np.ndarray:
     canvas = layout.wall.copy()
     _draw_leaf(canvas, layout, plan.angle(t))
@@ -399,6 +538,8 @@ def _render(layout: Layout, plan: Plan, t: float, rng: np.random.Generator) -> n
         band = 1 - 0.45 * np.exp(-(((xs - centre) / 0.08) ** 2))
         canvas *= band[None, :, None]
     canvas *= plan.gain(t)
+    if plan.exposure_pump > 0:
+        _pump_exposure(canvas, layout, plan, t)
     frame = cv2.warpPerspective(canvas, layout.tilt, (layout.width, layout.height), borderMode=cv2.BORDER_REPLICATE)
     if plan.shake and plan.shake[0] <= t < plan.shake[1]:
         amp = layout.width * 0.008
@@ -427,6 +568,59 @@ def _render(layout: Layout, plan: Plan, t: float, rng: np.random.Generator) -> n
     return np.clip(frame, 0, 255, out=frame).astype(np.uint8)
 
 
+def _dct_matrix() -> np.ndarray:
+    k = np.arange(8)
+    m = np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / 16) * np.sqrt(2 / 8)
+    m[0] /= np.sqrt(2)
+    return m.astype(np.float32)
+
+
+_DCT = _dct_matrix()
+
+
+class LowBitrate:
+    """A stand-in for H.264 at 250-500 kbit/s (no encoder ships with OpenCV's wheels).
+
+    Inter frames skip each 16x16 macroblock whose mean change from the last decoded picture is small
+    (it stays stale, so slow changes arrive in steps) and code the others' residual as 8x8 DCT blocks
+    quantised coarsely; every `gop_s` a keyframe codes the whole picture afresh with a finer
+    quantiser, so the picture jumps a little everywhere at once (the keyframe pulse).
+    """
+
+    def __init__(self, fps: float, rng: np.random.Generator, gop_s: float = 2.0) -> None:
+        self.gop = max(1, int(round(gop_s * fps)))
+        self.q_key = float(rng.uniform(10, 16))
+        self.q_inter = float(rng.uniform(20, 32))
+        self.skip = float(rng.uniform(3.0, 6.0))
+        self._decoded: np.ndarray | None = None
+        self._index = 0
+
+    def _quantise(self, image: np.ndarray, q: float) -> np.ndarray:
+        h, w, c = image.shape
+        blocks = image.reshape(h // 8, 8, w // 8, 8, c).transpose(0, 2, 4, 1, 3)
+        coeff = _DCT @ blocks @ _DCT.T
+        step = np.full((8, 8), q, np.float32)
+        step[0, 0] = q / 2  # the DC term is kept finer, as encoders do
+        step += np.add.outer(np.arange(8), np.arange(8)).astype(np.float32) * q / 6  # high frequencies coarser
+        coeff = np.round(coeff / step) * step
+        return (_DCT.T @ coeff @ _DCT).transpose(0, 3, 1, 4, 2).reshape(h, w, c)
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        h, w = frame.shape[:2]
+        H, W = (h + 15) // 16 * 16, (w + 15) // 16 * 16
+        padded = cv2.copyMakeBorder(frame, 0, H - h, 0, W - w, cv2.BORDER_REPLICATE).astype(np.float32)
+        if self._decoded is None or self._index % self.gop == 0:
+            decoded = self._quantise(padded, self.q_key)
+        else:
+            residual = padded - self._decoded
+            change = np.abs(residual).reshape(H // 16, 16, W // 16, 16, 3).mean(axis=(1, 3, 4))
+            coded = np.repeat(np.repeat(change >= self.skip, 16, axis=0), 16, axis=1)[..., None]
+            decoded = self._decoded + self._quantise(residual, self.q_inter) * coded
+        self._decoded = np.clip(decoded, 0, 255)
+        self._index += 1
+        return self._decoded[:h, :w].astype(np.uint8)
+
+
 def generate_clip(
     path: Path | str,
     scenario: str,
@@ -435,22 +629,32 @@ def generate_clip(
     height: int = 480,
     fps: float = 10.0,
     seconds: float = 20.0,
+    variant: Variant | None = None,
 ) -> dict[str, Any]:
     """Write an mp4 (mp4v) of `scenario` and return its labels; also writes them beside it as JSON."""
-    if scenario not in SCENARIOS:
-        raise SceneError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
+    if scenario not in ALL_SCENARIOS:
+        raise SceneError(f"unknown scenario {scenario!r}; choose from {', '.join(ALL_SCENARIOS)}")
     if width < 64 or height < 64 or fps <= 0 or seconds <= 2:
         raise SceneError("clip needs width, height >= 64, fps > 0 and more than 2 seconds")
-    rng = np.random.default_rng([seed, SCENARIOS.index(scenario)])
-    layout = _layout(rng, width, height, night=scenario.startswith("night"))
-    plan = _plan(scenario, rng, seconds, layout)
+    variant = variant or PLAIN
+    kind = ALL_SCENARIOS.index(scenario)
+    rng = np.random.default_rng([seed, kind])
+    night = scenario.startswith("night")
+    if variant.door_seed is None:
+        layout = _layout(rng, width, height, night, variant, np.random.default_rng([seed, kind, 17]))
+    else:  # the door's look from door_seed alone, whatever the scenario; the events from seed
+        door_rng = np.random.default_rng([variant.door_seed, 17])
+        layout = _layout(door_rng, width, height, night, variant, door_rng)
+    plan = _plan(scenario, rng, seconds, layout, variant)
+    codec = LowBitrate(fps, np.random.default_rng([seed, kind, 23])) if variant.lowbit else None
     path = Path(path)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     if not writer.isOpened():
         raise SceneError(f"cannot write {path}")
     try:
         for i in range(int(round(seconds * fps))):
-            writer.write(_render(layout, plan, i / fps, rng))
+            frame = _render(layout, plan, i / fps, rng)
+            writer.write(frame if codec is None else codec(frame))
     finally:
         writer.release()
     labels = {
@@ -464,3 +668,37 @@ def generate_clip(
     }
     path.with_suffix(".json").write_text(json.dumps(labels, indent=1))
     return labels
+
+
+@dataclass(frozen=True)
+class DoorClass:
+    """A kind of door clip the detector must handle (issue 17): a scenario, a variant, an orientation."""
+
+    scenario: str
+    variant: Variant = PLAIN
+    portrait: bool = False
+
+    def size(self, width: int, height: int) -> tuple[int, int]:
+        """A landscape camera size turned to this class's orientation."""
+        long_side, short_side = max(width, height), min(width, height)
+        return (short_side, long_side) if self.portrait else (long_side, short_side)
+
+
+# What `bench/accuracy.py` measures and tuning may look at. Held-out seeds and combinations of these
+# live in tests/edge/test_door_classes.py and are never used while tuning.
+DOOR_CLASSES: dict[str, DoorClass] = {
+    "plain": DoorClass("full_open"),
+    "fast": DoorClass("full_open", Variant(swing_s=(0.3, 0.5))),
+    "slow": DoorClass("full_open", Variant(swing_s=(1.5, 3.0))),
+    "slow_loose_roi": DoorClass("full_open", Variant(swing_s=(1.0, 2.5), roi_margin=(0.12, 0.2))),
+    "inward": DoorClass("full_open", Variant(inward=True)),
+    "toward_close": DoorClass("full_open", Variant(camera_distance=(1.3, 2.2))),
+    "glass": DoorClass("full_open", Variant(leaf="glass")),
+    "glass_walkthrough": DoorClass("exit", Variant(leaf="glass", swing_s=(0.6, 1.5))),
+    "portrait": DoorClass("full_open", portrait=True),
+    "exposure_pump": DoorClass("full_open", Variant(exposure_pump=0.8)),
+    "lowbit_cycles": DoorClass("cycles", Variant(lowbit=True)),
+    "doorway_stand": DoorClass("doorway_stand"),
+    "passers": DoorClass("passers_only"),
+    "lights": DoorClass("lights_only"),
+}

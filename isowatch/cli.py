@@ -23,6 +23,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "edge": ("edge.agent_cli:edge", "Run the edge agent of one household's box, or check its config."),
     "detect": ("edge.cli:detect", "Replay door-camera footage through the detector."),
     "calibrate": ("edge.cli:calibrate", "Save a reference frame and the door ROI to the edge config."),
+    "check-door": ("edge.cli:check_door", "Field check of a new door: its openings and a contact sheet."),
     "simulate": ("isowatch.simulate:simulate", "Drive a broker with a simulated fleet of households (bench/test)."),
     "bridge": ("firmware_bridge.cli:bridge", "Serial and Modbus sensors: read once or stream to the uplink."),
 }
