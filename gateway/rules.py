@@ -181,14 +181,24 @@ def evaluate_event(conn: sqlite3.Connection, registry: Registry, policy: Policy,
         detail = payload.get("source", "camera") + (", exit suspected" if payload.get("exit_suspected") else "")
         return _door_opening(conn, registry, policy, row, detail, snapshots[0]["sha256"] if snapshots else None,
                              exit_suspected=bool(payload.get("exit_suspected")))
+    screened = _screen(conn, registry, row)
+    if isinstance(screened, Verdict):
+        return screened
+    at, period = screened
+    base = dict(site=row["site"], household=row["household"], at=at, ref=row["id"], isolation_id=period.id)
+    return Verdict("alert", (Finding(AlertKind.CAMERA_TAMPERED, detail=payload.get("reason", ""), **base),))
+
+
+def _screen(conn: sqlite3.Connection, registry: Registry, row: sqlite3.Row) -> Verdict | tuple[datetime, Isolation]:
+    """An event's verdict when its device is not the household's or the household is not isolated at the
+    gateway's receive time; else that time and the isolation period."""
     if not _registered(conn, row["device"], row["household"]):
         return _unregistered(row["device"])
     at = parse_iso(row["received_at"])
     active = registry.active_isolation(row["household"], at)
     if active is None:
         return Verdict("outside_isolation")
-    base = dict(site=row["site"], household=row["household"], at=at, ref=row["id"], isolation_id=active[0].id)
-    return Verdict("alert", (Finding(AlertKind.CAMERA_TAMPERED, detail=payload.get("reason", ""), **base),))
+    return at, active[0]
 
 
 def _door_opening(conn: sqlite3.Connection, registry: Registry, policy: Policy, row: sqlite3.Row, detail: str,
@@ -197,12 +207,10 @@ def _door_opening(conn: sqlite3.Connection, registry: Registry, policy: Policy, 
     rules for both. The camera and the contact report the same opening separately, in either order; the
     second to be evaluated within `opening_merge_s` of the first joins the first's alert, and pages nobody.
     """
-    if not _registered(conn, row["device"], row["household"]):
-        return _unregistered(row["device"])
-    at = parse_iso(row["received_at"])
-    active = registry.active_isolation(row["household"], at)
-    if active is None:
-        return Verdict("outside_isolation")
+    screened = _screen(conn, registry, row)
+    if isinstance(screened, Verdict):
+        return screened
+    at, period = screened
     visit = registry.visit_covering(row["household"], at, exit_suspected=exit_suspected)
     if visit is not None:
         return Verdict("expected", detail=f"announced visit {visit}")
@@ -221,7 +229,7 @@ def _door_opening(conn: sqlite3.Connection, registry: Registry, policy: Policy, 
             conn.execute("UPDATE alerts SET snapshot = coalesce(snapshot, ?) "
                          "WHERE id IN (SELECT alert_id FROM alert_events WHERE ref = ?)", (snapshot, first[0]))
         return Verdict("merged", detail=f"{detail}: the opening {first[0]} reported")
-    base = dict(site=row["site"], household=row["household"], at=at, ref=row["id"], isolation_id=active[0].id)
+    base = dict(site=row["site"], household=row["household"], at=at, ref=row["id"], isolation_id=period.id)
     since = at - timedelta(hours=rules.repeat_window_hours)
     times = [parse_iso(t) for (t,) in conn.execute(
         "SELECT at FROM door_violations WHERE household = ? AND at > ? AND at <= ?",
@@ -247,13 +255,11 @@ def evaluate_reading(conn: sqlite3.Connection, registry: Registry, policy: Polic
     method = row["method"]
     if row["plausible"] and not is_fever(policy.rules, row["celsius"], method):
         return None  # the common case decides without a database lookup: most readings are normal
-    if not _registered(conn, row["device"], row["household"]):
-        return _unregistered(row["device"])
-    at = parse_iso(row["received_at"])
-    active = registry.active_isolation(row["household"], at)
-    if active is None:
-        return Verdict("outside_isolation")
-    base = dict(site=row["site"], household=row["household"], at=at, ref=row["id"], isolation_id=active[0].id)
+    screened = _screen(conn, registry, row)
+    if isinstance(screened, Verdict):
+        return screened
+    at, period = screened
+    base = dict(site=row["site"], household=row["household"], at=at, ref=row["id"], isolation_id=period.id)
     kind = AlertKind.FEVER if row["plausible"] else AlertKind.IMPLAUSIBLE_READING
     return Verdict("alert", (Finding(kind, detail=f"{row['celsius']:.1f} °C ({method or 'unknown'})", **base),))
 
