@@ -125,7 +125,7 @@ def test_night_shift_pages_in_site_time_on_a_phone(server, phone):
     phone.goto(f"{server}/events")
     phone.fill("input[name=since]", "2026-11-25")
     phone.fill("input[name=until]", "2026-11-25")
-    phone.fill("input[name=household]", "hh-7-101")
+    phone.select_option("select[name=household]", "hh-7-101")  # a picker by name; the value is the id
     phone.click("#filters button.primary")
     phone.wait_for_url("**/events?*since=2026-11-25*")
     assert "2026-11-25 23:30:00 UTC+08:00" in phone.inner_text("#log")
