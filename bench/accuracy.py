@@ -31,10 +31,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import cv2  # noqa: E402
 
 from edge.door_watch import DoorOpened, DoorWatcher  # noqa: E402
 from edge.scenes import DOOR_CLASSES, DoorClass, generate_clip  # noqa: E402
+from edge.replay import video_frames  # noqa: E402
 from edge.scoring import OpeningTiming, match_openings  # noqa: E402
 
 CAMERAS = [(640, 480, 10.0), (480, 360, 15.0), (800, 450, 12.0)]
@@ -54,19 +54,12 @@ def run_clip(door_class: DoorClass, seed: int, camera: tuple[int, int, float], s
 def replay_live(path: Path, roi: tuple[int, int, int, int], fps: float, truths: list[dict[str, Any]],
                 teach: Any = None) -> tuple[list[OpeningTiming], int]:
     watcher = DoorWatcher(roi, teach=teach) if teach is not None else DoorWatcher(roi)
-    capture = cv2.VideoCapture(str(path))
     reported: list[tuple[float, float]] = []
-    index = 0
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
+    for index, frame in enumerate(video_frames(path)):
         t_s = index / fps
         for event in watcher.process(frame, t_s):
             if isinstance(event, DoorOpened):
                 reported.append((event.t_s, t_s))
-        index += 1
-    capture.release()
     return match_openings(reported, truths)
 
 
@@ -78,16 +71,9 @@ def taught_for(door_class: DoorClass, camera: tuple[int, int, float], folder: st
     path = Path(folder) / f"teach_{door_class.variant.door_seed}_{width}x{height}.mp4"
     labels = generate_clip(path, "full_open", seed=(door_class.variant.door_seed or 0) + 5000, width=width,
                            height=height, fps=camera[2], seconds=10.0, variant=door_class.variant)
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
+    clip = list(video_frames(path))
     try:
-        return teach_door(frames, tuple(labels["roi"]), frames[0]), ""
+        return teach_door(clip, tuple(labels["roi"]), clip[0]), ""
     except TeachRefused as exc:
         return None, str(exc)
 

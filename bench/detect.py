@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from edge.door_watch import DoorWatcher
+from edge.replay import video_frames
 from edge.scenes import generate_clip
 
 SHARED_CLIP = Path(__file__).resolve().parents[1].parent / "shared" / "door-clips" / "cycles_1001.mp4"
@@ -44,14 +45,8 @@ def cpu_model() -> str:
 def decode(path: Path) -> tuple[list[np.ndarray], float]:
     capture = cv2.VideoCapture(str(path))
     fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
     capture.release()
-    return frames, fps
+    return list(video_frames(path)), fps
 
 
 def detector_only(frames: list[np.ndarray], fps: float, roi: tuple[int, int, int, int], *, change_gate: bool = True) -> tuple[float, float]:
@@ -68,14 +63,10 @@ def with_decode(path: Path, roi: tuple[int, int, int, int]) -> float:
     start = time.process_time()
     capture = cv2.VideoCapture(str(path))
     fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
-    count = 0
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        watcher.process(frame, count / fps)
-        count += 1
     capture.release()
+    count = 0
+    for count, frame in enumerate(video_frames(path), start=1):
+        watcher.process(frame, (count - 1) / fps)
     return count / (time.process_time() - start)
 
 

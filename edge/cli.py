@@ -15,7 +15,7 @@ from edge.camera_toml import CameraConfigError, load_camera_config, save_camera_
 from edge.contact_sheet import ContactSheet
 from edge.door_teach import TaughtDoor, TeachRefused, teach_door
 from edge.door_watch import DoorClosed, DoorOpened, DoorWatcher, FrameError, TamperEnded, TamperStarted
-from edge.replay import DoorInterval, Interval, VideoError, probe, replay
+from edge.replay import DoorInterval, Interval, VideoError, probe, replay, video_frames
 
 
 def parse_roi(text: str) -> tuple[int, int, int, int]:
@@ -249,46 +249,39 @@ def check_door(video: Path, roi: tuple[int, int, int, int] | None, config_path: 
     contact: ContactSheet | None = None
     lines: list[str] = []
     open_line: int | None = None  # the line of the opening not yet closed
-    capture = cv2.VideoCapture(str(video))
-    index = 0
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            t_s = index / info.fps
-            index += 1
-            try:
-                events = watcher.process(frame, t_s)
-            except FrameError as exc:
-                raise click.ClickException(str(exc)) from exc
-            if contact is None:
-                contact = ContactSheet(roi, (frame.shape[1], frame.shape[0]), info.fps)
-            contact.frame(frame, t_s, watcher.open_since is not None)
-            for event in events:
-                if isinstance(event, DoorOpened):
-                    contact.opened(event.t_s, t_s)
-                    open_line = len(lines)
-                    lines.append(f"opening {len(contact.rows)}: start {event.t_s:.2f} s, confirmed {t_s:.2f} s "
-                                 f"(+{t_s - event.t_s:.2f} s)")
-                elif isinstance(event, DoorClosed):
-                    contact.closed(event.t_s)
-                    if open_line is not None:
-                        lines[open_line] += f", closed {event.t_s:.2f} s" + (", exit suspected" if event.exit_suspected else "")
-                        open_line = None
-                elif isinstance(event, TamperStarted):
-                    lines.append(f"camera tamper {event.reason} from {event.t_s:.2f} s")
-                elif isinstance(event, TamperEnded):
-                    lines.append(f"camera tamper {event.reason} ended {event.t_s:.2f} s")
-    finally:
-        capture.release()
+    frame_count = 0
+    for index, frame in enumerate(video_frames(video)):
+        frame_count = index + 1
+        t_s = index / info.fps
+        try:
+            events = watcher.process(frame, t_s)
+        except FrameError as exc:
+            raise click.ClickException(str(exc)) from exc
+        if contact is None:
+            contact = ContactSheet(roi, (frame.shape[1], frame.shape[0]), info.fps)
+        contact.frame(frame, t_s, watcher.open_since is not None)
+        for event in events:
+            if isinstance(event, DoorOpened):
+                contact.opened(event.t_s, t_s)
+                open_line = len(lines)
+                lines.append(f"opening {len(contact.rows)}: start {event.t_s:.2f} s, confirmed {t_s:.2f} s "
+                             f"(+{t_s - event.t_s:.2f} s)")
+            elif isinstance(event, DoorClosed):
+                contact.closed(event.t_s)
+                if open_line is not None:
+                    lines[open_line] += f", closed {event.t_s:.2f} s" + (", exit suspected" if event.exit_suspected else "")
+                    open_line = None
+            elif isinstance(event, TamperStarted):
+                lines.append(f"camera tamper {event.reason} from {event.t_s:.2f} s")
+            elif isinstance(event, TamperEnded):
+                lines.append(f"camera tamper {event.reason} ended {event.t_s:.2f} s")
     if contact is None:
         raise click.ClickException(f"no frames in {video}")
     contact.save(sheet)
     seen = len(contact.rows)
     for line in lines:
         click.echo(line)
-    click.echo(f"{seen} opening(s) in {index / info.fps:.1f} s; contact sheet {sheet}"
+    click.echo(f"{seen} opening(s) in {frame_count / info.fps:.1f} s; contact sheet {sheet}"
                + ("" if teach is None else " (taught door)"))
     if expect is not None:
         if seen != expect:

@@ -61,6 +61,19 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
+def video_frames(video_path: Path | str) -> Iterator[Any]:
+    """Every frame of a video file in order; the file is released when the loop ends or is left."""
+    capture = cv2.VideoCapture(str(video_path))
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            yield frame
+    finally:
+        capture.release()
+
+
 def probe(video_path: Path | str, fps: float | None = None) -> VideoInfo:
     capture = cv2.VideoCapture(str(video_path))
     try:
@@ -90,24 +103,15 @@ def replay(
     """Yield each interval as it completes, then those still open at the end (with `end_s` None)."""
     info = probe(video_path, fps)
     watcher = DoorWatcher(roi, settings, reference, teach=teach)
-    capture = cv2.VideoCapture(str(video_path))
-    index = 0
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            t_s = index / info.fps
-            for event in watcher.process(frame, t_s):
-                if isinstance(event, DoorClosed):
-                    yield DoorInterval(event.opened_s, event.t_s, event.exit_suspected)
-                elif isinstance(event, TamperEnded):
-                    yield TamperInterval(event.reason, event.started_s, event.t_s)
-            index += 1
-            if on_frame is not None:
-                on_frame(index)
-    finally:
-        capture.release()
+    for index, frame in enumerate(video_frames(video_path)):
+        t_s = index / info.fps
+        for event in watcher.process(frame, t_s):
+            if isinstance(event, DoorClosed):
+                yield DoorInterval(event.opened_s, event.t_s, event.exit_suspected)
+            elif isinstance(event, TamperEnded):
+                yield TamperInterval(event.reason, event.started_s, event.t_s)
+        if on_frame is not None:
+            on_frame(index + 1)
     if watcher.open_since is not None:
         yield DoorInterval(watcher.open_since, None, watcher.exit_suspected)
     for reason, started in watcher.active_tampers.items():

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from edge.door_teach import TaughtDoor, TeachRefused, teach_door
+from edge.replay import video_frames
 from edge.scenes import Variant, generate_clip
 from isowatch.cli import cli
 
@@ -25,15 +26,7 @@ GLASS_DOORS = ((9300, "exit"), (9301, "exit"), (9302, "full_open"), (9303, "exit
 
 
 def frames_of(path: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
+    return list(video_frames(path))
 
 
 def teach_clip(folder: Path, door: int, variant: Variant) -> tuple[list[np.ndarray], tuple[int, int, int, int]]:
