@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 from dashboard.i18n import MESSAGES
 
-LANGUAGES = ("zh", "en")
 
 PAGE: dict[str, dict[str, str]] = {
     "zh": {
@@ -93,14 +92,6 @@ TODO: dict[str, dict[str, tuple[str, ...]]] = {
                            "otherwise \"Visit refused\" and tell them."),
     },
 }
-
-
-def language_of(requested: str | None, staff_language: str | None) -> str:
-    """The switch link's choice, else the recipient's registry language, else Chinese (the staff default)."""
-    for choice in (requested, staff_language):
-        if choice in LANGUAGES:
-            return choice  # type: ignore[return-value]
-    return "zh"
 
 
 def page_translator(language: str) -> Callable[..., str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gateway.vocabulary import KINDS, VALUES, value_name
+from gateway.vocabulary import KINDS, LANGUAGES, VALUES, value_name
 
 EN: dict[str, str] = {
     "alerts": "Alerts", "households": "Households", "events": "Event log", "reports": "Response report",
@@ -247,3 +247,12 @@ def translator(language: str) -> Callable[..., str]:
         return text.format(**values) if values else text
 
     return t
+
+
+def language_of(*choices: str | None) -> str:
+    """The first of `choices` that is a language we speak (a switch link's choice, then a person's or a
+    household's registry language), else Chinese."""
+    for choice in choices:
+        if choice in LANGUAGES:
+            return choice  # type: ignore[return-value]
+    return "zh"

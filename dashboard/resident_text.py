@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 from dashboard.i18n import MESSAGES
 
-LANGUAGES = ("zh", "en")
 
 PAGE: dict[str, dict[str, str]] = {
     "zh": {
@@ -89,13 +88,6 @@ PAGE: dict[str, dict[str, str]] = {
         "zone": "{zone} time",
     },
 }
-
-
-def language_of(requested: str, household: str | None) -> str:
-    for choice in (requested, household):
-        if choice in LANGUAGES:
-            return choice  # type: ignore[return-value]
-    return "zh"
 
 
 def page_translator(lang: str) -> Callable[..., str]:

@@ -15,7 +15,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from dashboard.ack_text import TODO, language_of, page_translator
+from dashboard.ack_text import TODO, page_translator
+from dashboard.i18n import language_of
 from dashboard.deps import templates
 from gateway.ack_links import AckDesk, BadForm, BadLink, LinkExpired, LinkView
 from gateway.alerts import AlertError

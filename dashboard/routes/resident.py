@@ -20,7 +20,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from dashboard.deps import CurrentUser, HouseholdRow, Scope, protected_router, templates
-from dashboard.resident_text import language_of, page_translator
+from dashboard.i18n import language_of
+from dashboard.resident_text import page_translator
 from gateway.policy import HELP_KINDS
 from gateway.registry import DEFAULT_TIMEZONE, iso, parse_iso
 from gateway.resident import REASONS, BadForm, LinkNotFound, Refused, ResidentDesk, ResidentView

@@ -18,6 +18,7 @@ from dashboard.i18n import EN, ZH
 from gateway import alerts
 from gateway.ack_links import AckDesk, AckLinks
 from gateway.policy import AlertKind
+from gateway.vocabulary import LANGUAGES
 from isowatch.clock import ManualClock
 
 NOW = datetime(2026, 11, 25, 20, 42, tzinfo=timezone.utc)  # 04:42 the next morning in Shanghai
@@ -157,7 +158,7 @@ def test_forged_and_expired_links_say_so_in_both_languages(desk):
 
 def test_every_page_phrase_exists_in_both_languages():
     assert set(ack_text.PAGE["zh"]) == set(ack_text.PAGE["en"])
-    for language in ack_text.LANGUAGES:
+    for language in LANGUAGES:
         assert set(ack_text.TODO[language]) == {k.value for k in AlertKind}
         names = {**ZH, **EN}
         assert all(outcome in names and outcome in ZH and outcome in EN for outcome in alerts.VERDICTS)
