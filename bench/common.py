@@ -33,7 +33,7 @@ def median(values: list[float]) -> float:
 def start_gateway(broker: BrokerUrl, db: Path, *extra: str) -> subprocess.Popen[bytes]:
     """The gateway in its own process, as deployed: it must not share a GIL with the load it measures."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "isowatch.cli", "gateway", "run", "--broker", str(broker), "--db", str(db), *extra],
+        [sys.executable, "-m", "isowatch_app.cli", "gateway", "run", "--broker", str(broker), "--db", str(db), *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     assert process.stderr is not None

@@ -27,7 +27,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from bench.common import door_pages, machine, start_gateway, stop, table  # noqa: E402
-from edge.uplink import Stamper  # noqa: E402
+from isowatch.stamper import Stamper  # noqa: E402
 from gateway.inbox import LocalInbox  # noqa: E402
 from gateway.registry import HouseholdIn, IsolationIn, Registry, StaffIn, TeamIn  # noqa: E402
 from gateway.store import open_database  # noqa: E402

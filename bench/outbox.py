@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import machine, median, start_gateway, stop, table  # noqa: E402
 from edge.courier import Courier  # noqa: E402
 from edge.outbox import Outbox  # noqa: E402
-from edge.uplink import DeviceIdentity, Stamper, Uplink  # noqa: E402
+from edge.uplink import DeviceIdentity, Uplink  # noqa: E402
+from isowatch.stamper import Stamper  # noqa: E402
 from isowatch.broker import MosquittoBroker  # noqa: E402
 from isowatch.contract import DoorEvent  # noqa: E402
 

@@ -35,7 +35,7 @@ from gateway.policy import load_policy  # noqa: E402
 from gateway.registry import Registry, iso  # noqa: E402
 from gateway.rules import reading_deadline  # noqa: E402
 from isowatch.ids import uuid7  # noqa: E402
-from isowatch.simulate import Fleet, register_fleet  # noqa: E402
+from isowatch_app.simulate import Fleet, register_fleet  # noqa: E402
 
 HEARTBEAT = json.dumps({"schema_version": 1, "id": "0" * 36, "device": "dev-000000", "seq": 1234,
                         "device_time": "2026-03-05T02:00:00.000000Z", "type": "heartbeat", "uptime_s": 86400.0,

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from dashboard.password_policy import check_password
 
 from gateway.alerts import audit
-from gateway.registry import iso, parse_iso
+from isowatch.clock import iso, parse_iso
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dashboard.deps import Scope
 from dashboard.household_view import actor_name
 from gateway.alerts import VERDICTS
-from gateway.registry import parse_iso
+from isowatch.clock import parse_iso
 from gateway.vocabulary import KINDS, UNKNOWN_SEVERITY, severity
 from isowatch.localtime import DEFAULT_ZONE
 

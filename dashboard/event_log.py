@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from dashboard.csv_cells import SafeWriter
 from dashboard.deps import Scope
 from gateway.alerts import VERDICTS
-from gateway.registry import iso
+from isowatch.clock import iso
 from isowatch.localtime import DEFAULT_ZONE, iso_local
 
 EVENT_TYPES = ("door", "tamper")

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel
 
 from dashboard.deps import Scope
-from gateway.registry import iso, parse_iso
+from isowatch.clock import iso, parse_iso
 from isowatch.localtime import local, stamp
 
 OFFLINE_AFTER = timedelta(seconds=90)  # DESIGN.md: heartbeat every 30 s, offline after 90 s of silence

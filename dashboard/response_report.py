@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from dashboard.csv_cells import SafeWriter
 from dashboard.deps import Scope
-from gateway.registry import iso, parse_iso
+from isowatch.clock import iso, parse_iso
 from isowatch.localtime import DEFAULT_ZONE, iso_local
 
 

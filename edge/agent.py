@@ -22,9 +22,11 @@ from edge.door_watch import DetectorEvent, DoorClosed, DoorOpened, DoorWatcher, 
 from edge.outbox import Outbox
 from edge.recorder import Recorder
 from edge.snapshots import Snapshot
-from edge.uplink import STATUS_SEQ, DeviceIdentity, Stamper, Uplink
+from edge.uplink import STATUS_SEQ, DeviceIdentity, Uplink
+from firmware_bridge.sensors import workers as sensor_workers
+from isowatch.stamper import Stamper
 from isowatch.clock import Clock, SystemClock
-from isowatch.contract import DeviceConfig, DeviceMessage, DoorEvent, Heartbeat, SnapshotMeta, TamperEvent
+from isowatch.contract import DeviceConfig, DoorEvent, Heartbeat, SnapshotMeta, TamperEvent
 from isowatch.log_limit import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -200,16 +202,8 @@ class EdgeAgent:
         if self.camera is not None:
             self._spawn("camera", self.camera.run)
             self._spawn("camera-watchdog", self.camera.watchdog)
-        for n, sensor in enumerate(s for s in self.config.sensors if s.type != "zigbee"):
-            self._spawn(f"sensor-{n}-{sensor.type}", lambda stop, s=sensor: self._run_sensor(s, stop))
-        # One connection per local broker for all its Zigbee sensors: two with the same credentials (or
-        # the same client id) would take turns disconnecting each other.
-        zigbee: dict[str, list[str]] = {}
-        for sensor in self.config.sensors:
-            if sensor.type == "zigbee":
-                zigbee.setdefault(sensor.broker, []).append(sensor.friendly_name)
-        for n, (broker, names) in enumerate(zigbee.items()):
-            self._spawn(f"zigbee-{n}", lambda stop, b=broker, ns=names: self._run_zigbee(b, ns, stop))
+        for name, run in sensor_workers(list(self.config.sensors)):
+            self._spawn(name, lambda stop, run=run: run(self.recorder, stop))
         self._spawn("heartbeat", self._heartbeats)
         return self
 
@@ -246,26 +240,6 @@ class EdgeAgent:
                 thread.join()
 
     # -- inputs -----------------------------------------------------------------------------------
-
-    def _run_sensor(self, sensor: Any, stop: threading.Event) -> None:
-        from firmware_bridge import stream
-
-        if sensor.type == "line":
-            from firmware_bridge.serial_link import SerialLink
-
-            stream.stream_line(SerialLink(sensor.port, baudrate=sensor.baud), self.recorder, stop)
-        elif sensor.type == "modbus":
-            from firmware_bridge.modbus import ModbusThermometer
-
-            options = {"unit": sensor.unit, "address": sensor.address, "scale": sensor.scale,
-                       "interval_s": sensor.interval_s}
-            config = stream.modbus_config(sensor.preset, **options)
-            stream.stream_modbus(ModbusThermometer(sensor.port, config), self.recorder, stop)
-
-    def _run_zigbee(self, broker: str, friendly_names: list[str], stop: threading.Event) -> None:
-        from edge.zigbee import run_zigbee_sensor
-
-        run_zigbee_sensor(broker, friendly_names, self.recorder, stop)
 
     def _heartbeats(self, stop: threading.Event) -> None:
         frames_before, t_before = 0, time.monotonic()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge.camera_config import CameraConfig
+from firmware_bridge.sensors import SENSORS
 from isowatch.broker import BrokerError, BrokerUrl
 from isowatch.contract import Ident
 
@@ -59,29 +60,8 @@ class HeartbeatSection(_Section):
     interval_s: float = Field(30.0, ge=1, le=3600, description="Seconds between heartbeats")
 
 
-class LineSensor(_Section):
-    type: Literal["line"]
-    port: str = Field(description="Serial port; prefer a stable /dev/serial/by-id/... path")
-    baud: int = Field(115200, ge=300, le=4_000_000)
-
-
-class ModbusSensor(_Section):
-    type: Literal["modbus"]
-    port: str
-    preset: str | None = Field(None, description="A shipped preset, e.g. xy-md02")
-    unit: int | None = Field(None, ge=1, le=247)
-    address: int | None = Field(None, ge=0, le=0xFFFF, description="Register address (0-based)")
-    scale: float | None = None
-    interval_s: float = Field(60.0, ge=1, le=86400, description="Polling interval")
-
-
-class ZigbeeSensor(_Section):
-    type: Literal["zigbee"]
-    broker: str = Field("mqtt://127.0.0.1:1883", description="The local broker Zigbee2MQTT publishes to")
-    friendly_name: str = Field(description="Zigbee2MQTT friendly name of the sensor")
-
-
-Sensor = Annotated[Union[LineSensor, ModbusSensor, ZigbeeSensor], Field(discriminator="type")]
+# One discriminated union over the sensor table: a new sensor type registered there is accepted here.
+Sensor = Annotated[Union[tuple(t.config for t in SENSORS.values())], Field(discriminator="type")]  # type: ignore[valid-type]
 
 
 class EdgeConfig(_Section):

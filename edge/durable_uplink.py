@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 from edge.courier import Courier
 from edge.outbox import Outbox
 from edge.recorder import Recorder
-from edge.uplink import DeviceIdentity, Stamper, Uplink
+from edge.uplink import DeviceIdentity, Uplink
+from isowatch.stamper import Stamper
 from isowatch.broker import BrokerUrl
 from isowatch.clock import Clock
 from isowatch.contract import DeviceMessage

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from edge.outbox import Outbox
-from edge.uplink import Stamper
+from isowatch.stamper import Stamper
 from isowatch.contract import DeviceMessage
 
 M = TypeVar("M", bound=DeviceMessage)

@@ -7,14 +7,13 @@ A real edge box never publishes directly: edge/courier.py drains the durable out
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -22,14 +21,10 @@ from pydantic import ValidationError
 
 from isowatch import __version__
 from isowatch.broker import BrokerUrl
-from isowatch.clock import Clock, SystemClock
 from isowatch.contract import DeviceMessage, GatewayAck, Status, TopicKind, encode, topic, topic_for
-from isowatch.ids import uuid7
+from isowatch.stamper import M, Stamper
 
 log = logging.getLogger(__name__)
-
-M = TypeVar("M", bound=DeviceMessage)
-
 
 class UplinkError(RuntimeError):
     pass
@@ -49,25 +44,6 @@ STATUS_SEQ = 0
 # connecting with the same broker user: the broker names connections by user and drops the older one.
 SHORT_CONNECTION_S = 10.0
 SHORT_CONNECTIONS_REPORTED = 3
-
-
-class Stamper:
-    """Fills the envelope (id, device, seq, device_time) of messages made on one device."""
-
-    def __init__(self, device: str, clock: Clock | None = None, first_seq: int = 1) -> None:
-        self.device = device
-        self.clock = clock or SystemClock()
-        self._seq = itertools.count(first_seq)
-        self._lock = threading.Lock()
-
-    def make(self, model: type[M], seq: int, *, at: datetime | None = None, **fields: Any) -> M:
-        return model(id=uuid7(), device=self.device, seq=seq, device_time=at or self.clock.now(), **fields)
-
-    def stamp(self, model: type[M], *, at: datetime | None = None, **fields: Any) -> M:
-        """Number from this object's own counter (simulators; a real device numbers in its outbox)."""
-        with self._lock:
-            seq = next(self._seq)
-        return self.make(model, seq, at=at, **fields)
 
 
 class Uplink:

@@ -12,7 +12,7 @@ import sys
 from datetime import datetime
 from typing import IO, Any, Protocol, TypeVar
 
-from edge.uplink import Stamper
+from isowatch.stamper import Stamper
 from isowatch.clock import Clock
 from isowatch.contract import ContactReading, DeviceMessage, TemperatureReading
 

@@ -26,7 +26,8 @@ from pathlib import Path
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from gateway import alerts
-from gateway.registry import DEFAULT_TIMEZONE, iso, parse_iso
+from isowatch.clock import iso, parse_iso
+from isowatch.localtime import DEFAULT_ZONE
 from gateway.store import connect
 from isowatch.clock import Clock
 
@@ -166,7 +167,7 @@ class AckLinks:
             "ack.name AS acknowledged_name, res.name AS resolved_name FROM alerts a "
             "JOIN households h ON h.household = a.household LEFT JOIN sites si ON si.site = h.site "
             "LEFT JOIN staff ack ON ack.staff = a.acknowledged_by LEFT JOIN staff res ON res.staff = a.resolved_by "
-            "WHERE a.id = ?", (DEFAULT_TIMEZONE, link["alert_id"])).fetchone()
+            "WHERE a.id = ?", (DEFAULT_ZONE, link["alert_id"])).fetchone()
         if alert is None:
             raise BadLink("this link is not valid")
         me = conn.execute("SELECT name, language FROM staff WHERE staff = ?", (link["staff"],)).fetchone()

@@ -24,7 +24,8 @@ from gateway.delivery import Deliveries, Sender, new_key
 from gateway.escalation import Page, first_page, next_page
 from gateway.messages import AlertFacts, render
 from gateway.policy import Policy
-from gateway.registry import Registry, iso, isolation_day, parse_iso
+from gateway.registry import Registry, isolation_day
+from isowatch.clock import iso, parse_iso
 from gateway.rules import SCANS, Finding, evaluate_event, evaluate_reading, flag_clock_skew, may_page_now, screen
 from gateway.store import BatchOutcome, connect
 from isowatch.clock import Clock

@@ -13,7 +13,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
-from gateway.registry import iso
+from isowatch.clock import iso
 
 log = logging.getLogger(__name__)
 

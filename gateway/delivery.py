@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 
 from gateway import alerts, notify
 from gateway.policy import Delivery
-from gateway.registry import iso, parse_iso
+from isowatch.clock import iso, parse_iso
 from isowatch.clock import Clock
 from isowatch.ids import uuid7
 

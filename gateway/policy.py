@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from isowatch.localtime import DEFAULT_ZONE
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
@@ -150,7 +151,7 @@ class Resident(_Model):
 
 
 class Policy(_Model):
-    timezone: str = Field("Asia/Shanghai", description="Sites' default timezone (isolation days, expected times)")
+    timezone: str = Field(DEFAULT_ZONE, description="Sites' default timezone (isolation days, expected times)")
     isolation_days: int = Field(14, ge=1, le=60)
     ack_link_ttl_hours: float = Field(24, gt=0, le=24 * 14)
     purge_after_days: int = Field(30, ge=0, le=3650, description="Snapshots and readings kept after isolation ends")

@@ -17,11 +17,11 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from isowatch.broker import DEVICE_ACL, GATEWAY_USER, _write_atomic, mosquitto_password_hash
-from isowatch.clock import Clock, SystemClock
-from isowatch.contract import _IDENT
+from isowatch.broker import DEVICE_ACL, GATEWAY_USER, write_atomic, mosquitto_password_hash
+from isowatch.clock import Clock, SystemClock, iso, parse_iso
+from isowatch.localtime import DEFAULT_ZONE
+from isowatch.contract import IDENT_PATTERN
 
-DEFAULT_TIMEZONE = "Asia/Shanghai"
 
 # Bounds on what an admin may enter (issue 13): beyond them dates overflow and pages fail for everyone.
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -47,18 +47,8 @@ class NotFound(RegistryError):
     pass
 
 
-def iso(value: datetime) -> str:
-    if value.utcoffset():  # most values are UTC already (the contract converts): skip the copy
-        value = value.astimezone(timezone.utc)
-    return value.isoformat().replace("+00:00", "Z")
-
-
-def parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 def _ident(value: str) -> str:
-    if not _IDENT.match(value):
+    if not IDENT_PATTERN.match(value):
         raise ValueError("must be 1-64 characters of A-Z a-z 0-9 _ - (it appears in MQTT topics)")
     return value
 
@@ -102,7 +92,7 @@ class _In(BaseModel):
 class SiteIn(_In):
     site: Ident
     name: Name = ""
-    timezone: str = Field(DEFAULT_TIMEZONE, max_length=64)
+    timezone: str = Field(DEFAULT_ZONE, max_length=64)
 
     @field_validator("timezone")
     @classmethod
@@ -295,7 +285,7 @@ class Registry:
             if not self.conn.execute("SELECT 1 FROM sites WHERE site = ?", (household.site,)).fetchone():
                 # A site named only by its households gets the default timezone; import a site row to change it.
                 self.conn.execute("INSERT INTO sites (site, name, timezone) VALUES (?, ?, ?)",
-                                  (household.site, household.site, DEFAULT_TIMEZONE))
+                                  (household.site, household.site, DEFAULT_ZONE))
             if household.team:
                 self._one("SELECT team FROM teams WHERE team = ?", (household.team,), "team")
             self.conn.execute(
@@ -317,7 +307,7 @@ class Registry:
     def _household(self, household: str) -> sqlite3.Row:
         row = self.conn.execute(
             "SELECT h.*, coalesce(s.timezone, ?) AS timezone FROM households h LEFT JOIN sites s ON s.site = h.site "
-            "WHERE h.household = ?", (DEFAULT_TIMEZONE, household),
+            "WHERE h.household = ?", (DEFAULT_ZONE, household),
         ).fetchone()
         if row is None:
             raise NotFound(f"no such household: {household}")
@@ -357,7 +347,7 @@ class Registry:
         """The period covering `at` and the site's timezone, or None: events outside it alert nobody."""
         row = self.conn.execute(
             "SELECT coalesce(s.timezone, ?) FROM households h LEFT JOIN sites s ON s.site = h.site "
-            "WHERE h.household = ?", (DEFAULT_TIMEZONE, household),
+            "WHERE h.household = ?", (DEFAULT_ZONE, household),
         ).fetchone()
         if row is None:
             return None
@@ -447,8 +437,8 @@ class Registry:
         ).fetchall()
         lines = [f"{gateway_user}:{mosquitto_password_hash(gateway_password)}\n"]
         lines += [f"{r['device']}:{r['password_hash']}\n" for r in rows if r["device"] != gateway_user]
-        _write_atomic(Path(password_file), "".join(lines), mode=0o600)
-        _write_atomic(Path(acl_file), DEVICE_ACL.format(gateway=gateway_user), mode=0o600)
+        write_atomic(Path(password_file), "".join(lines), mode=0o600)
+        write_atomic(Path(acl_file), DEVICE_ACL.format(gateway=gateway_user), mode=0o600)
         return len(rows)
 
     # -- announced visits ----------------------------------------------------------------------------

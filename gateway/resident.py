@@ -33,7 +33,8 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from gateway import alerts
 from gateway.policy import HELP_KINDS, Policy
-from gateway.registry import Registry, iso, isolation_day, parse_iso
+from gateway.registry import Registry, isolation_day
+from isowatch.clock import iso, parse_iso
 from gateway.store import connect
 from isowatch.clock import Clock
 from isowatch.ids import uuid7

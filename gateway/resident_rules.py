@@ -14,7 +14,8 @@ import sqlite3
 from datetime import datetime, timedelta
 
 from gateway.policy import AlertKind, Policy
-from gateway.registry import Registry, iso, parse_iso
+from gateway.registry import Registry
+from isowatch.clock import iso, parse_iso
 from gateway.rules import Finding
 
 CLOSE_GRACE = timedelta(seconds=30)  # the closing event's way from the edge

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from gateway.alerts import audit
 from gateway.policy import Policy
-from gateway.registry import Isolation, _isolation, isolation_ends_at, iso
+from gateway.registry import Isolation, _isolation, isolation_ends_at
+from isowatch.clock import iso
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,9 @@ from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from gateway.policy import AlertKind, Policy, Rules
-from gateway.registry import DEFAULT_TIMEZONE, Isolation, Registry, iso, isolation_active, parse_iso
+from gateway.registry import Isolation, Registry, isolation_active
+from isowatch.clock import iso, parse_iso
+from isowatch.localtime import DEFAULT_ZONE
 from gateway.resident import self_reported
 from gateway.store import BatchOutcome
 from isowatch.contract import ContactReading, DoorEvent, TamperEvent, TemperatureReading
@@ -302,7 +304,7 @@ def _isolated(conn: sqlite3.Connection, households: Iterable[str], now: datetime
         "FROM households h LEFT JOIN sites s ON s.site = h.site JOIN isolation_periods p ON p.household = h.household "
         "WHERE h.household IN (SELECT value FROM json_each(?)) "
         "AND EXISTS (SELECT 1 FROM isolation_periods o WHERE o.household = h.household AND o.ended_at IS NULL) "
-        "ORDER BY h.household, p.start_date, p.id", (DEFAULT_TIMEZONE, json.dumps(wanted)),
+        "ORDER BY h.household, p.start_date, p.id", (DEFAULT_ZONE, json.dumps(wanted)),
     ).fetchall()
     out: dict[str, _Isolated] = {}
     for household, site, tz, period_id, start_date, days, ended_at in rows:
@@ -371,8 +373,8 @@ def scan_offline(conn: sqlite3.Connection, registry: Registry, policy: Policy, n
 
 def _zones(conn: sqlite3.Connection) -> dict[str, list[str]]:
     """Site timezones and their sites; households of a site without a row are in the default timezone."""
-    zones: dict[str, list[str]] = {DEFAULT_TIMEZONE: []}
-    for site, tz in conn.execute("SELECT site, coalesce(timezone, ?) FROM sites ORDER BY site", (DEFAULT_TIMEZONE,)):
+    zones: dict[str, list[str]] = {DEFAULT_ZONE: []}
+    for site, tz in conn.execute("SELECT site, coalesce(timezone, ?) FROM sites ORDER BY site", (DEFAULT_ZONE,)):
         zones.setdefault(tz, []).append(site)
     return zones
 
@@ -381,7 +383,7 @@ def _in_zone(zones: dict[str, list[str]], tz: str) -> tuple[str, str]:
     """SQL condition on households `h` whose site is in `tz`, and its `:sites` parameter."""
     if len(zones) == 1:
         return "1", "[]"
-    if tz == DEFAULT_TIMEZONE:
+    if tz == DEFAULT_ZONE:
         others = [site for zone, sites in zones.items() if zone != tz for site in sites]
         return "(h.site IS NULL OR h.site NOT IN (SELECT value FROM json_each(:sites)))", json.dumps(others)
     return "h.site IN (SELECT value FROM json_each(:sites))", json.dumps(zones[tz])

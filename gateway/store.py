@@ -18,7 +18,7 @@ from sqlite_utils import Database
 
 from gateway.integrity import DatabaseDamaged, in_use, remedy
 from gateway.migrations import migrate
-from gateway.registry import iso
+from isowatch.clock import iso
 from isowatch.contract import (
     MAX_JSON_BYTES,
     ContactReading,

@@ -31,7 +31,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from gateway.registry import iso
+from isowatch.clock import iso
 from gateway.store import (
     JPEG_MAGIC,
     SNAPSHOT_QUOTA_BYTES,

@@ -107,14 +107,14 @@ def mosquitto_password_hash(password: str, salt: bytes | None = None, iterations
 def write_password_file(path: Path, users: dict[str, str]) -> None:
     """Write `user:hash` lines atomically; Mosquitto rereads the file on SIGHUP."""
     lines = [f"{name}:{mosquitto_password_hash(pw)}\n" for name, pw in sorted(users.items())]
-    _write_atomic(path, "".join(lines), mode=0o600)
+    write_atomic(path, "".join(lines), mode=0o600)
 
 
 def write_acl_file(path: Path, full_access: Iterable[str] = (GATEWAY_USER,)) -> None:
-    _write_atomic(path, acl_text(full_access), mode=0o600)
+    write_atomic(path, acl_text(full_access), mode=0o600)
 
 
-def _write_atomic(path: Path, text: str, mode: int) -> None:
+def write_atomic(path: Path, text: str, mode: int) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
     os.chmod(tmp, mode)

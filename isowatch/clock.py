@@ -48,5 +48,12 @@ class ManualClock:
             self._mono += seconds
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+def iso(value: datetime) -> str:
+    """The stored form of a time: UTC, ISO 8601 with a Z (sorts as text, which the indexes rely on)."""
+    if value.utcoffset():  # most values are UTC already (the contract converts): skip the copy
+        value = value.astimezone(timezone.utc)
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -31,7 +31,7 @@ TOPIC_ROOT = "isowatch/v1"
 MAX_JSON_BYTES = 64 * 1024
 MAX_SNAPSHOT_BYTES = 2 * 1024 * 1024
 
-_IDENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+IDENT_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # A UUIDv7 in canonical form: version 7, RFC 4122 variant; either case, stored lower-case.
 _UUID7 = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$")
 
@@ -70,7 +70,7 @@ def _to_utc(value: datetime) -> datetime:
 
 
 # Checked inside pydantic-core: Python validators here cost the gateway ~14 us per message (issue 8).
-Ident = Annotated[str, StringConstraints(pattern=_IDENT.pattern)]
+Ident = Annotated[str, StringConstraints(pattern=IDENT_PATTERN.pattern)]
 EventId = Annotated[str, StringConstraints(to_lower=True, pattern=_UUID7.pattern)]
 UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
@@ -97,7 +97,7 @@ class Topic:
             raise ContractError("topic", f"not under {TOPIC_ROOT}/site/household/device/kind")
         site, household, device, kind_text = parts[2:6]
         for name, value in (("site", site), ("household", household), ("device", device)):
-            if not _IDENT.fullmatch(value):
+            if not IDENT_PATTERN.fullmatch(value):
                 raise ContractError("topic", f"bad {name} segment")
         try:
             kind = TopicKind(kind_text)

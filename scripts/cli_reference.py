@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from click.testing import CliRunner
 
-from isowatch.cli import cli
+from isowatch_app.cli import cli
 
 HEADER = """# Command reference
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 def run_demo(*args: str) -> dict:
     result = subprocess.run(
-        [sys.executable, "-m", "isowatch.cli", "demo", "--households", "3", "--port", "0", *args],
+        [sys.executable, "-m", "isowatch_app.cli", "demo", "--households", "3", "--port", "0", *args],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -59,7 +59,7 @@ def log_in(base: str, username: str, password: str) -> httpx.Client:
 def test_a_newcomer_logs_in_with_the_printed_demo_logins(tmp_path):
     """The README's promise: the demo prints its database and logins, and the admin login reaches the board."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "isowatch.cli", "demo", "--households", "2", "--port", "0", "--for", "60",
+        [sys.executable, "-m", "isowatch_app.cli", "demo", "--households", "2", "--port", "0", "--for", "60",
          "--broker", "mosquitto"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, "")), daemon=True)

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from isowatch import contract
-from isowatch.cli import cli
+from isowatch_app.cli import cli
 from tests.conftest import REPO_ROOT
 
 PROTOCOL = (REPO_ROOT / "docs" / "protocol.md").read_text()
@@ -81,7 +81,8 @@ def test_protocol_schema_command_prints_json_schema():
 
 
 def test_every_edge_config_key_is_documented():
-    from edge.config import CaptureSection, DeviceSection, HeartbeatSection, LineSensor, ModbusSensor, OutboxSection, UplinkSection, ZigbeeSensor
+    from edge.config import CaptureSection, DeviceSection, HeartbeatSection, OutboxSection, UplinkSection
+    from firmware_bridge.sensors import LineSensor, ModbusSensor, ZigbeeSensor
 
     doc = (REPO_ROOT / "docs" / "edge-agent.md").read_text()
     sections = [DeviceSection, UplinkSection, OutboxSection, CaptureSection, HeartbeatSection, LineSensor,

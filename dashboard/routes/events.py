@@ -32,7 +32,7 @@ from dashboard.deps import (
 )
 from dashboard.event_log import ALERT_KINDS, LogFilter, LogPage
 from gateway.alerts import VERDICTS, audit
-from gateway.registry import iso
+from isowatch.clock import iso
 from isowatch.clock import Clock
 from isowatch.localtime import BadTime, parse_picked, picker_value
 

@@ -33,7 +33,7 @@ from dashboard.i18n import translator
 from dashboard.routes.resident import Desk as ResidentDeskDep, link_for
 from gateway.alerts import audit
 from gateway.policy import Rules, load_policy
-from gateway.registry import parse_iso
+from isowatch.clock import parse_iso
 from isowatch.localtime import label
 
 router = protected_router(tags=["households"])

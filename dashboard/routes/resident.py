@@ -23,7 +23,8 @@ from dashboard.deps import CurrentUser, HouseholdRow, Scope, protected_router, t
 from dashboard.i18n import language_of
 from dashboard.resident_text import page_translator
 from gateway.policy import HELP_KINDS
-from gateway.registry import DEFAULT_TIMEZONE, iso, parse_iso
+from isowatch.clock import iso, parse_iso
+from isowatch.localtime import DEFAULT_ZONE
 from gateway.resident import REASONS, BadForm, LinkNotFound, Refused, ResidentDesk, ResidentView
 
 router = APIRouter(tags=["resident"])
@@ -192,7 +193,7 @@ def announced_now(db: sqlite3.Connection, scope: Scope, now: datetime) -> list[d
         "a.verdict, v.approval_alert FROM visits v JOIN households h ON h.household = v.household "
         "LEFT JOIN sites s ON s.site = h.site LEFT JOIN alerts a ON a.id = v.approval_alert "
         f"WHERE v.source = 'resident' AND v.ends_at >= ? AND {where} ORDER BY v.starts_at DESC LIMIT 50",  # noqa: S608
-        [DEFAULT_TIMEZONE, iso(now - timedelta(hours=1)), *params]).fetchall()
+        [DEFAULT_ZONE, iso(now - timedelta(hours=1)), *params]).fetchall()
     return [{"household": r["household"], "place": " ".join(p for p in (r["address"], r["unit"]) if p),
              "reason": r["reason"], "from": _local(parse_iso(r["starts_at"]), r["tz"]),
              "to": _local(parse_iso(r["ends_at"]), r["tz"]), "now": parse_iso(r["ends_at"]) >= now,

@@ -91,7 +91,7 @@ def test_check_config_lists_every_problem(tmp_path):
     text = str(info.value)
     for where in ("device.site", "device.id", "uplink", "outbox.max_rows"):
         assert where in text
-    result = subprocess.run([sys.executable, "-m", "isowatch.cli", "edge", "check-config", "--config", str(bad)],
+    result = subprocess.run([sys.executable, "-m", "isowatch_app.cli", "edge", "check-config", "--config", str(bad)],
                             capture_output=True, text=True)
     assert result.returncode == 1 and "device.id" in result.stderr
 
@@ -105,7 +105,7 @@ def test_edge_sigkilled_while_publishing_loses_nothing_and_duplicates_nothing(mo
         seq for lo, hi in summary.acked.get("cam-1", ()) for seq in range(lo, hi + 1) if seq != STATUS_SEQ))
     config_path = write_edge_config(tmp_path / "edge.toml", mosquitto.add_user("cam-1"), clip, labels["roi"],
                                     loop=True, heartbeat_s=1, resend_after_s=2)
-    command = [sys.executable, "-m", "isowatch.cli", "edge", "run", "--config", str(config_path)]
+    command = [sys.executable, "-m", "isowatch_app.cli", "edge", "run", "--config", str(config_path)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     edge = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edge.outbox import Outbox
-from edge.uplink import Stamper
+from isowatch.stamper import Stamper
 from isowatch.contract import DoorEvent, Heartbeat, TemperatureReading
 
 

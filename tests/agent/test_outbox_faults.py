@@ -21,7 +21,8 @@ from edge.agent import EdgeAgent
 from edge.config import DeviceSection, EdgeConfig, HeartbeatSection, OutboxSection, UplinkSection
 from edge.outbox import Outbox
 from edge.seq_mark import LEASE
-from edge.uplink import STATUS_SEQ, Stamper
+from edge.uplink import STATUS_SEQ
+from isowatch.stamper import Stamper
 from gateway.service import GatewayService
 from isowatch.contract import DoorEvent, TemperatureReading
 from tests.support import query, wait_until

@@ -17,7 +17,7 @@ from firmware_bridge import line_protocol as lp
 from firmware_bridge.modbus_simulator import SimulatedModbusModule
 from firmware_bridge.simulator import SimulatedFirmware
 from firmware_bridge.virtual_port import NullModem, VirtualPort
-from isowatch.cli import cli
+from isowatch_app.cli import cli
 from isowatch.contract import ContactReading, TemperatureReading, TopicKind, decode, subscription, topic_for
 
 WAIT = 20.0

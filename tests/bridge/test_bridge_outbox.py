@@ -30,7 +30,7 @@ DEVICE = "bridge-1"
 
 def start_bridge(port: Path, device_url, cwd: Path) -> subprocess.Popen:
     """The bridge as systemd runs it: its own process, its working directory holding the default outbox."""
-    args = [sys.executable, "-m", "isowatch.cli", "bridge", "run", "--port", str(port), "--broker", str(device_url),
+    args = [sys.executable, "-m", "isowatch_app.cli", "bridge", "run", "--port", str(port), "--broker", str(device_url),
             "--site", "site-a", "--household", "hh-1", "--device", DEVICE]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -16,7 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
 from edge.uplink import DeviceIdentity, Uplink
-from edge.zigbee import Zigbee2MqttInput, ZigbeeSensor, availability_from_payload, sensor_id, values_from_state
+from firmware_bridge.zigbee import Zigbee2MqttInput, ZigbeeSensor, availability_from_payload, sensor_id, values_from_state
 from firmware_bridge.readings import MemorySink
 from isowatch.broker import DEVICE_ACL, GATEWAY_USER, BrokerUrl, MosquittoBroker
 from isowatch.clock import ManualClock
@@ -245,7 +245,7 @@ def test_zigbee2mqtt_payloads_through_mosquitto_become_readings_on_the_uplink(lo
 
 
 def test_run_zigbee_sensor_worker_forwards_until_stopped(local_broker: MosquittoBroker) -> None:
-    from edge.zigbee import run_zigbee_sensor
+    from firmware_bridge.zigbee import run_zigbee_sensor
 
     sink = MemorySink("edge-w")
     stop = threading.Event()
@@ -270,7 +270,7 @@ def test_run_zigbee_sensor_worker_forwards_until_stopped(local_broker: Mosquitto
 
 
 def test_start_fails_with_a_named_error_when_the_broker_refuses(mosquitto: MosquittoBroker) -> None:
-    from edge.zigbee import ZigbeeError
+    from firmware_bridge.zigbee import ZigbeeError
 
     bad = BrokerUrl("127.0.0.1", mosquitto.port, "nobody", "wrong")
     with pytest.raises(ZigbeeError):

@@ -18,7 +18,7 @@ import pytest
 
 from edge.uplink import DeviceIdentity, Uplink
 from gateway.inbox import LocalInbox
-from gateway.service import GatewayService
+from isowatch_app.site import SiteService
 from isowatch.contract import DoorEvent
 from tests.conftest import REPO_ROOT
 from tests.dashboard.world import PASSWORD, seed
@@ -57,7 +57,7 @@ def gateway(tmp_path, mosquitto):
         password = registry.register_device("cam-7101", "hh-7-101", by="test")
         registry.conn.close()
         # Silence scans (missed readings, offline devices) stay out of the way: this test is about one door.
-        service = GatewayService(seeded.db_path, mosquitto.url(), http_port=0,
+        service = SiteService(seeded.db_path, mosquitto.url(), http_port=0,
                                  worker_options={"scan_every_s": 3600.0})
         service.start()
         uplink = Uplink(mosquitto.add_user("cam-7101", password), DeviceIdentity("site-a", "hh-7-101", "cam-7101"))

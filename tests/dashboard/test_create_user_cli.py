@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from dashboard.app import create_app
-from isowatch.cli import cli
+from isowatch_app.cli import cli
 from tests.conftest import REPO_ROOT
 
 REGISTRY = REPO_ROOT / "tests" / "fixtures" / "registry.csv"

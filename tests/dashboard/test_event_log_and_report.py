@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from dashboard import event_log, response_report
 from dashboard.deps import Scope
 from dashboard.event_log import LogFilter
-from gateway.registry import iso
+from isowatch.clock import iso
 from gateway.store import open_database
 
 ALL = Scope(None, None)

@@ -15,7 +15,6 @@ import shutil
 import sqlite3
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient

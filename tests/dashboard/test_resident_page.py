@@ -116,7 +116,7 @@ def test_the_household_page_issues_and_revokes_the_link_for_its_team_only(world)
 
 def test_the_qr_code_for_the_notice_reads_back_as_the_link(seeded, tmp_path):
     cv2 = pytest.importorskip("cv2")
-    from isowatch.cli import cli
+    from isowatch_app.cli import cli
 
     qr = tmp_path / "notice.png"
     result = CliRunner().invoke(cli, ["admin", "resident-link", "hh-3-502", "--db", str(seeded.db_path),

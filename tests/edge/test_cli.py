@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from edge.camera_config import CameraConfig
 from edge.camera_toml import CameraConfigError, load_camera_config, replace_section, save_camera_config, toml_value
 from edge.scenes import generate_clip
-from isowatch.cli import cli
+from isowatch_app.cli import cli
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from edge.door_teach import TaughtDoor, TeachRefused, teach_door
 from edge.replay import video_frames
 from edge.scenes import Variant, generate_clip
-from isowatch.cli import cli
+from isowatch_app.cli import cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.accuracy import replay_live  # noqa: E402

@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 
 from gateway.ack_links import BadForm, BadLink, LinkExpired
-from gateway.escalation import first_page
 from gateway.policy import AlertKind, load_policy
 from gateway.registry import HouseholdIn, VisitIn
 from gateway.rules import Finding, evaluate_event, evaluate_reading, screen

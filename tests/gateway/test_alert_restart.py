@@ -15,7 +15,7 @@ import yaml
 
 from edge.uplink import DeviceIdentity, Uplink
 from gateway.policy import DEFAULT_POLICY
-from gateway.registry import parse_iso
+from isowatch.clock import parse_iso
 from isowatch.broker import free_port
 from isowatch.contract import DoorEvent
 from tests.fixtures.world import World
@@ -77,7 +77,7 @@ def fast_policy(path, wait_minutes: float) -> None:
 
 def start_gateway(broker_url: str, db, policy, port: int) -> subprocess.Popen:
     process = subprocess.Popen(
-        [sys.executable, "-m", "isowatch.cli", "gateway", "run", "--broker", broker_url, "--db", str(db),
+        [sys.executable, "-m", "isowatch_app.cli", "gateway", "run", "--broker", broker_url, "--db", str(db),
          "--policy", str(policy), "--http-port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

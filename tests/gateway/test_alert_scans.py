@@ -128,7 +128,7 @@ def _text(at: datetime) -> str:
 def fleet_db(tmp_path):
     """5,000 isolated households from `register_fleet`, on day 5, each device heard from 10 s ago and each
     household with its 09:00 body temperature; the tests plant the silences."""
-    from isowatch.simulate import Fleet, register_fleet
+    from isowatch_app.simulate import Fleet, register_fleet
 
     fleet = Fleet(5000, sites=3)
     db = tmp_path / "gw.db"

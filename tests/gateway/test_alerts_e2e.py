@@ -27,6 +27,7 @@ from gateway.inbox import LocalInbox
 from gateway.registry import Registry
 from gateway.registry_import import apply, parse_yaml
 from gateway.service import GatewayService
+from isowatch_app.site import SiteService
 from isowatch.contract import DoorEvent
 from tests.fixtures.world import registry_yaml
 from tests.support import query, scalar, wait_until
@@ -43,9 +44,9 @@ def seed_registry(db_path, inbox: LocalInbox, start_date=None) -> Registry:
     return registry
 
 
-def started_gateway_and_camera(mosquitto, db, inbox: LocalInbox) -> tuple[GatewayService, Uplink]:
+def started_gateway_and_camera(mosquitto, db, inbox: LocalInbox) -> tuple[SiteService, Uplink]:
     """The gateway (dashboard on) with the seeded registry, and household hh-3-502's registered camera."""
-    service = GatewayService(db, mosquitto.url(), http_port=0)
+    service = SiteService(db, mosquitto.url(), http_port=0)
     registry = seed_registry(db, inbox)
     password = registry.register_device("cam-3502", "hh-3-502", by="test")
     service.start()
@@ -205,7 +206,7 @@ def test_a_store_process_that_dies_is_started_again_and_stores_what_arrived_mean
 
 
 def test_the_gateways_child_processes_leave_when_the_gateway_process_is_killed(mosquitto, tmp_path):
-    gateway = subprocess.Popen([sys.executable, "-m", "isowatch.cli", "gateway", "run", "--broker",
+    gateway = subprocess.Popen([sys.executable, "-m", "isowatch_app.cli", "gateway", "run", "--broker",
                                 str(mosquitto.url()), "--db", str(tmp_path / "gw.db")],
                                stderr=subprocess.PIPE, text=True)
     try:

@@ -43,7 +43,7 @@ os._exit(0)
 def gateway_start(db: Path) -> subprocess.CompletedProcess:
     """The real `isowatch gateway run`, against a broker that is not there: it must stop at the check."""
     return subprocess.run(
-        [sys.executable, "-m", "isowatch.cli", "gateway", "run", "--broker", "mqtt://127.0.0.1:9", "--db", str(db)],
+        [sys.executable, "-m", "isowatch_app.cli", "gateway", "run", "--broker", "mqtt://127.0.0.1:9", "--db", str(db)],
         capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
@@ -94,7 +94,7 @@ def test_backup_is_verified_and_restores(tmp_path):
     db = tmp_path / "gw.db"
     crashed_gateway_database(db)
     backup_dir = tmp_path / "backups"
-    cli = [sys.executable, "-m", "isowatch.cli", "gateway"]
+    cli = [sys.executable, "-m", "isowatch_app.cli", "gateway"]
     made = subprocess.run([*cli, "backup", "--db", str(db), "--backup-dir", str(backup_dir), "--keep", "2"],
                           capture_output=True, text=True, check=True)
     assert "verified" in made.stdout
@@ -239,7 +239,7 @@ def test_any_first_opener_refuses_a_damaged_log(tmp_path):
 def test_check_command_says_ok_or_what_is_damaged(tmp_path):
     db = tmp_path / "gw.db"
     crashed_gateway_database(db)
-    check = [sys.executable, "-m", "isowatch.cli", "gateway", "check", "--db", str(db)]
+    check = [sys.executable, "-m", "isowatch_app.cli", "gateway", "check", "--db", str(db)]
     done = subprocess.run([*check, "--full"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok")
     os.truncate(f"{db}-wal", 32 + (4096 + 24) * 40 + 100)

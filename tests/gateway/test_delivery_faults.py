@@ -28,7 +28,7 @@ from dashboard import accounts
 from edge.uplink import DeviceIdentity, Uplink
 from gateway.inbox import LocalInbox
 from gateway.policy import DEFAULT_POLICY
-from gateway.registry import parse_iso
+from isowatch.clock import parse_iso
 from gateway.store import Store
 from isowatch.broker import free_port
 from isowatch.contract import DoorEvent, TamperEvent
@@ -55,7 +55,7 @@ class Gateway:
     """`isowatch gateway run` as a child process, its log in a file the test reads."""
 
     def __init__(self, broker_url: str, db: Path, policy: Path, log: Path) -> None:
-        self.args = [sys.executable, "-m", "isowatch.cli", "gateway", "run", "--broker", broker_url, "--db", str(db),
+        self.args = [sys.executable, "-m", "isowatch_app.cli", "gateway", "run", "--broker", broker_url, "--db", str(db),
                      "--policy", str(policy), "--http-port", str(free_port())]
         self.http = f"http://127.0.0.1:{self.args[-1]}"
         self.log = log

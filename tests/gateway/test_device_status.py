@@ -19,7 +19,7 @@ import pytest
 
 from dashboard.household_view import device_online
 from gateway.policy import load_policy
-from gateway.registry import iso
+from isowatch.clock import iso
 from gateway.service import GatewayService
 from tests.support import query, wait_until
 
@@ -47,7 +47,7 @@ path = "outbox.db"
 [heartbeat]
 interval_s = 5
 """)
-    return [sys.executable, "-m", "isowatch.cli", "edge", "run", "--config", str(path)]
+    return [sys.executable, "-m", "isowatch_app.cli", "edge", "run", "--config", str(path)]
 
 
 def test_a_sigkilled_edge_agent_shows_offline_within_offline_after_s(mosquitto, tmp_path):

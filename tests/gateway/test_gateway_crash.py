@@ -22,7 +22,7 @@ TOTAL = 2000
 
 def start_gateway(broker_url: str, db_path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "isowatch.cli", "gateway", "run", "--broker", broker_url, "--db", str(db_path)],
+        [sys.executable, "-m", "isowatch_app.cli", "gateway", "run", "--broker", broker_url, "--db", str(db_path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

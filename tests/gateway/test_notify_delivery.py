@@ -17,7 +17,8 @@ from gateway import alerts
 from gateway.inbox import LocalInbox
 from gateway.notify import RateLimiter, TokenBucket, after_failure, redact, send, service_key
 from gateway.policy import load_policy
-from gateway.registry import StaffIn, parse_iso
+from gateway.registry import StaffIn
+from isowatch.clock import parse_iso
 from isowatch.broker import free_port
 from isowatch.clock import ManualClock
 from tests.fixtures.world import World

@@ -18,7 +18,7 @@ from gateway.registry import IsolationIn, Registry, RegistryError, isolation_day
 from gateway.registry_import import ImportProblem, apply, parse_csv, parse_file, parse_yaml
 from gateway.retention import purge
 from gateway.store import open_database
-from isowatch.cli import cli
+from isowatch_app.cli import cli
 from isowatch.clock import ManualClock
 from tests.fixtures.world import FIXTURES
 

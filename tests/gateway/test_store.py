@@ -8,7 +8,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 from gateway.migrations import MIGRATIONS, migrate
-from gateway.registry import iso
+from isowatch.clock import iso
 from gateway.store import Accepted, Rejected, SnapshotUpload, Store, WriteTurn, connect
 from gateway.store_process import WalCheckpointer, classify, seq_ranges
 from isowatch.contract import DoorEvent, Heartbeat, Status, TemperatureReading, Topic, encode, topic_for

@@ -12,14 +12,14 @@ import time
 
 import pytest
 
-from isowatch.simulate import Fleet, WirePublisher
+from isowatch_app.simulate import Fleet, WirePublisher
 from tests.support import wait_until
 
 SHARDS = {"east": ("site-0", "site-1"), "west": ("site-2", "site-3")}
 
 
 def start_gateway(broker_url: str, db, sites: tuple[str, ...], client_id: str) -> subprocess.Popen:
-    args = [sys.executable, "-m", "isowatch.cli", "gateway", "run", "--broker", broker_url, "--db", str(db),
+    args = [sys.executable, "-m", "isowatch_app.cli", "gateway", "run", "--broker", broker_url, "--db", str(db),
             "--client-id", client_id]
     for site in sites:
         args += ["--site", site]

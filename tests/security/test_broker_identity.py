@@ -16,6 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.uplink import DeviceIdentity, Uplink
 from gateway.service import GatewayService
+from isowatch_app.site import SiteService
 from isowatch.broker import BrokerUrl
 from isowatch.contract import TemperatureReading
 from tests.support import scalar, wait_until
@@ -142,7 +143,7 @@ def test_the_dashboards_config_push_goes_over_the_gateways_own_connection(mosqui
     from dashboard.routes.devices import config_pusher
     from isowatch.contract import DeviceConfig
 
-    service = GatewayService(tmp_path / "gw.db", mosquitto.url(), alerts=False, http_port=0).start()
+    service = SiteService(tmp_path / "gw.db", mosquitto.url(), alerts=False, http_port=0).start()
     gateway_disconnects = count_disconnects(service.ingest.client)
     configs: list[bytes] = []
     device = Uplink(mosquitto.add_user("cam-cfg"), DeviceIdentity(SITE, "hh-1", "cam-cfg"),

@@ -14,7 +14,8 @@ import pytest
 
 from dashboard.deps import Scope
 from dashboard.household_view import summaries
-from edge.uplink import DeviceIdentity, Stamper, Uplink
+from edge.uplink import DeviceIdentity, Uplink
+from isowatch.stamper import Stamper
 from gateway import alerts
 from gateway.inbox import LocalInbox
 from gateway.policy import Policy, load_policy

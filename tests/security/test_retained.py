@@ -17,7 +17,7 @@ from isowatch.broker import BrokerUrl
 from isowatch.contract import TopicKind, topic
 from isowatch.ids import uuid7
 from tests.security.conftest import JPEG, reading_fields
-from tests.support import query, scalar, wait_until
+from tests.support import scalar, wait_until
 
 pytestmark = pytest.mark.broker
 

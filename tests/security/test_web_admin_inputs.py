@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from dashboard.app import create_app
 from dashboard.routes.registry_api import RegistryDesk
-from isowatch.cli import cli
+from isowatch_app.cli import cli
 from isowatch.clock import SystemClock
 from tests.dashboard.conftest import seeded, seeded_template  # noqa: F401 - fixtures
 from tests.dashboard.world import login

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from dashboard import accounts
 from dashboard.app import create_app
 from dashboard.password_policy import WeakPassword, check_password, common_passwords
-from isowatch.cli import cli
+from isowatch_app.cli import cli
 from isowatch.clock import SystemClock
 from tests.dashboard.conftest import seeded, seeded_template  # noqa: F401 - fixtures
 from tests.dashboard.world import login

@@ -11,7 +11,7 @@ import click
 from gateway import integrity
 from gateway.integrity import BackupFailed, DatabaseDamaged, DiskFull
 from gateway.policy import PolicyError
-from gateway.service import GatewayService
+from isowatch_app.site import SiteService
 from isowatch.broker import BrokerError, BrokerUrl
 
 
@@ -60,7 +60,7 @@ def run(broker_url: str, db_path: Path, sites: tuple[str, ...], client_id: str |
     if backup_every_h and backup_dir is None:
         backup_dir = integrity.default_backup_dir(db_path)
     try:
-        service = GatewayService(db_path, broker, sites=sites or ("+",),
+        service = SiteService(db_path, broker, sites=sites or ("+",),
                                  client_id=client_id or broker.username or "isowatch-gateway",
                                  http_host=http_host, http_port=http_port, policy=policy_path,
                                  public_url=public_url, admin_token=admin_token,

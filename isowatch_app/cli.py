@@ -17,15 +17,15 @@ from isowatch.contract import json_schema_text
 
 # name -> "module:attribute" of a click command; each package owns its own commands.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("isowatch.demo:demo", "Run broker, gateway, dashboard and simulated households."),
-    "gateway": ("gateway.cli:gateway", "Run the gateway: MQTT ingest into SQLite."),
-    "admin": ("gateway.admin_cli:admin", "Registry chores: import households, staff, teams; devices; policy."),
+    "demo": ("isowatch_app.demo:demo", "Run broker, gateway, dashboard and simulated households."),
+    "gateway": ("isowatch_app.gateway_cli:gateway", "Run the gateway: MQTT ingest into SQLite."),
+    "admin": ("isowatch_app.admin_cli:admin", "Registry chores: import households, staff, teams; devices; policy."),
     "edge": ("edge.agent_cli:edge", "Run the edge agent of one household's box, or check its config."),
     "detect": ("edge.cli:detect", "Replay door-camera footage through the detector."),
     "calibrate": ("edge.cli:calibrate", "Save a reference frame and the door ROI to the edge config."),
     "check-door": ("edge.cli:check_door", "Field check of a new door: its openings and a contact sheet."),
-    "simulate": ("isowatch.simulate:simulate", "Drive a broker with a simulated fleet of households (bench/test)."),
-    "bridge": ("firmware_bridge.cli:bridge", "Serial and Modbus sensors: read once or stream to the uplink."),
+    "simulate": ("isowatch_app.simulate:simulate", "Drive a broker with a simulated fleet of households (bench/test)."),
+    "bridge": ("edge.sensor_cli:bridge", "Serial and Modbus sensors: read once or stream to the uplink."),
 }
 
 

@@ -17,10 +17,12 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from gateway.inbox import LocalInbox
-from gateway.registry import DEFAULT_TIMEZONE, HouseholdIn, IsolationIn, Registry, SiteIn, StaffIn, TeamIn
+from gateway.registry import HouseholdIn, IsolationIn, Registry, SiteIn, StaffIn, TeamIn
+from isowatch.localtime import DEFAULT_ZONE
 from gateway.service import GatewayService
+from isowatch_app.site import SiteService
 from isowatch.broker import MosquittoBroker, start_embedded_broker
-from isowatch.demo_household import DemoHousehold
+from isowatch_app.demo_household import DemoHousehold
 
 DEMO_SITE = "demo-street"
 PASSWORD_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/l/I to misread
@@ -48,7 +50,7 @@ def seed_registry(db_path: Path, households: int, inbox: LocalInbox) -> Registry
         registry.upsert_staff(StaffIn(staff=ident, name=name, role=role, language=language,
                                       contacts=[inbox.url(ident)], phone=f"+86 138 0000 000{n}"))
     registry.upsert_team(TeamIn(team="demo-team", name="Demo team", **{r: s[0] for r, s in staff.items()}))
-    started = (datetime.now(ZoneInfo(DEFAULT_TIMEZONE)) - timedelta(days=3)).date()
+    started = (datetime.now(ZoneInfo(DEFAULT_ZONE)) - timedelta(days=3)).date()
     for n in range(1, households + 1):
         household = f"hh-{n:04d}"
         registry.upsert_household(HouseholdIn(household=household, site=DEMO_SITE, address=f"Demo Rd {n}",
@@ -111,7 +113,7 @@ def demo(households: int, run_for: float | None, port: int, data_dir: Path | Non
             raise click.ClickException(f"could not start a broker: {exc}") from None
         kind = "mosquitto" if isinstance(broker, MosquittoBroker) else "amqtt (demo only)"
         click.echo(f"broker: {kind} on 127.0.0.1:{broker.port}", err=True)
-        service = GatewayService(root / "isowatch.db", broker.url(), http_port=port, http_host="127.0.0.1")
+        service = SiteService(root / "isowatch.db", broker.url(), http_port=port, http_host="127.0.0.1")
         # Staff phones are a local receiver here: every notification Apprise delivers lands in it.
         inbox = LocalInbox().start()
         registry = seed_registry(root / "isowatch.db", households, inbox)
