@@ -107,56 +107,52 @@ def register_fleet(db_path: Path | str, fleet: Fleet, *, isolated: bool = True, 
                    contacts: tuple[str, ...] = ("json://127.0.0.1:9/",)) -> None:
     """Put the fleet's households, teams, isolation periods and devices in a (migrated) gateway database.
 
-    Bulk inserts (executemany) rather than one Registry call per household: 50,000 registrations one by
-    one, each with its own transaction and audit row, take minutes. Staff contacts default to a dead
-    address; a benchmark that measures paging gives its own `contacts` (team t uses contacts[t % len]). Each isolated household also gets
-    the body temperature that was due at the last reading time, as a fleet that has been running would
-    have: otherwise the missed-reading scan pages every household at once.
+    Through the registry's bulk path (one Registry call per household, each with its own transaction
+    and audit row, takes minutes for 50,000). Staff contacts default to a dead address; a benchmark
+    that measures paging gives its own `contacts` (team t uses contacts[t % len]). Each isolated
+    household also gets the body temperature that was due at the last reading time, as a fleet that has
+    been running would have: otherwise the missed-reading scan pages every household at once.
     """
     from gateway.policy import load_policy  # the gateway's extra, not needed to publish
-    from gateway.registry import Registry, StaffIn, TeamIn
+    from gateway.registry import HouseholdIn, Registry, StaffIn, TeamIn
     from gateway.rules import reading_deadline
-    from gateway.store import open_database
+    from gateway.store import Accepted, Store
+    from isowatch.contract import TemperatureReading, Topic, TopicKind
+    from isowatch.localtime import DEFAULT_ZONE
 
-    open_database(db_path).close()
+    store = Store(db_path)  # migrates a new database
     conn = sqlite3.connect(str(db_path), timeout=30)
     registry = Registry(conn)
     for t in range(teams):
         members = {}
         for role in ("leader", "medical", "police", "social"):
             ident = f"{fleet.prefix}{role}-{t}"
-            registry.upsert_staff(StaffIn(staff=ident, name=ident, role=role, language="en", contacts=[contacts[t % len(contacts)]]))
+            registry.upsert_staff(StaffIn(staff=ident, name=ident, role=role, language="en",
+                                          contacts=[contacts[t % len(contacts)]]))
             members[role] = ident
         registry.upsert_team(TeamIn(team=f"{fleet.prefix}team-{t}", **members))
-    now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-    start = (date.today() - timedelta(days=2)).isoformat()
     n_all = range(fleet.households)
-    with conn:
-        conn.executemany("INSERT OR IGNORE INTO sites (site, name, timezone) VALUES (?, ?, 'Asia/Shanghai')",
-                         [(fleet.site(s), fleet.site(s)) for s in range(fleet.sites)])
-        conn.executemany(
-            "INSERT OR REPLACE INTO households (household, site, address, unit, residents, elderly_alone, disabled, "
-            "language, team, created_at) VALUES (?, ?, '', '', 1, 0, 0, 'en', ?, ?)",
-            ((fleet.household(n), fleet.site(n), f"{fleet.prefix}team-{n % teams}", now) for n in n_all))
-        if isolated:
-            conn.executemany(
-                "INSERT INTO isolation_periods (household, start_date, days, created_by, created_at) "
-                "VALUES (?, ?, 14, 'simulate', ?)", ((fleet.household(n), start, now) for n in n_all))
-            rules = load_policy(None).rules
-            slot = reading_deadline(datetime.now(timezone.utc), rules.readings_expected_at,
-                                    rules.reading_grace_minutes, "Asia/Shanghai")
-            if slot is not None:
-                taken = slot[1].isoformat().replace("+00:00", "Z")
-                conn.executemany(
-                    "INSERT INTO readings (id, site, household, device, seq, type, device_time, received_at, celsius, "
-                    "subject, method, plausible, payload) VALUES (?, ?, ?, ?, 0, 'temperature', ?, ?, 36.6, 'body', "
-                    "'axillary', 1, '{}')",
-                    ((uuid7(), fleet.site(n), fleet.household(n), fleet.device(n), taken, taken) for n in n_all))
-        conn.executemany(
-            "INSERT OR REPLACE INTO devices (device, site, household, registered_at, registered_by) "
-            "VALUES (?, ?, ?, ?, 'simulate')",
-            ((fleet.device(n), fleet.site(n), fleet.household(n), now) for n in n_all))
+    households = [HouseholdIn(household=fleet.household(n), site=fleet.site(n), language="en",
+                              team=f"{fleet.prefix}team-{n % teams}") for n in n_all]
+    registry.add_fleet(households, by="simulate", devices={fleet.device(n): fleet.household(n) for n in n_all},
+                       isolation_start=(date.today() - timedelta(days=2)) if isolated else None)
     conn.close()
+    if isolated:
+        rules = load_policy(None).rules
+        slot = reading_deadline(datetime.now(timezone.utc), rules.readings_expected_at,
+                                rules.reading_grace_minutes, DEFAULT_ZONE)
+        if slot is not None:
+            taken = slot[1]
+            readings = []
+            for n in n_all:
+                reading = TemperatureReading(id=uuid7(), device=fleet.device(n), seq=0, device_time=taken,
+                                             type="temperature", celsius=36.6, subject="body", method="axillary")
+                topic = Topic(site=fleet.site(n), household=fleet.household(n), device=fleet.device(n),
+                              kind=TopicKind.READING)
+                readings.append(Accepted(topic, reading, taken, reading.model_dump_json().encode()))
+            for start in range(0, len(readings), 5000):
+                store.write_batch(readings[start:start + 5000])
+    store.close()
 
 
 # -- the wire ---------------------------------------------------------------------------------------
