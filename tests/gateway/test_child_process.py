@@ -9,10 +9,12 @@ import logging
 import os
 import signal
 import threading
+from datetime import datetime, timezone
 
 import pytest
 
 from gateway.child_process import ChildGone, ChildStartError, ChildSupervisor
+from gateway.store_process import StoreError, StoreProcess
 from tests.support import wait_until
 
 START_S = 60.0  # a wait for a spawned interpreter, not a timing check
@@ -160,3 +162,26 @@ def test_stop_kills_a_child_busy_with_a_request_that_never_ends(children):
     supervisor.stop(timeout=0.5)
     assert child.process.exitcode == -signal.SIGKILL
 
+
+# -- the store process on it ------------------------------------------------------------------------
+
+def test_each_batch_held_by_a_store_process_that_died_fails_and_the_next_starts_another(tmp_path):
+    """Two batches in the child's hands when it dies: both come back as failed (to be retried), not one."""
+    store_process = StoreProcess(tmp_path / "gw.db", tmp_path / "snapshots").start()
+    try:
+        store_process.wait_ready()
+        pid = store_process._child.process.pid
+        os.kill(pid, signal.SIGSTOP)  # it holds both batches and answers neither
+        now = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+        store_process.submit([], now)
+        store_process.submit([], now)
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(2):
+            assert store_process.has_result(timeout=START_S), "a batch held by a dead store process"
+            with pytest.raises(StoreError, match="died with the batch in hand"):
+                store_process.result()
+        store_process.submit([], now)
+        assert store_process.result().received == 0
+        assert store_process.restarts == 1 and store_process._child.process.pid != pid
+    finally:
+        store_process.stop()
