@@ -21,7 +21,7 @@ from typing import Any
 
 from gateway.ack_links import AckLinks
 from gateway.alert_worker import AlertWorker
-from gateway.child_process import ChildGone, ChildSupervisor
+from gateway.child_process import START_TIMEOUT_S, ChildGone, ChildSupervisor
 from gateway.policy import Policy
 from gateway.store_process import BatchSummary
 from isowatch.clock import SystemClock
@@ -29,7 +29,6 @@ from isowatch.clock import SystemClock
 log = logging.getLogger(__name__)
 
 _WAKE, _SETTLE = "wake", "settle"
-START_TIMEOUT_S = 60.0
 RESPAWN_DELAY_S = 1.0
 
 

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 log = logging.getLogger(__name__)
 
 STOP = "stop"
+START_TIMEOUT_S = 60.0  # a spawned child's interpreter, imports and setup (opening the database) on a slow box
 
 
 class Served(Protocol):

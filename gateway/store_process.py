@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 import time
 import traceback
 from collections import defaultdict, deque
@@ -26,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.child_process import Child, ChildGone, ChildStartError, ChildSupervisor
+from gateway.child_process import START_TIMEOUT_S, Child, ChildGone, ChildStartError, ChildSupervisor
 from gateway.registry import iso
 from gateway.store import (
     JPEG_MAGIC,
@@ -40,10 +39,10 @@ from gateway.store import (
 )
 from isowatch.contract import MAX_SNAPSHOT_BYTES, ContractError, Topic, TopicKind, decode, encode_ack, topic
 from isowatch.log_limit import RateLimitedLog
+from isowatch.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT_S = 60.0
 
 # One inbound PUBLISH as the MQTT process slices it out: (topic bytes, payload, packet id, QoS, retain flag).
 Inbound = tuple[bytes, bytes, int, int, bool]
@@ -279,7 +278,7 @@ class AckBook:
         return acked, b"".join(packets)
 
 
-class WalCheckpointer:
+class WalCheckpointer(Periodic):
     """Copies the write-ahead log into the database file from a thread of its own.
 
     SQLite checkpoints inside whichever commit takes the log past 1,000 pages: under load that was the
@@ -299,31 +298,23 @@ class WalCheckpointer:
 
     def __init__(self, db_path: str, every_s: float = 0.5, catch_up_pages: int = 8192,
                  reader_wait_s: float = 0.05) -> None:
-        self.every_s = every_s
+        super().__init__("wal-checkpoint", every_s, log)
         self.catch_up_pages = catch_up_pages
         self._writer_turn = WriteTurn(db_path)
         self._conn = sqlite3.connect(db_path, check_same_thread=False, timeout=reader_wait_s)
         self._conn.execute("PRAGMA synchronous=FULL")
         self._failures = RateLimitedLog(log, every_s=3600)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
 
-    def start(self) -> "WalCheckpointer":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
+    def stop(self, timeout: float = 30.0) -> None:
+        super().stop(timeout)
         self._checkpoint()  # leave the log short for whoever opens the database next
         self._conn.close()
         self._writer_turn.close()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            if self._checkpoint() >= self.catch_up_pages:
-                with self._writer_turn:
-                    self._checkpoint("RESTART")
+    def tick(self) -> None:
+        if self._checkpoint() >= self.catch_up_pages:
+            with self._writer_turn:
+                self._checkpoint("RESTART")
 
     def failures_since_logged(self) -> int:
         return self._failures.held()
