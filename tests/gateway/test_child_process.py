@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -172,7 +172,7 @@ def test_each_batch_held_by_a_store_process_that_died_fails_and_the_next_starts_
         store_process.wait_ready()
         pid = store_process._child.process.pid
         os.kill(pid, signal.SIGSTOP)  # it holds both batches and answers neither
-        now = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+        now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
         store_process.submit([], now)
         store_process.submit([], now)
         os.kill(pid, signal.SIGKILL)
