@@ -13,13 +13,14 @@ import logging
 import os
 import shutil
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 from urllib.parse import quote
 
 from isowatch.log_limit import RateLimitedLog
+from isowatch.periodic import Periodic
 from isowatch.sqlite_files import check_wal, fsync_directory
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ class CheckResult:
     detail: str
 
 
-class Maintenance:
+class Maintenance(Periodic):
     """A thread of its own: a backup every `backup_every_s`, `PRAGMA integrity_check` every `check_every_s`.
 
     Both read through their own connection, so ingest goes on (WAL readers do not block the writer).
@@ -199,6 +200,7 @@ class Maintenance:
 
     def __init__(self, db_path: Path, backup_dir: Path | None, *, backup_every_s: float = 6 * 3600,
                  keep: int = 7, check_every_s: float = 24 * 3600) -> None:
+        super().__init__("db-maintenance", 1.0, log)
         self.db_path = db_path
         self.backup_dir = backup_dir
         self.backup_every_s = backup_every_s
@@ -207,29 +209,22 @@ class Maintenance:
         self.last_backup: CheckResult | None = None
         self.last_check: CheckResult | None = None
         self._limited = RateLimitedLog(log, every_s=3600)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="db-maintenance", daemon=True)
+        self._next_backup = self._next_check = 0.0
 
-    def start(self) -> "Maintenance":
-        self._thread.start()
-        return self
+    def start(self) -> Self:
+        now = time.monotonic()
+        self._next_backup = now + min(60.0, self.backup_every_s)  # a first copy soon after start
+        self._next_check = now + self.check_every_s
+        return super().start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(30)
-
-    def _run(self) -> None:
-        next_backup = time.monotonic() + min(60.0, self.backup_every_s)  # a first copy soon after start
-        next_check = time.monotonic() + self.check_every_s
-        while not self._stop.wait(1.0):
-            now = time.monotonic()
-            if self.backup_dir is not None and now >= next_backup:
-                next_backup = now + self.backup_every_s
-                self.run_backup()
-            if now >= next_check:
-                next_check = now + self.check_every_s
-                self.run_check()
+    def tick(self) -> None:
+        now = time.monotonic()
+        if self.backup_dir is not None and now >= self._next_backup:
+            self._next_backup = now + self.backup_every_s
+            self.run_backup()
+        if now >= self._next_check:
+            self._next_check = now + self.check_every_s
+            self.run_check()
 
     def run_backup(self) -> CheckResult:
         try:

@@ -6,7 +6,7 @@ second core partly idle (issue 8, docs/benchmarks.md). Here the MQTT process sli
 and counts; store processes validate batches against the contract, store each in one transaction,
 encode the GatewayAcks, and hand back a small `BatchSummary`.
 
-Each child is spawned (the parent runs threads) and answers its batches in order over a pipe. When the
+Each child is spawned and answers its batches in order over a pipe (`gateway.child_process`). When the
 parent dies the pipe reaches end-of-file and the child leaves at once. A child that dies is started again
 by the next batch; the batches it held are retried, and dedupe by id makes a batch stored twice harmless.
 """
@@ -14,12 +14,7 @@ by the next batch; the batches it held are retried, and dedupe by id makes a bat
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
-import queue
-import signal
 import sqlite3
-import threading
 import time
 import traceback
 from collections import defaultdict, deque
@@ -27,11 +22,10 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from isowatch.clock import iso
+from gateway.child_process import START_TIMEOUT_S, Child, ChildGone, ChildStartError, ChildSupervisor
 from gateway.store import (
     JPEG_MAGIC,
     SNAPSHOT_QUOTA_BYTES,
@@ -42,13 +36,13 @@ from gateway.store import (
     Store,
     WriteTurn,
 )
+from isowatch.clock import iso
 from isowatch.contract import MAX_SNAPSHOT_BYTES, ContractError, Topic, TopicKind, decode, encode_ack, topic
 from isowatch.log_limit import RateLimitedLog
+from isowatch.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT_S = 60.0
-_STOP = "stop"
 
 # One inbound PUBLISH as the MQTT process slices it out: (topic bytes, payload, packet id, QoS, retain flag).
 Inbound = tuple[bytes, bytes, int, int, bool]
@@ -284,7 +278,7 @@ class AckBook:
         return acked, b"".join(packets)
 
 
-class WalCheckpointer:
+class WalCheckpointer(Periodic):
     """Copies the write-ahead log into the database file from a thread of its own.
 
     SQLite checkpoints inside whichever commit takes the log past 1,000 pages: under load that was the
@@ -304,31 +298,23 @@ class WalCheckpointer:
 
     def __init__(self, db_path: str, every_s: float = 0.5, catch_up_pages: int = 8192,
                  reader_wait_s: float = 0.05) -> None:
-        self.every_s = every_s
+        super().__init__("wal-checkpoint", every_s, log)
         self.catch_up_pages = catch_up_pages
         self._writer_turn = WriteTurn(db_path)
         self._conn = sqlite3.connect(db_path, check_same_thread=False, timeout=reader_wait_s)
         self._conn.execute("PRAGMA synchronous=FULL")
         self._failures = RateLimitedLog(log, every_s=3600)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
 
-    def start(self) -> "WalCheckpointer":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
+    def stop(self, timeout: float = 30.0) -> None:
+        super().stop(timeout)
         self._checkpoint()  # leave the log short for whoever opens the database next
         self._conn.close()
         self._writer_turn.close()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            if self._checkpoint() >= self.catch_up_pages:
-                with self._writer_turn:
-                    self._checkpoint("RESTART")
+    def tick(self) -> None:
+        if self._checkpoint() >= self.catch_up_pages:
+            with self._writer_turn:
+                self._checkpoint("RESTART")
 
     def failures_since_logged(self) -> int:
         return self._failures.held()
@@ -404,18 +390,18 @@ class StorePool:
 class StoreProcess:
     """The parent's handle on one store child: `submit` sends a batch, `result` returns its summary.
 
-    A reader thread takes the child's replies off the pipe as they come: a child blocked writing a large
-    reply (a batch's acks can exceed the pipe's buffer) while we block writing the next batch to it would
-    otherwise wait for each other for ever.
+    A child that dies is started again by the next batch; each batch it held fails, to be retried.
     """
 
     def __init__(self, db_path: Path, snapshot_dir: Path, urgent: UrgentCheck | None = None, *,
                  checkpoints: bool = True, snapshot_quota_bytes: int = SNAPSHOT_QUOTA_BYTES) -> None:
-        self._args = (str(db_path), str(snapshot_dir), urgent, checkpoints, logging.getLogger().level,
-                      snapshot_quota_bytes)
-        self._child: _Child | None = None
-        self._in_flight: deque[_Child] = deque()  # which child holds each batch, oldest first
-        self.restarts = 0
+        self._child = ChildSupervisor("store process", "isowatch-store", _Served, (
+            str(db_path), str(snapshot_dir), urgent, checkpoints, snapshot_quota_bytes))
+        self._in_flight: deque[Child] = deque()  # which child holds each batch, oldest first
+
+    @property
+    def restarts(self) -> int:
+        return self._child.restarts
 
     @property
     def in_flight(self) -> int:
@@ -423,20 +409,24 @@ class StoreProcess:
 
     def start(self) -> "StoreProcess":
         """Spawn the child and return at once; the first batch (or `wait_ready`) waits for it to be up."""
-        self._child = _Child(self._args)
+        self._child.start()
         return self
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
-        self._live().wait_ready(timeout)
+        try:
+            self._child.current().wait_ready(timeout)
+        except ChildStartError as exc:
+            raise StoreError(str(exc)) from exc
 
     def submit(self, batch: list[Inbound], now: datetime, *, caught_up: bool = True) -> None:
         """Hand a batch over without waiting; `result` returns the summaries in submission order."""
-        child = self._live()
+        child = self._child.current()
         try:
             child.wait_ready(START_TIMEOUT_S)
-            child.conn.send((batch, now, caught_up))
-        except (EOFError, OSError) as exc:
-            self._lost(child)
+            child.send((batch, now, caught_up))
+        except ChildStartError as exc:
+            raise StoreError(str(exc)) from exc
+        except ChildGone as exc:
             raise StoreError("the store process died before it took the batch") from exc
         self._in_flight.append(child)
 
@@ -447,133 +437,42 @@ class StoreProcess:
     def result(self) -> BatchSummary:
         if not self._in_flight:
             raise StoreError("no batch in flight")
-        child = self._in_flight.popleft()
-        reply = child.reply()
-        if reply is _DIED:
-            self._lost(child)
-            raise StoreError("the store process died with the batch in hand")
+        try:
+            reply = self._in_flight.popleft().reply()
+        except ChildGone:
+            raise StoreError("the store process died with the batch in hand") from None
         if isinstance(reply, str):
             raise StoreError(reply)
         return reply
 
     def stop(self, timeout: float = 30.0) -> None:
-        child, self._child = self._child, None
-        if child is not None:
-            child.stop(timeout)
-
-    def _live(self) -> "_Child":
-        if self._child is None or self._child.dead:
-            self._child = _Child(self._args)
-        return self._child
-
-    def _lost(self, child: "_Child") -> None:
-        if child.dead:
-            return
-        child.dead = True
-        self.restarts += 1
-        child.process.join(1)
-        log.error("store process exited (code %s); the next batch starts another", child.process.exitcode)
-        child.conn.close()
+        self._child.stop(timeout)
 
 
-_DIED = object()
+class _Served:
+    """The store child's side: one batch in, its summary (or the traceback of a failing database) out."""
 
+    def __init__(self, db_path: str, snapshot_dir: str, urgent: UrgentCheck | None, checkpoints: bool,
+                 snapshot_quota_bytes: int) -> None:
+        self.store = Store(db_path, snapshot_dir, snapshot_quota_bytes=snapshot_quota_bytes)
+        self.store.db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job, off the writers' path
+        self.store.db.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")  # a log started over shrinks
+        self.store.db.execute(f"PRAGMA busy_timeout={STORE_BUSY_TIMEOUT_MS}")  # see `_write_in_turn`
+        self.write_turn = WriteTurn(db_path)
+        self.checkpointer = WalCheckpointer(db_path).start() if checkpoints else None
+        self.urgent = urgent
+        self.acks = AckBook()
 
-class _Child:
-    """One spawned store process, its pipe, and the thread that reads its replies."""
-
-    def __init__(self, args: tuple) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.conn, theirs = context.Pipe()
-        self.process = context.Process(target=_serve, args=(theirs, *args), name="isowatch-store", daemon=True)
-        self.process.start()
-        theirs.close()
-        self.dead = False
-        self._ready = threading.Event()
-        self._start_error: str | None = None
-        self._replies: queue.Queue[object] = queue.Queue()
-        self._peeked: object = None
-        threading.Thread(target=self._read, name="store-replies", daemon=True).start()
-
-    def _read(self) -> None:
-        try:
-            ready = self.conn.recv()
-            if ready != "ready":
-                self._start_error = str(ready)
-            self._ready.set()
-            while True:
-                self._replies.put(self.conn.recv())
-        except (EOFError, OSError):
-            self._ready.set()
-            self._replies.put(_DIED)
-
-    def wait_ready(self, timeout: float) -> None:
-        if not self._ready.wait(timeout):
-            raise StoreError(f"the store process did not start within {timeout:.0f} s")
-        if self._start_error is not None:
-            raise StoreError(f"the store process could not start: {self._start_error}")
-
-    def has_reply(self, timeout: float) -> bool:
-        if self._peeked is None:
-            try:
-                self._peeked = self._replies.get(timeout=timeout) if timeout else self._replies.get_nowait()
-            except queue.Empty:
-                return False
-        return True
-
-    def reply(self) -> object:
-        if self._peeked is not None:
-            reply, self._peeked = self._peeked, None
-            return reply
-        return self._replies.get()
-
-    def stop(self, timeout: float) -> None:
-        try:
-            self.conn.send(_STOP)
-        except (EOFError, OSError):
-            pass
-        self.process.join(timeout)
-        if self.process.is_alive():
-            log.error("store process did not stop; killing it")
-            self.process.kill()
-            self.process.join(5)
-        self.conn.close()
-
-
-def _serve(conn: Connection, db_path: str, snapshot_dir: str, urgent: UrgentCheck | None, checkpoints: bool,
-           log_level: int, snapshot_quota_bytes: int) -> None:
-    # The parent decides when we stop (a Ctrl-C or systemd's SIGTERM reaches the whole process group).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        store = Store(db_path, snapshot_dir, snapshot_quota_bytes=snapshot_quota_bytes)
-        store.db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job, off the writers' path
-        store.db.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")  # a log started over shrinks
-        store.db.execute(f"PRAGMA busy_timeout={STORE_BUSY_TIMEOUT_MS}")  # see `_write_in_turn`
-        write_turn = WriteTurn(db_path)
-        checkpointer = WalCheckpointer(db_path).start() if checkpoints else None
-    except Exception as exc:
-        conn.send(f"{type(exc).__name__}: {exc}")
-        return
-    conn.send("ready")
-    acks = AckBook()
-    while True:
-        try:
-            request = conn.recv()
-        except (EOFError, OSError):
-            os._exit(1)  # the gateway died: leave now, as if killed with it
-        if request == _STOP:
-            if checkpointer is not None:
-                checkpointer.stop()
-            write_turn.close()
-            store.close()
-            conn.send("stopped")
-            return
+    def handle(self, request: tuple[list[Inbound], datetime, bool]) -> BatchSummary | str:
         batch, now, caught_up = request
         try:
-            summary: BatchSummary | str = store_batch(store, batch, now, acks, urgent, caught_up=caught_up,
-                                                      write_turn=write_turn)
+            return store_batch(self.store, batch, now, self.acks, self.urgent, caught_up=caught_up,
+                               write_turn=self.write_turn)
         except Exception:  # a failing database: the parent logs it and retries the batch with backoff
-            summary = traceback.format_exc()
-        conn.send(summary)
+            return traceback.format_exc()
+
+    def stop(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
+        self.write_turn.close()
+        self.store.close()
