@@ -28,10 +28,8 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from gateway import alerts
 from gateway.registry import DEFAULT_TIMEZONE, iso, parse_iso
 from gateway.store import connect
+from gateway.vocabulary import STAFF_ROLES
 from isowatch.clock import Clock
-
-ROLES = ("leader", "medical", "police", "social")
-
 
 class AckLinkError(Exception):
     """Base: the link cannot show or change anything."""
@@ -173,7 +171,7 @@ class AckLinks:
         team: list[TeamMember] = []
         if alert["team"]:
             members = conn.execute("SELECT * FROM teams WHERE team = ?", (alert["team"],)).fetchone()
-            for role in ROLES:
+            for role in STAFF_ROLES:
                 person = conn.execute("SELECT staff, name, phone FROM staff WHERE staff = ?",
                                       (members[role],)).fetchone() if members else None
                 if person is not None:

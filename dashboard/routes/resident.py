@@ -25,6 +25,7 @@ from dashboard.resident_text import page_translator
 from gateway.policy import HELP_KINDS
 from gateway.registry import DEFAULT_TIMEZONE, iso, parse_iso
 from gateway.resident import REASONS, BadForm, LinkNotFound, Refused, ResidentDesk, ResidentView
+from gateway.vocabulary import visit_decision
 
 router = APIRouter(tags=["resident"])
 staff_router = protected_router(tags=["resident"])
@@ -196,8 +197,7 @@ def announced_now(db: sqlite3.Connection, scope: Scope, now: datetime) -> list[d
     return [{"household": r["household"], "place": " ".join(p for p in (r["address"], r["unit"]) if p),
              "reason": r["reason"], "from": _local(parse_iso(r["starts_at"]), r["tz"]),
              "to": _local(parse_iso(r["ends_at"]), r["tz"]), "now": parse_iso(r["ends_at"]) >= now,
-             "approval": None if r["approval_alert"] is None else
-             {"visit_approved": "approved", "visit_refused": "refused"}.get(r["verdict"], "waiting")}
+             "approval": None if r["approval_alert"] is None else visit_decision(r["verdict"])}
             for r in rows]
 
 
