@@ -180,8 +180,8 @@ TODO: dict[str, dict[str, tuple[str, ...]]] = {
 
 
 def kind_name(kind: str, language: str) -> str:
-    names = KINDS.get(kind)
-    return str(names[_lang(language)]) if names else kind
+    named = KINDS.get(kind)
+    return str(named[_lang(language)]) if named else kind
 
 
 def severity(kind: str) -> int:
