@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine, median, table  # noqa: E402
 from gateway.policy import load_policy  # noqa: E402
-from gateway.registry import Registry, iso  # noqa: E402
+from gateway.registry import Registry  # noqa: E402
+from isowatch.clock import iso  # noqa: E402
 from gateway.rules import reading_deadline  # noqa: E402
 from isowatch.ids import uuid7  # noqa: E402
 from isowatch_app.simulate import Fleet, register_fleet  # noqa: E402

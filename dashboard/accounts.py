@@ -13,7 +13,7 @@ import secrets
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -26,9 +26,10 @@ from isowatch.clock import iso, parse_iso
 
 log = logging.getLogger(__name__)
 
+# A user's role: a staff role (gateway.vocabulary.Role, checked by tests/test_vocabulary.py), or one of the two
+# that only use the dashboard.
 Role = Literal["admin", "leader", "medical", "police", "social", "auditor"]
-ROLES: tuple[str, ...] = ("admin", "leader", "medical", "police", "social", "auditor")
-STAFF_ROLES = ("leader", "medical", "police", "social")
+ROLES: tuple[str, ...] = get_args(Role)
 Language = Literal["zh", "en"]
 
 SESSION_HOURS = 12  # one shift; staff on call log in again once a day

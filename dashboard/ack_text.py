@@ -1,8 +1,9 @@
-"""Words of the acknowledge link's phone page, in Chinese and English, and what to do per alert kind.
+"""Words of the acknowledge link's phone page, in Chinese and English.
 
-Alert kinds, roles and outcomes are named by dashboard.i18n, so the phone page and the board use the
-same names; this module adds the page's own phrases. A missing key in one language is a test failure
-(tests/dashboard/test_ack_page.py), not a silent fallback.
+Alert kinds, roles and outcomes are named by dashboard.i18n and what to do per kind comes from
+gateway.vocabulary, so the phone page and the board use the same words; this module adds the page's own
+phrases. A missing key in one language is a test failure (tests/dashboard/test_ack_page.py), not a silent
+fallback.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dashboard.i18n import MESSAGES
+from gateway.vocabulary import TODO as TODO  # what to do, per language and alert kind (read from here too)
 
 
 PAGE: dict[str, dict[str, str]] = {
@@ -41,55 +43,6 @@ PAGE: dict[str, dict[str, str]] = {
         "bad_form_title": "This page is out of date", "bad_form_text": "Open the link in the notification again.",
         "unfit_title": "Not accepted", "unfit_text": "That outcome does not fit this alert; open the link again.",
         "snapshot": "Snapshot", "link_for": "This link is for {name}, valid until {time}.", "zone": "{zone} time (UTC{offset})",
-    },
-}
-
-# A few short steps per alert kind: what the person who took the page does next.
-TODO: dict[str, dict[str, tuple[str, ...]]] = {
-    "zh": {
-        "door_opened": ("电话联系住户，问清开门原因。", "有人外出或无法联系：通知社区民警，上门核实。",
-                        "核实后选择结果；获准外出（就医、送物）请备注原因。"),
-        "repeated_door": ("多次开门：上门核实，并提醒隔离要求。", "仍不配合：通知社区民警和组长。"),
-        "fever": ("电话询问症状，请医务人员上门复测体温。", "体温 ≥ 38.5 °C 或呼吸困难：立即安排转诊。",
-                  "复测正常：选择“测量有误”并备注。"),
-        "implausible_reading": ("请住户按说明重新测量（腋下 5 分钟）。", "读数仍异常：检查或更换体温计。"),
-        "missed_reading": ("电话提醒住户测量体温。", "联系不上：上门查看住户情况。"),
-        "device_offline": ("请住户检查设备电源和网络。", "仍离线：安排上门检修，期间电话确认住户在家。"),
-        "camera_tampered": ("查看抓拍，电话询问住户。", "摄像头被遮挡或移动：上门复位并提醒住户。"),
-        "welfare_check": ("独居或行动不便的住户长时间无动静：立即电话联系。", "无人接听：立即上门，必要时联系医务人员。"),
-        "sensor_disagree": ("摄像头与门磁结果不一致：查看抓拍，电话核实是否开门。", "确认为设备问题：安排检修。"),
-        "help_request": ("住户通过自己的链接求助：先点“我来处理”，住户页面会显示“工作人员正在处理”。",
-                         "电话联系住户，安排物资、药品或上门。", "办妥后选择结果，住户页面显示“已处理完毕”。"),
-        "visit_approval": ("住户报备外出就医：电话核实医院、时间和交通（闭环转运）。",
-                           "同意：选择“批准外出就医”，报备时间内开门不再通知；不同意：选择“不批准外出”并告知住户。"),
-    },
-    "en": {
-        "door_opened": ("Call the household and ask why the door opened.",
-                        "Someone went out or nobody answers: tell the police officer and check on site.",
-                        "Then choose the outcome; for an authorised exit (hospital, supplies) add a note."),
-        "repeated_door": ("Repeated openings: visit, and remind them of the isolation rules.",
-                          "Still not cooperating: tell the police officer and the team leader."),
-        "fever": ("Call about symptoms and ask the medical worker to measure again on site.",
-                  "38.5 °C or more, or breathing difficulty: arrange a referral now.",
-                  "Normal when measured again: choose \"Measurement error\" and add a note."),
-        "implausible_reading": ("Ask the resident to measure again as instructed (armpit, 5 minutes).",
-                                "Still implausible: check or replace the thermometer."),
-        "missed_reading": ("Call and remind the resident to take a reading.",
-                           "Nobody answers: visit and check on the resident."),
-        "device_offline": ("Ask the household to check the device's power and network.",
-                           "Still offline: arrange a repair visit; meanwhile confirm by phone they are in."),
-        "camera_tampered": ("Look at the snapshot and call the household.",
-                            "Covered or moved: visit, put it right and remind the household."),
-        "welfare_check": ("A resident living alone or with a disability has shown no sign of activity: call now.",
-                          "No answer: visit at once; bring in the medical worker if needed."),
-        "sensor_disagree": ("Camera and door contact disagree: look at the snapshot and call to confirm.",
-                            "A device fault: arrange a repair."),
-        "help_request": ("The household asked through its own link: take it first, and their page shows "
-                         "\"someone is on it\".", "Call them; arrange the supplies, medicine or a visit.",
-                         "When done, choose the outcome: their page shows \"done\"."),
-        "visit_approval": ("The household announced a hospital visit: call to confirm hospital, time and transport.",
-                           "Agreed: choose \"Visit approved\" (openings in its window then page nobody); "
-                           "otherwise \"Visit refused\" and tell them."),
     },
 }
 

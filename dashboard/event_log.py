@@ -20,17 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dashboard.csv_cells import SafeWriter
 from dashboard.deps import Scope
-from gateway.alerts import VERDICTS
+from gateway.vocabulary import VERDICTS, AlertKind
 from isowatch.clock import iso
 from isowatch.localtime import DEFAULT_ZONE, iso_local
 
 EVENT_TYPES = ("door", "tamper")
 READING_TYPES = ("temperature", "contact")
 EntryType = Literal["door", "tamper", "temperature", "contact"]
-AlertKind = Literal["door_opened", "repeated_door", "fever", "implausible_reading", "missed_reading",
-                    "device_offline", "camera_tampered", "welfare_check", "sensor_disagree"]
-ALERT_KINDS: tuple[str, ...] = AlertKind.__args__  # type: ignore[attr-defined]
-VerdictName = Literal[VERDICTS]  # every outcome of gateway.alerts.OUTCOMES; resolve checks it fits the kind
+ALERT_KINDS: tuple[str, ...] = tuple(kind.value for kind in AlertKind)  # the filter's choices
+VerdictName = Literal[VERDICTS]  # every outcome of any kind; resolve checks it fits the kind
 
 
 # 2000 to 2100 in any zone: a picked local 2000-01-01 00:00 in Shanghai is 1999-12-31 16:00 UTC.

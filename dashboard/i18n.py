@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gateway.vocabulary import KINDS, LANGUAGES, VALUES, value_name
+from gateway.vocabulary import LANGUAGES, VALUES, names, value_name
 
 EN: dict[str, str] = {
     "alerts": "Alerts", "households": "Households", "events": "Event log", "reports": "Response report",
@@ -13,12 +13,6 @@ EN: dict[str, str] = {
     "open_alerts": "Open alerts", "no_open_alerts": "No open alerts.", "household": "Household",
     "kind": "Kind", "age": "Age", "notified": "Notified", "step": "Step", "state": "State",
     "acknowledge": "Acknowledge", "resolve": "Resolve", "verdict": "Verdict", "note": "Note",
-    "confirmed_violation": "Confirmed violation", "false_alarm": "False alarm", "authorised_exit": "Authorised exit",
-    "device_fault": "Device fault", "seen_by_medical": "Seen by a medical worker",
-    "referred": "Referred to hospital or services", "measurement_error": "Measurement error",
-    "remeasured": "Measured again: normal", "reading_taken": "Reading taken", "resident_visited": "Resident visited",
-    "back_online": "Back online", "camera_fixed": "Camera put right", "resident_well": "Resident is well",
-    "help_given": "Help given",
     "acknowledged_by": "Acknowledged by", "resolved_by": "Resolved by", "live": "live",
     "isolation_day": "Isolation day", "day_of": "day {day} of {days}", "not_isolating": "not isolating",
     "door": "Door", "last_temperature": "Last temperature", "device": "Device", "online": "online",
@@ -36,7 +30,6 @@ EN: dict[str, str] = {
     "object": "Object", "welcome": "Signed in as", "nothing": "Nothing here.", "open": "open",
     "closed": "closed", "snapshot": "Snapshot", "status": "Status", "just_now": "just now", "ago_min": "{n} min ago",
     "ago_h": "{h} h {m} min ago", "ago_d": "{d} d ago", "by_team": "By team", "by_role": "By role",
-    "leader": "Team leader", "medical": "Medical worker", "police": "Police officer", "social": "Social worker",
     "admin": "Admin", "auditor": "Auditor", "login_failed": "Wrong username or password.",
     "login_limited": "Too many failed logins from here. Wait a minute and try again.", "done": "Done.",
                 "acknowledged": "acknowledged", "notified_state": "notified",
@@ -77,15 +70,13 @@ EN: dict[str, str] = {
     "resolved": "resolved", "escalated": "escalated", "address": "Address",
     "clock_skew": "clock off by {s} s", "clock_skew_devices": "{n} with a wrong clock",
     "page_undelivered": "Page not delivered",
-    "help_request": "Help request", "visit_approval": "Hospital visit to approve",
-    "no_help_needed": "No help needed", "visit_approved": "Visit approved", "visit_refused": "Visit refused",
     "resident_link": "Resident link", "resident_link_none": "No link issued.", "resident_link_issue": "Issue link",
     "resident_link_revoke": "Revoke link", "resident_link_note": "Works only during an active isolation period.",
     "announced_openings": "Announced by households", "reason_rubbish": "rubbish", "reason_delivery": "delivery",
     "reason_hospital": "hospital visit", "reason_other": "other", "approval_waiting": "waiting for approval",
     "approval_approved": "approved", "approval_refused": "refused",
     # issue 16: local times, the chart, the no-team notice, the audit log in words
-    "just_now": "just now", "no_team": "You are on no team, so no alerts or households reach you here. Ask an admin to add you to a team.",
+    "no_team": "You are on no team, so no alerts or households reach you here. Ask an admin to add you to a team.",
     "body_temperature": "Body temperature", "room_temperature": "Room temperature", "fever_line": "fever from {c:.1f} °C",
     "hours_local": "hours, {label}", "no_readings": "No readings in this period.",
     "what_event": "event", "what_reading": "reading", "what_alert": "alert", "what_acknowledged": "acknowledged",
@@ -110,11 +101,6 @@ ZH: dict[str, str] = {
     "language": "语言", "open_alerts": "未关闭告警", "no_open_alerts": "没有未关闭的告警。", "household": "住户",
     "kind": "类型", "age": "时长", "notified": "已通知", "step": "升级步骤", "state": "状态",
     "acknowledge": "确认", "resolve": "处理完毕", "verdict": "结论", "note": "备注",
-    "confirmed_violation": "属实违规", "false_alarm": "误报", "authorised_exit": "获准外出",
-    "device_fault": "设备故障", "seen_by_medical": "医务人员已诊视", "referred": "已转诊或转介",
-    "measurement_error": "测量有误", "remeasured": "复测正常", "reading_taken": "已补测体温",
-    "resident_visited": "已上门查看", "back_online": "设备已恢复在线", "camera_fixed": "摄像头已复位",
-    "resident_well": "住户安好", "help_given": "已提供帮助",
     "acknowledged_by": "确认人", "resolved_by": "处理人", "live": "实时",
     "isolation_day": "隔离天数", "day_of": "第 {day} 天（共 {days} 天）", "not_isolating": "未在隔离",
     "door": "门", "last_temperature": "最近体温", "device": "设备", "online": "在线", "offline": "离线",
@@ -131,8 +117,7 @@ ZH: dict[str, str] = {
     "push_config": "下发配置", "who": "操作人", "action": "操作", "object": "对象", "welcome": "当前用户",
     "nothing": "暂无内容。", "open": "开", "closed": "关", "snapshot": "抓拍", "status": "状态",
     "just_now": "刚刚", "ago_min": "{n} 分钟前", "ago_h": "{h} 小时 {m} 分钟前", "ago_d": "{d} 天前", "by_team": "按小组",
-    "by_role": "按角色", "leader": "组长", "medical": "医务人员", "police": "社区民警", "social": "社工",
-    "admin": "管理员", "auditor": "审计员", "login_failed": "用户名或密码错误。",
+    "by_role": "按角色", "admin": "管理员", "auditor": "审计员", "login_failed": "用户名或密码错误。",
     "login_limited": "此处登录失败次数过多，请稍等一分钟再试。", "done": "完成。",             "acknowledged": "已确认", "notified_state": "已通知", "resolved": "已处理",
     "stream_lost": "实时更新已中断，当前页面可能已过时。正在重新连接…",
     "stream_back": "实时更新已恢复。", "session_ended": "登录已失效，告警不再更新。",
@@ -171,14 +156,12 @@ ZH: dict[str, str] = {
     "escalated": "已升级", "address": "地址",
     "clock_skew": "时钟偏差 {s} 秒", "clock_skew_devices": "{n} 台时钟不准",
     "page_undelivered": "通知未送达",
-    "help_request": "住户求助", "visit_approval": "外出就医待批准", "no_help_needed": "无需帮助",
-    "visit_approved": "批准外出就医", "visit_refused": "不批准外出",
     "resident_link": "住户链接", "resident_link_none": "尚未发放链接。", "resident_link_issue": "发放链接",
     "resident_link_revoke": "停用链接", "resident_link_note": "仅在隔离期内有效。",
     "announced_openings": "住户报备的开门", "reason_rubbish": "倒垃圾", "reason_delivery": "取快递/物资",
     "reason_hospital": "去医院", "reason_other": "其他", "approval_waiting": "待批准", "approval_approved": "已批准",
     "approval_refused": "未批准",
-    "just_now": "刚刚", "no_team": "你不在任何小组，因此这里不会显示任何告警或住户。请联系管理员把你加入小组。",
+    "no_team": "你不在任何小组，因此这里不会显示任何告警或住户。请联系管理员把你加入小组。",
     "body_temperature": "体温", "room_temperature": "室温", "fever_line": "{c:.1f} °C 起为发热",
     "hours_local": "小时，{label}", "no_readings": "此期间没有读数。",
     "what_event": "事件", "what_reading": "读数", "what_alert": "告警", "what_acknowledged": "已确认",
@@ -195,9 +178,12 @@ ZH: dict[str, str] = {
     "visit.announce": "登记探访", "registry.import": "导入登记表",
 }
 
-# One name per alert kind everywhere: from the gateway's vocabulary (device codes: vocabulary.value_name).
-for _code, _names in KINDS.items():
-    EN[_code], ZH[_code] = str(_names["en"]), str(_names["zh"])
+# One name per alert kind, outcome and staff role everywhere: the gateway's vocabulary (device codes:
+# vocabulary.value_name). A page word under one of its codes would be overwritten: refused here.
+if _clash := (set(EN) | set(ZH)) & set(names("en")):
+    raise ValueError(f"dashboard words under codes the vocabulary names: {sorted(_clash)}")
+EN.update(names("en"))
+ZH.update(names("zh"))
 
 # Codes stored in the database that pages show: event and reading types, states, timeline entries,
 # page delivery states, camera health. Device codes (door source, measuring method, tamper reason) come

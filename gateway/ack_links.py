@@ -29,10 +29,8 @@ from gateway import alerts
 from isowatch.clock import iso, parse_iso
 from isowatch.localtime import DEFAULT_ZONE
 from gateway.store import connect
+from gateway.vocabulary import STAFF_ROLES
 from isowatch.clock import Clock
-
-ROLES = ("leader", "medical", "police", "social")
-
 
 class AckLinkError(Exception):
     """Base: the link cannot show or change anything."""
@@ -174,7 +172,7 @@ class AckLinks:
         team: list[TeamMember] = []
         if alert["team"]:
             members = conn.execute("SELECT * FROM teams WHERE team = ?", (alert["team"],)).fetchone()
-            for role in ROLES:
+            for role in STAFF_ROLES:
                 person = conn.execute("SELECT staff, name, phone FROM staff WHERE staff = ?",
                                       (members[role],)).fetchone() if members else None
                 if person is not None:

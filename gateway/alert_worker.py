@@ -25,8 +25,10 @@ from gateway.escalation import Page, first_page, next_page
 from gateway.messages import AlertFacts, render
 from gateway.policy import Policy
 from gateway.registry import Registry, isolation_day
+from gateway.rules import (
+    SCANS, Finding, candidates, evaluate_event, evaluate_reading, flag_clock_skew, may_page_now, screen,
+)
 from isowatch.clock import iso, parse_iso
-from gateway.rules import SCANS, Finding, evaluate_event, evaluate_reading, flag_clock_skew, may_page_now, screen
 from gateway.store import BatchOutcome, connect
 from isowatch.clock import Clock
 from isowatch.log_limit import RateLimitedLog
@@ -170,21 +172,15 @@ class AlertWorker:
         "readings": "rowid, id, site, household, device, type, received_at, celsius, subject, method, plausible, open",
     }
 
-    def _candidates(self, table: str) -> tuple[str, tuple]:
-        """SQL filter for rows a rule may act on; SQLite skips the rest (most readings are normal) in C."""
-        if table == "events":
-            # Unary + keeps the planner on the rowid range rather than an index on type.
-            return "((+type = 'door' AND +state = 'open') OR (+type = 'tamper' AND +state = 'start'))", ()
-        return ("((+type = 'temperature' AND +subject = 'body' AND (+plausible = 0 OR +celsius >= ?)) "
-                "OR (+type = 'contact' AND +open = 1))", (self.policy.rules.lowest_fever,))
-
     def _process_new(self, now: datetime, table: str, evaluate: Callable, batch: int = 1000) -> None:
         """Rules over rows stored since the cursor. Rows committed later have higher rowids (one writer)."""
         position = self._positions.get(table) or self._cursor(table)
         high = self.conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {table}").fetchone()[0]  # noqa: S608
         if high <= position:
             return
-        where, params = self._candidates(table)
+        # Only rows some rule is triggered by (gateway.rules.ROW_RULES): SQLite skips the rest (most readings are
+        # normal) in C.
+        where, params = candidates(table, self.policy.rules)
         rows = self.conn.execute(
             f"SELECT {self._COLUMNS[table]} FROM {table} WHERE rowid > ? AND rowid <= ? AND {where} "  # noqa: S608
             "ORDER BY rowid LIMIT ?", (position, high, *params, batch),

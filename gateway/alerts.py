@@ -13,34 +13,11 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
+from gateway.vocabulary import OUTCOMES as OUTCOMES  # how an alert may be closed, per kind (read from here too)
+from gateway.vocabulary import VERDICTS, outcomes_for
 from isowatch.clock import iso
 
 log = logging.getLogger(__name__)
-
-DOOR_OUTCOMES = ("confirmed_violation", "false_alarm", "authorised_exit")
-# How an alert may be closed, per kind: the one table the dashboard, the API, the ack page, the report and
-# the docs (docs/alerts.md, checked by tests) use. `false_alarm` means "nothing happened" wherever it
-# appears, so the report's false-alarm share counts only that.
-OUTCOMES: dict[str, tuple[str, ...]] = {
-    "door_opened": DOOR_OUTCOMES,
-    "repeated_door": DOOR_OUTCOMES,
-    "sensor_disagree": ("confirmed_violation", "false_alarm", "device_fault"),
-    "fever": ("seen_by_medical", "referred", "measurement_error"),
-    "implausible_reading": ("remeasured", "measurement_error", "device_fault"),
-    "missed_reading": ("reading_taken", "resident_visited", "device_fault"),
-    "device_offline": ("back_online", "device_fault", "resident_visited"),
-    "camera_tampered": ("confirmed_violation", "camera_fixed", "false_alarm"),
-    "welfare_check": ("resident_well", "help_given", "referred"),
-    "help_request": ("help_given", "referred", "no_help_needed"),
-    # Resolving with `visit_approved` is the approval: the announced hospital visit then excuses its openings.
-    "visit_approval": ("visit_approved", "visit_refused"),
-}
-VERDICTS: tuple[str, ...] = tuple(dict.fromkeys(v for outcomes in OUTCOMES.values() for v in outcomes))
-
-
-def outcomes_for(kind: str) -> tuple[str, ...]:
-    """The verdicts that fit this alert kind (all of them for a kind this table does not know yet)."""
-    return OUTCOMES.get(kind, VERDICTS)
 
 
 class AlertError(ValueError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tomllib
 from datetime import time
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import yaml
 from isowatch.localtime import DEFAULT_ZONE
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateway.vocabulary import HELP_KINDS, AlertKind, Role
 
 # Beside this module (package data): importlib.resources trips over setuptools' editable-install finder.
 DEFAULT_POLICY = Path(__file__).with_name("default_policy.yaml")
@@ -21,33 +21,11 @@ class PolicyError(ValueError):
     """A policy file that cannot be used; the message names the key path of each problem."""
 
 
-class Role(StrEnum):
-    LEADER = "leader"
-    MEDICAL = "medical"
-    POLICE = "police"
-    SOCIAL = "social"
-
-
-class AlertKind(StrEnum):
-    DOOR_OPENED = "door_opened"
-    REPEATED_DOOR = "repeated_door"
-    FEVER = "fever"
-    IMPLAUSIBLE_READING = "implausible_reading"
-    MISSED_READING = "missed_reading"
-    DEVICE_OFFLINE = "device_offline"
-    CAMERA_TAMPERED = "camera_tampered"
-    WELFARE_CHECK = "welfare_check"
-    SENSOR_DISAGREE = "sensor_disagree"
-    HELP_REQUEST = "help_request"  # a household asked for help through its resident link
-    VISIT_APPROVAL = "visit_approval"  # a household announced a hospital visit: staff approve or refuse it
-
-
 # Kinds older policy files do not name: these steps apply until the file routes them itself.
 RESIDENT_KIND_DEFAULTS: dict[str, dict] = {
     "help_request": {"steps": [{"notify": ["social"], "wait_minutes": 15}, {"notify": ["leader"], "wait_minutes": 30}]},
     "visit_approval": {"steps": [{"notify": ["social"], "wait_minutes": 10}, {"notify": ["leader"], "wait_minutes": 15}]},
 }
-HELP_KINDS = ("supplies", "medicine", "symptoms", "mental_health", "other")
 
 
 class _Model(BaseModel):

@@ -17,10 +17,11 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from isowatch.broker import DEVICE_ACL, GATEWAY_USER, write_atomic, mosquitto_password_hash
+from gateway.vocabulary import STAFF_ROLES, Role
+from isowatch.broker import DEVICE_ACL, GATEWAY_USER, mosquitto_password_hash, write_atomic
 from isowatch.clock import Clock, SystemClock, iso, parse_iso
-from isowatch.localtime import DEFAULT_ZONE
 from isowatch.contract import IDENT_PATTERN
+from isowatch.localtime import DEFAULT_ZONE
 
 
 # Bounds on what an admin may enter (issue 13): beyond them dates overflow and pages fail for everyone.
@@ -36,7 +37,6 @@ MAX_CONTACTS = 10
 # (gw-...) or the operator's (docs/deployment.md), or that device could hold their sessions.
 RESERVED_DEVICE_NAMES = frozenset({"gateway", "admin", "root", "mosquitto", "broker", "localhost", "operator"})
 RESERVED_DEVICE_PREFIXES = ("isowatch", "gateway", "gw-", "mosquitto", "zigbee2mqtt")
-SLOTS = ("leader", "medical", "police", "social")
 
 
 class RegistryError(ValueError):
@@ -107,7 +107,7 @@ class SiteIn(_In):
 class StaffIn(_In):
     staff: Ident
     name: Name = Field(min_length=1)
-    role: Literal["leader", "medical", "police", "social"]
+    role: Role
     language: Literal["zh", "en"] = "zh"
     contacts: list[Annotated[str, Field(max_length=500)]] = Field(
         default_factory=list, max_length=MAX_CONTACTS, description="Apprise URLs, tried in this order")
@@ -252,7 +252,7 @@ class Registry:
 
     def upsert_staff(self, staff: StaffIn) -> None:
         with self.conn:
-            for slot in SLOTS:
+            for slot in STAFF_ROLES:  # a team has one member of each role
                 if slot != staff.role and self.conn.execute(
                         f"SELECT 1 FROM teams WHERE {slot} = ?", (staff.staff,)).fetchone():  # noqa: S608 - a slot name
                     raise RegistryError(f"{staff.staff} holds a team's {slot} slot; reassign it before changing "
@@ -268,7 +268,7 @@ class Registry:
 
     def upsert_team(self, team: TeamIn) -> None:
         with self.conn:
-            for slot in SLOTS:
+            for slot in STAFF_ROLES:  # a team has one member of each role
                 member = self._one("SELECT staff, role FROM staff WHERE staff = ?", (getattr(team, slot),),
                                    f"staff member ({slot})")
                 if member["role"] != slot:

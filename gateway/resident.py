@@ -36,6 +36,7 @@ from gateway.policy import HELP_KINDS, Policy
 from gateway.registry import Registry, isolation_day
 from isowatch.clock import iso, parse_iso
 from gateway.store import connect
+from gateway.vocabulary import STAFF_ROLES, visit_decision
 from isowatch.clock import Clock
 from isowatch.ids import uuid7
 
@@ -277,7 +278,7 @@ class ResidentDesk:
         since = iso(datetime.combine(period.start_date, datetime.min.time(), tzinfo=ZoneInfo(tz)))
         team = []
         if home["team"]:
-            for role in ("leader", "medical", "police", "social"):
+            for role in STAFF_ROLES:
                 person = conn.execute(
                     f"SELECT s.name, s.phone, s.share_phone FROM teams t JOIN staff s ON s.staff = t.{role} "  # noqa: S608
                     "WHERE t.team = ? AND s.active = 1", (home["team"],)).fetchone()
@@ -285,8 +286,7 @@ class ResidentDesk:
                     team.append(Member(person["name"], role, person["phone"] if person["share_phone"] else ""))
         announcements = tuple(
             Announcement(r["id"], r["reason"], parse_iso(r["starts_at"]), parse_iso(r["ends_at"]),
-                         None if r["approval_alert"] is None else
-                         {"visit_approved": "approved", "visit_refused": "refused"}.get(r["verdict"], "waiting"))
+                         None if r["approval_alert"] is None else visit_decision(r["verdict"]))
             for r in conn.execute(
                 "SELECT v.id, v.reason, v.starts_at, v.ends_at, v.approval_alert, a.verdict FROM visits v "
                 "LEFT JOIN alerts a ON a.id = v.approval_alert WHERE v.household = ? AND v.source = 'resident' "

@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
+from typing import Literal
 from zoneinfo import ZoneInfo
 
-from gateway.policy import AlertKind, Policy, Rules
+from gateway.policy import Policy, Rules
 from gateway.registry import Isolation, Registry, isolation_active
 from isowatch.clock import iso, parse_iso
 from isowatch.localtime import DEFAULT_ZONE
 from gateway.resident import self_reported
 from gateway.store import BatchOutcome
-from isowatch.contract import ContactReading, DoorEvent, TamperEvent, TemperatureReading
+from gateway.vocabulary import AlertKind
+from isowatch.contract import DeviceMessage
 
 
 @dataclass(frozen=True)
@@ -102,24 +104,6 @@ def reading_deadline(now: datetime, expected: list[time], grace_minutes: float, 
 # -- events and readings -------------------------------------------------------------------------
 
 
-def may_page_now(outcome: BatchOutcome, policy: Policy) -> bool:
-    """Whether a stored batch holds something that may page at once: a door opening (camera or contact), a
-    tamper start, a fever or an implausible reading. Everything else (normal readings, closings) waits for the worker's
-    next regular pass, a fraction of a second away; waking it for every batch at 1,000 messages a second
-    would cost more than it saves.
-    """
-    fever_floor = policy.rules.lowest_fever
-    for item in outcome.stored:
-        msg = item.message
-        if isinstance(msg, (DoorEvent, TamperEvent)) and msg.state in ("open", "start"):
-            return True
-        if isinstance(msg, ContactReading) and msg.open:
-            return True
-        if isinstance(msg, TemperatureReading) and (not msg.plausible or msg.celsius >= fever_floor):
-            return True
-    return False
-
-
 def _unregistered(device: str) -> Verdict:
     return Verdict("unregistered", detail=f"device {device} is not registered to this household")
 
@@ -171,24 +155,23 @@ def _registered(conn: sqlite3.Connection, device: str, household: str) -> bool:
     return row is not None and row[1] is not None and row[0] == household
 
 
-def evaluate_event(conn: sqlite3.Connection, registry: Registry, policy: Policy, row: sqlite3.Row) -> Verdict | None:
-    """Door opens and tamper starts; None for events no rule looks at (closings, tamper ends)."""
+def _door_event(conn: sqlite3.Connection, registry: Registry, policy: Policy, row: sqlite3.Row) -> Verdict:
+    """A door opening the camera (or a contact wired to the box) reported as a door event."""
     payload = json.loads(row["payload"])
-    if row["type"] == "door" and row["state"] != "open":
-        return None
-    if row["type"] == "tamper" and row["state"] != "start":
-        return None
-    if row["type"] == "door":
-        snapshots = payload.get("snapshots") or []
-        detail = payload.get("source", "camera") + (", exit suspected" if payload.get("exit_suspected") else "")
-        return _door_opening(conn, registry, policy, row, detail, snapshots[0]["sha256"] if snapshots else None,
-                             exit_suspected=bool(payload.get("exit_suspected")))
+    snapshots = payload.get("snapshots") or []
+    detail = payload.get("source", "camera") + (", exit suspected" if payload.get("exit_suspected") else "")
+    return _door_opening(conn, registry, policy, row, detail, snapshots[0]["sha256"] if snapshots else None,
+                         exit_suspected=bool(payload.get("exit_suspected")))
+
+
+def _tamper_start(conn: sqlite3.Connection, registry: Registry, policy: Policy, row: sqlite3.Row) -> Verdict:
     screened = _screen(conn, registry, row)
     if isinstance(screened, Verdict):
         return screened
     at, period = screened
     base = dict(site=row["site"], household=row["household"], at=at, ref=row["id"], isolation_id=period.id)
-    return Verdict("alert", (Finding(AlertKind.CAMERA_TAMPERED, detail=payload.get("reason", ""), **base),))
+    reason = json.loads(row["payload"]).get("reason", "")
+    return Verdict("alert", (Finding(AlertKind.CAMERA_TAMPERED, detail=reason, **base),))
 
 
 def _screen(conn: sqlite3.Connection, registry: Registry, row: sqlite3.Row) -> Verdict | tuple[datetime, Isolation]:
@@ -244,19 +227,20 @@ def _door_opening(conn: sqlite3.Connection, registry: Registry, policy: Policy, 
     return Verdict("alert", tuple(findings))
 
 
-def evaluate_reading(conn: sqlite3.Connection, registry: Registry, policy: Policy, row: sqlite3.Row) -> Verdict | None:
-    """Body temperatures, and door contacts opening (a door opening like a camera's); None for the rest."""
-    if row["type"] == "contact":
-        if not row["open"]:
-            return None
-        if _contact_was_open(conn, row):
-            return Verdict("no_alert", detail="the door contact was open already")
-        return _door_opening(conn, registry, policy, row, "contact", None)
-    if row["type"] != "temperature" or row["subject"] != "body":
-        return None
+def _contact_opening(conn: sqlite3.Connection, registry: Registry, policy: Policy, row: sqlite3.Row) -> Verdict:
+    """A door contact reporting open: a door opening like a camera's, unless it was open already."""
+    if _contact_was_open(conn, row):
+        return Verdict("no_alert", detail="the door contact was open already")
+    return _door_opening(conn, registry, policy, row, "contact", None)
+
+
+def _body_temperature(conn: sqlite3.Connection, registry: Registry, policy: Policy, row: sqlite3.Row
+                      ) -> Verdict | None:
+    """A fever by the reading's own method's threshold, or a reading the device flagged implausible; None for
+    a temperature between the lowest threshold (the trigger) and its method's."""
     method = row["method"]
     if row["plausible"] and not is_fever(policy.rules, row["celsius"], method):
-        return None  # the common case decides without a database lookup: most readings are normal
+        return None
     screened = _screen(conn, registry, row)
     if isinstance(screened, Verdict):
         return screened
@@ -274,6 +258,114 @@ def _contact_was_open(conn: sqlite3.Connection, row: sqlite3.Row) -> bool:
         "AND rowid < ? ORDER BY received_at DESC, rowid DESC LIMIT 1",
         (row["household"], row["device"], row["received_at"], row["rowid"])).fetchone()
     return before is not None and bool(before[0])
+
+
+# -- row-triggered rules: each declares its trigger once ------------------------------------------
+#
+# A rule that judges stored rows says here which rows trigger it. The alert worker selects those rows with
+# the trigger written as SQL (`candidates`: the rest never leave SQLite), `may_page_now` wakes the worker
+# for a stored message that meets it, and `evaluate_event`/`evaluate_reading` hand a row to the rule it
+# triggers. A new rule is one more `RowRule` in `ROW_RULES`; tests/gateway/test_row_rules.py checks the
+# three agree for every rule.
+
+Record = sqlite3.Row | DeviceMessage  # a stored row, or the message stored as it
+
+
+@dataclass(frozen=True)
+class Check:
+    """One test of a trigger on a column (a stored row's, or the same-named field of the contract message):
+    `column op value`, the value a constant or taken from the policy's rules."""
+
+    column: str
+    op: Literal["=", ">="]
+    value: str | int | float | Callable[[Rules], float]
+
+    def bound(self, rules: Rules) -> str | int | float:
+        return self.value(rules) if callable(self.value) else self.value
+
+    def sql(self) -> str:
+        return f"+{self.column} {self.op} ?"  # unary +: the planner stays on the rowid range, off any index
+
+    def holds(self, record: Record, rules: Rules) -> bool:
+        have = record[self.column] if isinstance(record, sqlite3.Row) else getattr(record, self.column, None)
+        want = self.bound(rules)
+        if have is None:
+            return False  # as SQL's comparison with NULL
+        return have == want if self.op == "=" else have >= want
+
+
+@dataclass(frozen=True)
+class RowRule:
+    """A rule triggered by rows of `table` of one `type` (the contract message's type) for which every check
+    of `all_of` holds and, if `any_of` is given, one of its checks. A row is judged by the first rule it
+    triggers (one verdict per row); the judgement, `evaluate`, may still find nothing to alert on. The worker
+    screens a batch's candidates first (`screen`): a row whose device is not its household's, or whose
+    household was not isolated when it came, is logged so and not evaluated."""
+
+    name: str
+    table: Literal["events", "readings"]
+    type: str
+    evaluate: Callable[[sqlite3.Connection, Registry, Policy, sqlite3.Row], Verdict | None]
+    all_of: tuple[Check, ...] = ()
+    any_of: tuple[Check, ...] = ()
+
+    def where(self, rules: Rules) -> tuple[str, tuple[str | int | float, ...]]:
+        parts = ["+type = ?", *(check.sql() for check in self.all_of)]
+        if self.any_of:
+            parts.append("(" + " OR ".join(check.sql() for check in self.any_of) + ")")
+        params = (self.type, *(check.bound(rules) for check in (*self.all_of, *self.any_of)))
+        return "(" + " AND ".join(parts) + ")", params
+
+    def matches(self, record: Record, rules: Rules) -> bool:
+        kind = record["type"] if isinstance(record, sqlite3.Row) else getattr(record, "type", None)
+        return (kind == self.type and all(check.holds(record, rules) for check in self.all_of)
+                and (not self.any_of or any(check.holds(record, rules) for check in self.any_of)))
+
+
+ROW_RULES: tuple[RowRule, ...] = (
+    RowRule("door opening", "events", "door", _door_event, all_of=(Check("state", "=", "open"),)),
+    RowRule("camera tamper", "events", "tamper", _tamper_start, all_of=(Check("state", "=", "start"),)),
+    RowRule("door contact opening", "readings", "contact", _contact_opening, all_of=(Check("open", "=", 1),)),
+    # Any method's fever: the rule applies the reading's own method's threshold.
+    RowRule("body temperature", "readings", "temperature", _body_temperature, all_of=(Check("subject", "=", "body"),),
+            any_of=(Check("plausible", "=", 0), Check("celsius", ">=", lambda rules: rules.lowest_fever))),
+)
+
+
+def candidates(table: str, rules: Rules) -> tuple[str, tuple[str | int | float, ...]]:
+    """The SQL filter (and its parameters) for the rows of `table` some rule is triggered by."""
+    wheres = [rule.where(rules) for rule in ROW_RULES if rule.table == table]
+    if not wheres:
+        return "0", ()
+    return "(" + " OR ".join(sql for sql, _ in wheres) + ")", tuple(p for _, params in wheres for p in params)
+
+
+def may_page_now(outcome: BatchOutcome, policy: Policy) -> bool:
+    """Whether a stored batch holds a message that triggers a rule (a door opening, a tamper start, a fever or
+    an implausible reading): it may page at once. Everything else (normal readings, closings) waits for the
+    worker's next regular pass, a fraction of a second away; waking it for every batch at 1,000 messages a
+    second would cost more than it saves.
+    """
+    rules = policy.rules
+    return any(rule.matches(item.message, rules) for item in outcome.stored for rule in ROW_RULES)
+
+
+def _evaluate(table: str, conn: sqlite3.Connection, registry: Registry, policy: Policy, row: sqlite3.Row
+              ) -> Verdict | None:
+    for rule in ROW_RULES:
+        if rule.table == table and rule.matches(row, policy.rules):
+            return rule.evaluate(conn, registry, policy, row)
+    return None
+
+
+def evaluate_event(conn: sqlite3.Connection, registry: Registry, policy: Policy, row: sqlite3.Row) -> Verdict | None:
+    """The verdict of the rule an event triggers (door opens, tamper starts); None for events none looks at."""
+    return _evaluate("events", conn, registry, policy, row)
+
+
+def evaluate_reading(conn: sqlite3.Connection, registry: Registry, policy: Policy, row: sqlite3.Row) -> Verdict | None:
+    """The verdict of the rule a reading triggers (contact opens, body temperatures); None for the rest."""
+    return _evaluate("readings", conn, registry, policy, row)
 
 
 # -- silences: scanned periodically with the injected clock ----------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from dashboard.accounts import ROLES
 from gateway import alerts
 from gateway.policy import PolicyError, load_policy
 from gateway.registry import IsolationIn, Registry, RegistryError, VisitIn
@@ -211,7 +212,7 @@ def resident_link(household: str, public_url: str, qr_file: Path | None, revoke:
 
 @admin.command("create-user")
 @click.argument("username")
-@click.option("--role", type=click.Choice(["admin", "leader", "medical", "police", "social", "auditor"]),
+@click.option("--role", type=click.Choice(ROLES),
               default="admin", show_default=True)
 @click.option("--name", "display_name", default="", help="Display name (default USERNAME).")
 @click.option("--language", type=click.Choice(["zh", "en"]), default="zh", show_default=True)

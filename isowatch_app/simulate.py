@@ -116,6 +116,7 @@ def register_fleet(db_path: Path | str, fleet: Fleet, *, isolated: bool = True, 
     from gateway.policy import load_policy  # the gateway's extra, not needed to publish
     from gateway.registry import HouseholdIn, Registry, StaffIn, TeamIn
     from gateway.rules import reading_deadline
+    from gateway.vocabulary import STAFF_ROLES
     from gateway.store import Accepted, Store
     from isowatch.contract import TemperatureReading, Topic, TopicKind
     from isowatch.localtime import DEFAULT_ZONE
@@ -125,7 +126,7 @@ def register_fleet(db_path: Path | str, fleet: Fleet, *, isolated: bool = True, 
     registry = Registry(conn)
     for t in range(teams):
         members = {}
-        for role in ("leader", "medical", "police", "social"):
+        for role in STAFF_ROLES:
             ident = f"{fleet.prefix}{role}-{t}"
             registry.upsert_staff(StaffIn(staff=ident, name=ident, role=role, language="en",
                                           contacts=[contacts[t % len(contacts)]]))

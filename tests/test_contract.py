@@ -158,7 +158,7 @@ def test_heartbeat_round_trips(seq, uptime, depth):
     at=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc)),
 )
 def test_the_gateways_ack_encoding_is_the_models(ranges, snapshots, at):
-    from gateway.registry import iso
+    from isowatch.clock import iso
 
     fast = encode_ack("cam-1", ranges, snapshots, iso(at))
     model = GatewayAck(device="cam-1", ranges=ranges, snapshots=snapshots, gateway_time=at)

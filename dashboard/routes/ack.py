@@ -15,12 +15,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from dashboard.ack_text import TODO, page_translator
+from dashboard.ack_text import page_translator
 from dashboard.i18n import language_of
 from dashboard.deps import templates
 from gateway.ack_links import AckDesk, BadForm, BadLink, LinkExpired, LinkView
 from gateway.alerts import AlertError
-from gateway.vocabulary import detail_text
+from gateway.vocabulary import TODO, detail_text
 from isowatch.localtime import clock_text, offset
 
 router = APIRouter(tags=["acknowledge"])

@@ -33,10 +33,10 @@ from dashboard.deps import (
     render,
     templates,
 )
-from dashboard.ack_text import TODO
 from dashboard.i18n import code_namer, translator
 from dashboard.routes.resident import announced_now
 from gateway import alerts as alert_lib
+from gateway.vocabulary import TODO
 
 log = logging.getLogger(__name__)
 router = protected_router(tags=["alerts"])

@@ -26,6 +26,7 @@ from gateway.policy import HELP_KINDS
 from isowatch.clock import iso, parse_iso
 from isowatch.localtime import DEFAULT_ZONE
 from gateway.resident import REASONS, BadForm, LinkNotFound, Refused, ResidentDesk, ResidentView
+from gateway.vocabulary import visit_decision
 
 router = APIRouter(tags=["resident"])
 staff_router = protected_router(tags=["resident"])
@@ -197,8 +198,7 @@ def announced_now(db: sqlite3.Connection, scope: Scope, now: datetime) -> list[d
     return [{"household": r["household"], "place": " ".join(p for p in (r["address"], r["unit"]) if p),
              "reason": r["reason"], "from": _local(parse_iso(r["starts_at"]), r["tz"]),
              "to": _local(parse_iso(r["ends_at"]), r["tz"]), "now": parse_iso(r["ends_at"]) >= now,
-             "approval": None if r["approval_alert"] is None else
-             {"visit_approved": "approved", "visit_refused": "refused"}.get(r["verdict"], "waiting")}
+             "approval": None if r["approval_alert"] is None else visit_decision(r["verdict"])}
             for r in rows]
 
 
