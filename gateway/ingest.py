@@ -82,8 +82,8 @@ class _GatewayClient(mqtt.Client):
                     if rc:
                         break
                     continue
-                message = mqtt_wire.decode_publish(first_byte, body)
-                publishes.append((message.topic, message.payload, message.packet_id, message.qos, message.retain))
+                topic, payload, packet_id, qos, retain, _dup = mqtt_wire.decode_publish(first_byte, body)
+                publishes.append((topic, payload, packet_id, qos, retain))
         except mqtt_wire.MalformedFrame as exc:
             log.error("malformed packet from the broker, closing the connection: %s", exc)
             rc = MQTTErrorCode.MQTT_ERR_PROTOCOL

@@ -121,7 +121,7 @@ def gateway_link() -> Iterator[GatewayLink]:
 
 def test_ingest_reads_publishes_from_any_split_and_hands_other_packets_to_paho(gateway_link: GatewayLink) -> None:
     peer = gateway_link.peer
-    result, mid = gateway_link.client.subscribe("isowatch/+/status", qos=1)
+    _result, mid = gateway_link.client.subscribe("isowatch/+/status", qos=1)
     subscribe, _raw = peer.next_frame()
     assert subscribe.first_byte == 0x82 and int.from_bytes(subscribe.body[:2], "big") == mid
     messages = [mqtt_wire.Publish(f"isowatch/s1/h{n}/d{n}/status".encode(), b"{}" * n, n % 2 * (n + 1), n % 2,
