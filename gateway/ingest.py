@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import struct
 import threading
 import time
 from collections import Counter, deque
@@ -21,7 +20,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from gateway.store import Store
-from gateway.store_process import BatchSummary, Inbound, StoreError, StorePool, UrgentCheck, qos0_publish
+from gateway.store_process import BatchSummary, Inbound, StoreError, StorePool, UrgentCheck
+from isowatch import mqtt_wire
 from isowatch.broker import BrokerUrl
 from isowatch.clock import Clock, SystemClock
 from isowatch.contract import DEVICE_PUBLISHES, subscription
@@ -38,10 +38,11 @@ class _GatewayClient(mqtt.Client):
     Stock paho reads every packet with three or more recv() calls, handles one packet per select(), and
     builds, decodes and debug-logs an MQTTMessage in Python for each PUBLISH: at 10,000 messages a
     second that was most of the gateway's CPU (docs/benchmarks.md). Here `loop_read` reads the socket in
-    large chunks and slices every whole packet out of the buffer; QoS 0 and 1 PUBLISHes go to
-    `on_publishes` as one list per read, every other packet (CONNACK, SUBACK, PUBACK, PINGRESP, QoS 2)
-    to paho's own handler. Overrides paho 2.x internals (`loop_read`, `_in_packet`, `_packet_handle`,
-    `_packet_queue`) for MQTT 3.1.1 only; the gateway tests run through them.
+    large chunks and slices every whole packet out of the buffer (isowatch.mqtt_wire); QoS 0 and 1
+    PUBLISHes go to `on_publishes` as one list per read, every other packet (CONNACK, SUBACK, PUBACK,
+    PINGRESP, QoS 2) to paho's own handler. Overrides paho internals (`loop_read`, `_sock_recv`,
+    `_in_packet`, `_packet_handle`, `_packet_queue`) for MQTT 3.1.1 only, so paho is pinned to one minor
+    version (pyproject.toml) and tests/gateway/test_ingest_paho.py fails first when they change.
     """
 
     _READ_CHUNK = 256 * 1024
@@ -51,14 +52,15 @@ class _GatewayClient(mqtt.Client):
         if self._protocol != mqtt.MQTTv311:
             raise ValueError("the gateway's PUBLISH parser speaks MQTT 3.1.1")
         self.on_publishes = on_publishes
-        self._buffer = bytearray()
-        self._buffer_sock: object = None
+        self._frames = mqtt_wire.FrameReader()
+        self._frames_sock: object = None
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         if self._sock is None:
             return MQTTErrorCode.MQTT_ERR_NO_CONN
-        if self._buffer_sock is not self._sock:  # a new connection: nothing buffered belongs to it
-            self._buffer_sock, self._buffer = self._sock, bytearray()
+        if self._frames_sock is not self._sock:  # a new connection: nothing buffered belongs to it
+            self._frames_sock = self._sock
+            self._frames.reset()
         try:
             data = self._sock_recv(self._READ_CHUNK)
         except BlockingIOError:
@@ -70,30 +72,21 @@ class _GatewayClient(mqtt.Client):
             return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
         with self._msgtime_mutex:
             self._last_bytes_received = mqtt.time_func()
-        data = bytes(self._buffer + data) if self._buffer else data
         publishes: list[Inbound] = []
         rc = MQTTErrorCode.MQTT_ERR_SUCCESS
-        pos, end = 0, len(data)
-        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-            frame = _frame(data, pos, end)
-            if frame is None:
-                break
-            if frame is _MALFORMED:
-                rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
-                break
-            command, start, pos = frame
-            qos = (command >> 1) & 3
-            if command & 0xF0 != mqtt.PUBLISH or qos == 2:
-                rc = self._handle_packet(command, data[start:pos])
-                continue
-            topic_end = start + 2 + (data[start] << 8 | data[start + 1]) if pos - start >= 2 else pos + 1
-            payload_start = topic_end + (2 if qos else 0)
-            if payload_start > pos:
-                rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
-            else:
-                mid = data[topic_end] << 8 | data[topic_end + 1] if qos else 0
-                publishes.append((data[start + 2:topic_end], data[payload_start:pos], mid, qos, bool(command & 1)))
-        self._buffer = bytearray(data[pos:])
+        try:
+            for first_byte, body in self._frames.feed(data):
+                # QoS 2 needs paho's PUBREC/PUBREL state; the gateway subscribes at QoS 1, so it is rare.
+                if first_byte & 0xF0 != mqtt_wire.PUBLISH or first_byte & 0x06 == 0x04:
+                    rc = self._handle_packet(first_byte, body)
+                    if rc:
+                        break
+                    continue
+                topic, payload, packet_id, qos, retain, _dup = mqtt_wire.decode_publish(first_byte, body)
+                publishes.append((topic, payload, packet_id, qos, retain))
+        except mqtt_wire.MalformedFrame as exc:
+            log.error("malformed packet from the broker, closing the connection: %s", exc)
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
         if publishes:
             self.on_publishes(publishes)
         return self._loop_rc_handle(rc) if rc else rc
@@ -118,36 +111,9 @@ class _GatewayClient(mqtt.Client):
             self._packet_queue(_RAW_WRITE, data, 0, 0)
 
 
-_MALFORMED = object()
 # paho looks at a queued packet's command after writing it (to call on_publish for QoS 0, to close after
 # DISCONNECT); 0 is no MQTT packet type, so our pre-built writes get no after-care.
 _RAW_WRITE = 0
-
-
-def _frame(data: bytes, pos: int, end: int) -> tuple[int, int, int] | object | None:
-    """The whole MQTT packet at `pos`: (command byte, body start, body end); None if it is not all here."""
-    if end - pos < 2:
-        return None
-    length, shift, i = 0, 0, pos + 1
-    while True:
-        if i >= end:
-            return None
-        byte = data[i]
-        i += 1
-        length |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            break
-        shift += 7
-        if shift > 21:  # the remaining length has at most 4 bytes
-            return _MALFORMED
-    if end - i < length:
-        return None
-    return data[pos], i, i + length
-
-
-def pubacks(mids: list[int]) -> bytes:
-    """MQTT 3.1.1 PUBACK packets (0x40, length 2, packet id) back to back, packed in one call."""
-    return struct.pack(f"!{len(mids)}I", *[0x4002_0000 | mid for mid in mids])
 
 
 class Ingest:
@@ -367,9 +333,9 @@ class Ingest:
 
     def _finish(self, batch: list[Inbound], summary: BatchSummary) -> None:
         """The batch is committed: PUBACKs to the broker, then a GatewayAck to each device, in one write."""
-        clears = [qos0_publish(topic_text, b"", retain=True) for topic_text in summary.clear_retained]
-        self.client.write_packets([pubacks([mid for _topic, _payload, mid, qos, _retain in batch if qos == 1]),
-                                   summary.ack_packets, *clears])
+        clears = [mqtt_wire.publish(topic_text, b"", retain=True) for topic_text in summary.clear_retained]
+        acks = mqtt_wire.pubacks([mid for _topic, _payload, mid, qos, _retain in batch if qos == 1])
+        self.client.write_packets([acks, summary.ack_packets, *clears])
         if summary.clear_retained:
             now = time.monotonic()
             self._own_clears.update((topic_text.encode(), now) for topic_text in summary.clear_retained)

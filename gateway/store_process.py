@@ -36,6 +36,7 @@ from gateway.store import (
     Store,
     WriteTurn,
 )
+from isowatch import mqtt_wire
 from isowatch.clock import iso
 from isowatch.contract import MAX_SNAPSHOT_BYTES, ContractError, Topic, TopicKind, decode, encode_ack, topic
 from isowatch.log_limit import RateLimitedLog
@@ -114,19 +115,6 @@ def seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
         else:
             ranges.append((seq, seq))
     return ranges
-
-
-def qos0_publish(topic_text: str, payload: bytes, *, retain: bool = False) -> bytes:
-    """An MQTT 3.1.1 PUBLISH packet, QoS 0 (retained: an empty payload clears the topic's retained message)."""
-    name = topic_text.encode()
-    body_length = 2 + len(name) + len(payload)
-    header = bytearray([0x31 if retain else 0x30])
-    while True:
-        byte, body_length = body_length & 0x7F, body_length >> 7
-        header.append(byte | (0x80 if body_length else 0))
-        if not body_length:
-            break
-    return b"".join((header, len(name).to_bytes(2, "big"), name, payload))
 
 
 def store_batch(store: Store, batch: list[Inbound], now: datetime, acks: "AckBook",
@@ -271,7 +259,7 @@ class AckBook:
             key = (site, household, device)
             ranges = acked[device] = seq_ranges(self._seqs.get(key, ()))
             payload = encode_ack(device, ranges, self._hashes.get(key, []), at)
-            packets.append(qos0_publish(topic(site, household, device, TopicKind.ACK), payload))
+            packets.append(mqtt_wire.publish(topic(site, household, device, TopicKind.ACK), payload))
         self._seqs.clear()
         self._hashes.clear()
         self._since = None

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import click
 
+from isowatch import mqtt_wire
 from isowatch.broker import BrokerError, BrokerUrl
 from isowatch.contract import TOPIC_ROOT
 from isowatch.ids import uuid7
@@ -159,20 +160,6 @@ def register_fleet(db_path: Path | str, fleet: Fleet, *, isolated: bool = True, 
 # -- the wire ---------------------------------------------------------------------------------------
 
 
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _text(value: str | bytes) -> bytes:
-    data = value.encode() if isinstance(value, str) else value
-    return struct.pack("!H", len(data)) + data
-
-
 class WirePublisher:
     """One MQTT 3.1.1 connection that only publishes at QoS 1, with up to `window` messages unacknowledged.
 
@@ -193,18 +180,18 @@ class WirePublisher:
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=broker.host)
         self._sock = sock
         flags = 0x02  # clean session: a load generator keeps no state
-        payload = _text(client_id)
+        payload = mqtt_wire.encode_string(client_id)
         if broker.username:
             flags |= 0x80
-            payload += _text(broker.username)
+            payload += mqtt_wire.encode_string(broker.username)
             if broker.password:
                 flags |= 0x40
-                payload += _text(broker.password)
-        variable = _text("MQTT") + bytes([4, flags]) + struct.pack("!H", 0)  # keepalive 0: no pings needed
-        body = variable + payload
-        sock.sendall(b"\x10" + _remaining_length(len(body)) + body)
+                payload += mqtt_wire.encode_string(broker.password)
+        # Protocol name, level 4 (3.1.1), flags, keepalive 0: no pings needed.
+        variable = mqtt_wire.encode_string("MQTT") + bytes([4, flags]) + struct.pack("!H", 0)
+        sock.sendall(mqtt_wire.packet(mqtt_wire.CONNECT, variable + payload))
         connack = self._read_exact(4)
-        if connack[0] != 0x20 or connack[3] != 0:
+        if connack[0] != mqtt_wire.CONNACK or connack[3] != 0:
             raise SimulationError(f"broker refused the simulator's connection (CONNACK code {connack[3]})")
         sock.setblocking(False)
 
@@ -219,8 +206,7 @@ class WirePublisher:
 
     def publish(self, topic: bytes, payload: bytes) -> None:
         self._mid = self._mid % 65535 + 1
-        body = _text(topic) + struct.pack("!H", self._mid) + payload
-        self._buffer += b"\x32" + _remaining_length(len(body)) + body
+        self._buffer += mqtt_wire.publish(topic, payload, qos=1, packet_id=self._mid)
         self.sent += 1
         if len(self._buffer) >= 65536 or self.sent - self.acked >= self.window:
             self.flush(wait=False)
