@@ -32,10 +32,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-from edge.door_watch import DoorOpened, DoorWatcher  # noqa: E402
-from edge.scenes import DOOR_CLASSES, DoorClass, generate_clip  # noqa: E402
-from edge.replay import video_frames  # noqa: E402
-from edge.scoring import OpeningTiming, match_openings  # noqa: E402
+from edge.door_watch import DoorOpened, DoorWatcher
+from edge.scenes import DOOR_CLASSES, DoorClass, generate_clip
+from edge.replay import video_frames
+from edge.scoring import OpeningTiming, match_openings
 
 CAMERAS = [(640, 480, 10.0), (480, 360, 15.0), (800, 450, 12.0)]
 

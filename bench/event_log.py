@@ -24,14 +24,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
-import uvicorn  # noqa: E402
+import httpx
+import uvicorn
 
-from bench.common import machine, table  # noqa: E402
-from dashboard import accounts  # noqa: E402
-from dashboard.app import create_app  # noqa: E402
-from gateway.store import open_database  # noqa: E402
-from isowatch.ids import uuid7  # noqa: E402
+from bench.common import machine, table
+from dashboard import accounts
+from dashboard.app import create_app
+from gateway.store import open_database
+from isowatch.ids import uuid7
 
 SITES = 20
 HOUSEHOLDS = 5000

@@ -65,7 +65,7 @@ class CsrfFailed(Exception):
     pass
 
 
-def DatabasePath() -> Path:  # noqa: N802 - a dependency key, overridden by create_app
+def DatabasePath() -> Path:  # a dependency key, overridden by create_app
     raise RuntimeError("create_app() binds the database path")
 
 

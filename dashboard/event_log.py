@@ -129,7 +129,7 @@ def _table_query(table: str, f: LogFilter, scope: Scope, before: tuple[str, str]
         if f.verdict is not None:
             cond.append("a.verdict = ?")
             cond_params.append(f.verdict)
-        where.append("e.id IN (SELECT ae.ref FROM alerts a JOIN alert_events ae ON ae.alert_id = a.id WHERE "
+        where.append("e.id IN (SELECT ae.ref FROM alerts a JOIN alert_events ae ON ae.alert_id = a.id WHERE "  # noqa: S608
                      + " AND ".join(cond) + ")")
         params += cond_params
     if before is not None:

@@ -85,7 +85,7 @@ EN: dict[str, str] = {
     "reason_hospital": "hospital visit", "reason_other": "other", "approval_waiting": "waiting for approval",
     "approval_approved": "approved", "approval_refused": "refused",
     # issue 16: local times, the chart, the no-team notice, the audit log in words
-    "just_now": "just now", "no_team": "You are on no team, so no alerts or households reach you here. Ask an admin to add you to a team.",
+    "no_team": "You are on no team, so no alerts or households reach you here. Ask an admin to add you to a team.",
     "body_temperature": "Body temperature", "room_temperature": "Room temperature", "fever_line": "fever from {c:.1f} °C",
     "hours_local": "hours, {label}", "no_readings": "No readings in this period.",
     "what_event": "event", "what_reading": "reading", "what_alert": "alert", "what_acknowledged": "acknowledged",
@@ -178,7 +178,7 @@ ZH: dict[str, str] = {
     "announced_openings": "住户报备的开门", "reason_rubbish": "倒垃圾", "reason_delivery": "取快递/物资",
     "reason_hospital": "去医院", "reason_other": "其他", "approval_waiting": "待批准", "approval_approved": "已批准",
     "approval_refused": "未批准",
-    "just_now": "刚刚", "no_team": "你不在任何小组，因此这里不会显示任何告警或住户。请联系管理员把你加入小组。",
+    "no_team": "你不在任何小组，因此这里不会显示任何告警或住户。请联系管理员把你加入小组。",
     "body_temperature": "体温", "room_temperature": "室温", "fever_line": "{c:.1f} °C 起为发热",
     "hours_local": "小时，{label}", "no_readings": "此期间没有读数。",
     "what_event": "事件", "what_reading": "读数", "what_alert": "告警", "what_acknowledged": "已确认",

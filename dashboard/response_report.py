@@ -69,10 +69,10 @@ def _finish(f: Figures, waits: list[float]) -> None:
 def report(db: sqlite3.Connection, scope: Scope, since: datetime, until: datetime) -> ResponseReport:
     where, params = scope.sql("a.household")
     alerts = db.execute(
-        "SELECT a.id, a.opened_at, a.acknowledged_at, a.acknowledged_by, a.step, a.renotified, a.verdict, "
+        "SELECT a.id, a.opened_at, a.acknowledged_at, a.acknowledged_by, a.step, a.renotified, a.verdict, "  # noqa: S608
         "a.resolved_at, coalesce(h.team, '') AS team, coalesce(t.name, h.team, '') AS team_name, s.role AS ack_role "
         "FROM alerts a LEFT JOIN households h ON h.household = a.household LEFT JOIN teams t ON t.team = h.team "
-        f"LEFT JOIN staff s ON s.staff = a.acknowledged_by WHERE a.opened_at >= ? AND a.opened_at < ? AND {where}",  # noqa: S608
+        f"LEFT JOIN staff s ON s.staff = a.acknowledged_by WHERE a.opened_at >= ? AND a.opened_at < ? AND {where}",
         [iso(since), iso(until), *params]).fetchall()
     teams: dict[str, TeamRow] = {}
     team_waits: dict[str, list[float]] = defaultdict(list)
@@ -99,10 +99,10 @@ def report(db: sqlite3.Connection, scope: Scope, since: datetime, until: datetim
             team.false_alarms += a["verdict"] == "false_alarm"
     # Load: pages sent to each role and team, and per role the alerts they were paged on but nobody acknowledged.
     pages = db.execute(
-        "SELECT n.role, coalesce(h.team, '') AS team, count(*) AS n, "
+        "SELECT n.role, coalesce(h.team, '') AS team, count(*) AS n, "  # noqa: S608
         "count(DISTINCT CASE WHEN a.acknowledged_at IS NULL THEN a.id END) AS open FROM notifications n "
         "JOIN alerts a ON a.id = n.alert_id LEFT JOIN households h ON h.household = a.household "
-        f"WHERE a.opened_at >= ? AND a.opened_at < ? AND {where} GROUP BY n.role, h.team",  # noqa: S608
+        f"WHERE a.opened_at >= ? AND a.opened_at < ? AND {where} GROUP BY n.role, h.team",
         [iso(since), iso(until), *params]).fetchall()
     for p in pages:
         role = roles.setdefault(p["role"] or "other", RoleRow(role=p["role"] or "other"))

@@ -62,7 +62,7 @@ class LocalInbox:
         inbox = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 arrived = time.perf_counter()
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
@@ -83,7 +83,7 @@ class LocalInbox:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 with inbox._lock:
                     items = list(reversed(inbox.messages))
                 if self.path.startswith("/messages.json"):
@@ -103,7 +103,7 @@ class LocalInbox:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+            def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr
                 return
 
         self.server = ThreadingHTTPServer((host, port), Handler)

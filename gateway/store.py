@@ -348,7 +348,7 @@ class Store:
         # forward (store processes may commit batches out of receive order).
         newer_skew = "excluded.clock_skew_s IS NOT NULL AND excluded.last_seen >= coalesce(clock_skew_at, '')"
         conn.executemany(
-            "INSERT INTO devices (device, site, household, first_seen, last_seen, max_seq, clock_skew_s, "
+            "INSERT INTO devices (device, site, household, first_seen, last_seen, max_seq, clock_skew_s, "  # noqa: S608
             "clock_skew_at) VALUES (?, ?, ?, ?4, ?4, ?5, ?6, CASE WHEN ?6 IS NOT NULL THEN ?4 END) "
             "ON CONFLICT(device) DO UPDATE SET last_seen = max(coalesce(last_seen, ''), excluded.last_seen), "
             "max_seq = max(coalesce(max_seq, 0), excluded.max_seq), "
@@ -471,7 +471,7 @@ class Store:
             marks = ",".join("?" * len(chunk))
             match = (f"FROM pending_snapshots p JOIN events e ON e.id = p.event_id AND e.device = p.device "
                      f"AND e.site = p.site AND e.household = p.household WHERE p.event_id IN ({marks})")
-            conn.execute(f"INSERT OR IGNORE INTO snapshots ({_SNAPSHOT_COLUMNS}) "  # noqa: S608
+            conn.execute(f"INSERT OR IGNORE INTO snapshots ({_SNAPSHOT_COLUMNS}) "
                          f"SELECT p.sha256, p.event_id, p.site, p.household, p.device, p.bytes, p.path, "
                          f"p.received_at {match}", chunk)
             conn.execute(f"DELETE FROM pending_snapshots WHERE rowid IN (SELECT p.rowid {match})", chunk)  # noqa: S608

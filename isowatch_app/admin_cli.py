@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -19,7 +20,7 @@ db_option = click.option("--db", "db_path", type=click.Path(dir_okay=False, path
                          show_default=True, envvar="ISOWATCH_DB", help="Gateway database (env ISOWATCH_DB).")
 
 
-def _at_most(limit: int):  # noqa: ANN202 - a click callback factory
+def _at_most(limit: int) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
     def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
         if value is not None and len(value) > limit:
             raise click.BadParameter(f"at most {limit} characters")

@@ -68,7 +68,7 @@ LOGIN_ERRORS = ("login_failed", "login_limited")
 
 
 @router.get("/login", include_in_schema=False)
-def login_form(request: Request, next: str = "/", error: str = "",  # noqa: A002
+def login_form(request: Request, next: str = "/", error: str = "",
                lang: Literal["zh", "en"] | None = None) -> Response:
     """In the language last chosen in this browser (the `lang` cookie, set at each login and by the switch
     link on this page), Chinese at first."""
@@ -94,7 +94,7 @@ def _remember_language(request: Request, response: Response, language: str) -> N
 @router.post("/login", include_in_schema=False)
 def login_submit(request: Request, db: WriteDB, clock: ClockDep, username: Annotated[str, Form(max_length=64)],
                  password: Annotated[str, Form(max_length=200)], csrf: Annotated[str, Form()] = "",
-                 next: Annotated[str, Form()] = "/") -> Response:  # noqa: A002
+                 next: Annotated[str, Form()] = "/") -> Response:
     check_csrf_token(request.cookies.get(LOGIN_CSRF_COOKIE, ""), csrf)
     try:
         session = accounts.login(db, username, password, ip=_client_ip(request), now=clock.now())

@@ -60,7 +60,7 @@ class DevicePublic(BaseModel):
     timezone: str  # the site's: pages show the heartbeat in it
 
 
-DEVICE_SQL = (f"SELECT d.*, coalesce(s.timezone, '{DEFAULT_ZONE}') AS timezone FROM devices d "
+DEVICE_SQL = (f"SELECT d.*, coalesce(s.timezone, '{DEFAULT_ZONE}') AS timezone FROM devices d "  # noqa: S608
               "LEFT JOIN sites s ON s.site = d.site")
 
 
@@ -115,7 +115,7 @@ def public(row: sqlite3.Row, now) -> DevicePublic:  # type: ignore[no-untyped-de
 
 def list_devices(db: sqlite3.Connection, scope, now, limit: int = 500, offset: int = 0) -> list[DevicePublic]:  # type: ignore[no-untyped-def]
     where, params = scope.sql("d.household")
-    rows = db.execute(f"{DEVICE_SQL} WHERE {where} ORDER BY d.site, d.household, d.device LIMIT ? OFFSET ?",  # noqa: S608
+    rows = db.execute(f"{DEVICE_SQL} WHERE {where} ORDER BY d.site, d.household, d.device LIMIT ? OFFSET ?",
                       [*params, limit, offset]).fetchall()
     return [public(r, now) for r in rows]
 

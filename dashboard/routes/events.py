@@ -42,7 +42,7 @@ API_ERRORS = {401: {"description": "Not logged in"}, 422: {"description": "Bad f
 
 def log_filter(since: datetime | None = None, until: datetime | None = None, site: str | None = Query(None, max_length=64),
                household: str | None = Query(None, max_length=64),
-               type: event_log.EntryType | None = None,  # noqa: A002
+               type: event_log.EntryType | None = None,
                alert_kind: event_log.AlertKind | None = None,
                verdict: event_log.VerdictName | None = None) -> LogFilter:
     try:
@@ -58,7 +58,7 @@ def _picked_zone(db: sqlite3.Connection, site: str) -> str:
 
 
 def _form_filter(db: ReadDB, since: str = "", until: str = "", site: str = "", household: str = "",
-                 type: str = "", alert_kind: str = "", verdict: str = "") -> LogFilter:  # noqa: A002
+                 type: str = "", alert_kind: str = "", verdict: str = "") -> LogFilter:
     """The page's form sends empty strings for "any" and local dates ("to" includes that whole day) or local
     date-times without a zone; both are the site's local time, converted to UTC for the query."""
     zone = _picked_zone(db, site[:64])

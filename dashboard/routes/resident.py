@@ -189,10 +189,10 @@ def announced_now(db: sqlite3.Connection, scope: Scope, now: datetime) -> list[d
     """Openings households announced that are open now or were in the last hour, in the user's scope."""
     where, params = scope.sql("v.household")
     rows = db.execute(
-        "SELECT v.household, v.reason, v.starts_at, v.ends_at, h.address, h.unit, coalesce(s.timezone, ?) AS tz, "
+        "SELECT v.household, v.reason, v.starts_at, v.ends_at, h.address, h.unit, coalesce(s.timezone, ?) AS tz, "  # noqa: S608
         "a.verdict, v.approval_alert FROM visits v JOIN households h ON h.household = v.household "
         "LEFT JOIN sites s ON s.site = h.site LEFT JOIN alerts a ON a.id = v.approval_alert "
-        f"WHERE v.source = 'resident' AND v.ends_at >= ? AND {where} ORDER BY v.starts_at DESC LIMIT 50",  # noqa: S608
+        f"WHERE v.source = 'resident' AND v.ends_at >= ? AND {where} ORDER BY v.starts_at DESC LIMIT 50",
         [DEFAULT_ZONE, iso(now - timedelta(hours=1)), *params]).fetchall()
     return [{"household": r["household"], "place": " ".join(p for p in (r["address"], r["unit"]) if p),
              "reason": r["reason"], "from": _local(parse_iso(r["starts_at"]), r["tz"]),

@@ -10,17 +10,13 @@ noticeably. Glass on its own is the taught door's job (tests/edge/test_door_teac
 from __future__ import annotations
 
 import statistics
-import sys
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import pytest
 
+from bench.accuracy import run_clip
 from edge.scenes import DoorClass, Variant
 from edge.scoring import OpeningTiming
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench.accuracy import run_clip  # noqa: E402
 
 HELD_OUT: dict[str, DoorClass] = {
     "slow_pump_lowbit": DoorClass("full_open", Variant(swing_s=(1.8, 3.0), exposure_pump=0.7, lowbit=True)),

@@ -217,7 +217,7 @@ def test_the_gateways_child_processes_leave_when_the_gateway_process_is_killed(m
         assert len(spawned) == 3, "the alert worker and two store processes"
         gateway.kill()
         gateway.wait(10)
-        gone = lambda pid: (not Path(f"/proc/{pid}").exists()  # noqa: E731 - gone, or a zombie nobody reaps
+        gone = lambda pid: (not Path(f"/proc/{pid}").exists()  # gone, or a zombie nobody reaps
                             or "Z" in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0])
         wait_until(lambda: all(gone(pid) for pid in spawned), timeout=10, what="the orphaned children to exit")
     finally:

@@ -53,7 +53,7 @@ interval_s = 5
 def test_a_sigkilled_edge_agent_shows_offline_within_offline_after_s(mosquitto, tmp_path):
     db = tmp_path / "gw.db"
     gateway = GatewayService(db, mosquitto.url(), alerts=False).start()
-    status = lambda: query(db, "SELECT status, status_time FROM devices WHERE device = 'box-1'")  # noqa: E731
+    status = lambda: query(db, "SELECT status, status_time FROM devices WHERE device = 'box-1'")
     edge = subprocess.Popen(sensors_only_config(tmp_path, mosquitto.add_user("box-1")),
                             env={**os.environ, "PYTHONUNBUFFERED": "1"}, stderr=subprocess.DEVNULL)
     try:
