@@ -117,8 +117,8 @@ class User:
         return self.staff or self.username
 
     def public(self) -> UserPublic:
-        return UserPublic(username=self.username, display_name=self.display_name, role=self.role,  # type: ignore[arg-type]
-                          language=self.language, staff=self.staff, teams=list(self.teams))  # type: ignore[arg-type]
+        return UserPublic(username=self.username, display_name=self.display_name, role=self.role,
+                          language=self.language, staff=self.staff, teams=list(self.teams))
 
 
 @dataclass(frozen=True)
@@ -234,6 +234,7 @@ def _reserve_attempt(conn: sqlite3.Connection, username: str, ip: str, now: date
     if wait > 0:
         log.warning("login rate limited user=%s ip=%s retry_after=%.0fs", username, ip, wait)
         raise TooManyAttempts(max(1, math.ceil(wait)))
+    assert attempt is not None  # an INSERT sets it
     return int(attempt)
 
 

@@ -16,7 +16,8 @@ from isowatch.clock import parse_iso
 from gateway.vocabulary import KINDS, UNKNOWN_SEVERITY, severity
 from isowatch.localtime import DEFAULT_ZONE
 
-Verdict = Literal[VERDICTS]  # every outcome of gateway.alerts.OUTCOMES; resolve checks it fits the kind
+# Every outcome of gateway.alerts.OUTCOMES (a Literal built at import); resolve checks it fits the kind.
+Verdict = Literal[VERDICTS]  # type: ignore[valid-type]
 
 
 class Notified(BaseModel):

@@ -14,7 +14,7 @@ import io
 import sqlite3
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -29,8 +29,9 @@ READING_TYPES = ("temperature", "contact")
 EntryType = Literal["door", "tamper", "temperature", "contact"]
 AlertKind = Literal["door_opened", "repeated_door", "fever", "implausible_reading", "missed_reading",
                     "device_offline", "camera_tampered", "welfare_check", "sensor_disagree"]
-ALERT_KINDS: tuple[str, ...] = AlertKind.__args__  # type: ignore[attr-defined]
-VerdictName = Literal[VERDICTS]  # every outcome of gateway.alerts.OUTCOMES; resolve checks it fits the kind
+ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
+# Every outcome of gateway.alerts.OUTCOMES (a Literal built at import); resolve checks it fits the kind.
+VerdictName = Literal[VERDICTS]  # type: ignore[valid-type]
 
 
 # 2000 to 2100 in any zone: a picked local 2000-01-01 00:00 in Shanghai is 1999-12-31 16:00 UTC.

@@ -254,5 +254,5 @@ def language_of(*choices: str | None) -> str:
     household's registry language), else Chinese."""
     for choice in choices:
         if choice in LANGUAGES:
-            return choice  # type: ignore[return-value]
+            return choice
     return "zh"

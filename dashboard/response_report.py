@@ -61,8 +61,9 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def _finish(f: Figures, waits: list[float]) -> None:
     f.acknowledged = len(waits)
-    f.ack_median_min = round(percentile(waits, 50), 1) if waits else None  # type: ignore[arg-type]
-    f.ack_p90_min = round(percentile(waits, 90), 1) if waits else None  # type: ignore[arg-type]
+    median, p90 = percentile(waits, 50), percentile(waits, 90)  # None without waits
+    f.ack_median_min = round(median, 1) if median is not None else None
+    f.ack_p90_min = round(p90, 1) if p90 is not None else None
     f.false_alarm_share = round(f.false_alarms / f.resolved, 3) if f.resolved else None
 
 
@@ -110,11 +111,11 @@ def report(db: sqlite3.Connection, scope: Scope, since: datetime, until: datetim
         role.unacknowledged += p["open"]
         if p["team"] in teams:
             teams[p["team"]].pages += p["n"]
-    for key, row in teams.items():
-        _finish(row, team_waits[key])
-    for key, row in roles.items():
-        _finish(row, role_waits[key])
-        row.alerts = row.acknowledged + row.unacknowledged
+    for key, team_row in teams.items():
+        _finish(team_row, team_waits[key])
+    for key, role_row in roles.items():
+        _finish(role_row, role_waits[key])
+        role_row.alerts = role_row.acknowledged + role_row.unacknowledged
     order = {"leader": 0, "medical": 1, "police": 2, "social": 3}
     return ResponseReport(since=iso(since), until=iso(until), teams=sorted(teams.values(), key=lambda r: r.team),
                           roles=sorted(roles.values(), key=lambda r: (order.get(r.role, 9), r.role)))

@@ -130,7 +130,7 @@ def teach_frames(source: str, at_s: float, seconds: float) -> list["cv2.typing.M
     """Frames from `at_s` on: to the end of a video file, or `seconds` of a camera device."""
     device: int | str = int(source) if source.isdigit() else source
     capture = cv2.VideoCapture(device)
-    frames = []
+    frames: list[cv2.typing.MatLike] = []
     try:
         if not capture.isOpened():
             raise click.ClickException(f"cannot open {source}")

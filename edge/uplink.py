@@ -132,7 +132,7 @@ class Uplink:
             if msg.topic.endswith("/" + TopicKind.ACK.value) and self.on_ack:
                 self.on_ack(GatewayAck.model_validate_json(msg.payload))
             elif msg.topic.endswith("/" + TopicKind.CONFIG.value) and self.on_config:
-                self.on_config(msg.payload)
+                self.on_config(bytes(msg.payload))
         except ValidationError as exc:
             log.warning("uplink ignored bad message topic=%s error=%s", msg.topic, exc.errors()[0]["msg"])
         except Exception:  # one bad handler call must not stop the network loop

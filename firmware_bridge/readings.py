@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 from datetime import datetime
-from typing import IO, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from isowatch.stamper import Stamper
 from isowatch.clock import Clock
@@ -33,10 +33,16 @@ class ReadingSink(Protocol):
     def send(self, message: DeviceMessage) -> Any: ...
 
 
+class TextStream(Protocol):
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 class StdoutSink:
     """Prints each stamped message as one line of contract JSON: `bridge run --stdout` and `bridge read`."""
 
-    def __init__(self, device: str = "bench", stream: IO[str] | None = None, clock: Clock | None = None) -> None:
+    def __init__(self, device: str = "bench", stream: TextStream | None = None, clock: Clock | None = None) -> None:
         self.stamper = Stamper(device, clock)
         self.stream = stream or sys.stdout
         self.sent: list[DeviceMessage] = []

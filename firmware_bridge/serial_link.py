@@ -191,8 +191,10 @@ class SerialLink:
                     if not self._open():
                         stop.wait(self.backoff.next())
                         continue
+                port = self._port
+                assert port is not None  # opened above
                 try:
-                    data = self._port.read(max(1, self._port.in_waiting))  # type: ignore[union-attr]
+                    data = port.read(max(1, port.in_waiting))
                 except (serial.SerialException, OSError) as exc:
                     self._lost(exc)
                     stop.wait(self.backoff.next())

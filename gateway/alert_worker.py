@@ -274,7 +274,7 @@ class AlertWorker:
                 alerts.audit(self.conn, "gateway", "alert.no_recipient", f"alert:{alert_id}", {"role": role.value}, now)
                 continue
             people.setdefault(member["staff"], (member, role.value))
-        for staff, (member, role) in people.items():
+        for staff, (member, role_name) in people.items():
             exists = self.conn.execute(
                 "SELECT 1 FROM notifications WHERE alert_id = ? AND step = ? AND round = ? AND staff = ?",
                 (alert_id, page.step, page.round, staff)).fetchone()
@@ -288,7 +288,7 @@ class AlertWorker:
                 "INSERT INTO notifications (alert_id, step, round, staff, role, language, title, body, urls, "
                 "url_index, state, attempts, next_attempt_at, created_at, delivery_key) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?, ?)",
-                (alert_id, page.step, page.round, staff, role, member["language"], title, body, json.dumps(urls),
+                (alert_id, page.step, page.round, staff, role_name, member["language"], title, body, json.dumps(urls),
                  "pending" if urls else "undeliverable", iso(now), iso(now), key),
             ).lastrowid
             # This page carries the same facts and a fresh link: an older one still waiting for its turn stops.

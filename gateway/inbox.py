@@ -108,7 +108,9 @@ class LocalInbox:
 
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
-        self.host, self.port = self.server.server_address[:2]
+        bound_host, self.port = self.server.server_address[:2]
+        assert isinstance(bound_host, str)  # an IP address: the server listens on TCP
+        self.host = bound_host
         self._thread = threading.Thread(target=self.server.serve_forever, name="local-inbox", daemon=True)
 
     def start(self) -> "LocalInbox":

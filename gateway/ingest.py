@@ -81,6 +81,7 @@ class _GatewayClient(mqtt.Client):
             if frame is _MALFORMED:
                 rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
                 break
+            assert isinstance(frame, tuple)
             command, start, pos = frame
             qos = (command >> 1) & 3
             if command & 0xF0 != mqtt.PUBLISH or qos == 2:

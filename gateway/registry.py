@@ -332,6 +332,7 @@ class Registry:
             )
             self.audit(by, "isolation.start", period.household,
                        {"period": cursor.lastrowid, "start_date": period.start_date.isoformat(), "days": period.days})
+        assert cursor.lastrowid is not None  # an INSERT sets it
         return int(cursor.lastrowid)
 
     def isolation(self, period_id: int) -> Isolation:
@@ -454,6 +455,7 @@ class Registry:
             self.audit(by, "visit.announce", visit.household,
                        {"visit": cursor.lastrowid, "kind": visit.kind, "from": iso(visit.starts_at),
                         "to": iso(visit.ends_at)})
+        assert cursor.lastrowid is not None  # an INSERT sets it
         return int(cursor.lastrowid)
 
     def visit_covering(self, household: str, at: datetime, *, exit_suspected: bool = False) -> int | None:

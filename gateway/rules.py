@@ -422,7 +422,7 @@ def scan_missed_readings(conn: sqlite3.Connection, registry: Registry, policy: P
             if None in changed or len(changed) > _CHUNK:  # a site's timezone, or a bulk import: all again
                 after = ""
             else:
-                out += _missed_in_zone(conn, zones, tz, slot, now, only=sorted(changed))[0]
+                out += _missed_in_zone(conn, zones, tz, slot, now, only=sorted(h for h in changed if h is not None))[0]
         if slot is not None and after is not None:
             found, after = _missed_in_zone(conn, zones, tz, slot, now, after=after)
             out += found
@@ -536,7 +536,7 @@ def scan_disagreements(conn: sqlite3.Connection, registry: Registry, policy: Pol
         _save_state(conn, "disagree", {"now": iso(now), "until": iso(until), "seq": seq})
     # A household the registry changed since the last pass (one that has just become isolated, say) resumes
     # from its own mark, as it would have: looked at even without a recent opening if it has one.
-    resuming = set(_marks(conn, "disagree", changed - {None})) | _starting_today(conn, last, now)
+    resuming = set(_marks(conn, "disagree", {h for h in changed if h is not None})) | _starting_today(conn, last, now)
     isolated = _isolated(conn, {household for household, _, _ in openings} | resuming, now)
     if not isolated:
         return []
@@ -580,10 +580,10 @@ def scan_disagreements(conn: sqlite3.Connection, registry: Registry, policy: Pol
         for source, at in by_household.get(household, []):
             if lo < at <= hi:
                 seen[source].append(parse_iso(at))
-        for source, at in disagreements(seen["camera"], seen["contact"], window.total_seconds()):
-            if since[household] < at <= until:
-                out.append(Finding(AlertKind.SENSOR_DISAGREE, home.site, household, at,
-                                   f"disagree:{household}:{source}:{iso(at)}", home.period.id,
+        for source, when in disagreements(seen["camera"], seen["contact"], window.total_seconds()):
+            if since[household] < when <= until:
+                out.append(Finding(AlertKind.SENSOR_DISAGREE, home.site, household, when,
+                                   f"disagree:{household}:{source}:{iso(when)}", home.period.id,
                                    detail=f"only the {source} saw the door open"))
     conn.executemany("INSERT OR REPLACE INTO rule_marks (household, rule, mark) VALUES (?, 'disagree', ?)", looked)
     return out

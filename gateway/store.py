@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import sqlite3
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -104,16 +105,13 @@ def _row(item: Accepted) -> tuple[Any, ...]:
     if isinstance(msg, (DoorEvent, TamperEvent)):
         return (msg.id, topic.site, topic.household, topic.device, msg.seq, msg.type, iso(msg.device_time),
                 _received_iso(item.received_at), msg.state, item.payload.decode())
-    if isinstance(msg, (TemperatureReading, ContactReading)):
-        is_temp = isinstance(msg, TemperatureReading)
+    if isinstance(msg, TemperatureReading):  # celsius, subject, method, plausible, open
         return (msg.id, topic.site, topic.household, topic.device, msg.seq, msg.type, iso(msg.device_time),
-                _received_iso(item.received_at),
-                msg.celsius if is_temp else None,
-                msg.subject if is_temp else None,
-                msg.method if is_temp else None,
-                int(msg.plausible) if is_temp else None,
-                None if is_temp else int(msg.open),
+                _received_iso(item.received_at), msg.celsius, msg.subject, msg.method, int(msg.plausible), None,
                 item.payload.decode())
+    if isinstance(msg, ContactReading):
+        return (msg.id, topic.site, topic.household, topic.device, msg.seq, msg.type, iso(msg.device_time),
+                _received_iso(item.received_at), None, None, None, None, int(msg.open), item.payload.decode())
     if isinstance(msg, Status):
         return (msg.state, _received_iso(item.received_at), iso(msg.device_time), msg.firmware, msg.config_version,
                 msg.config_error, msg.camera, topic.device)
@@ -247,8 +245,8 @@ class Store:
     def write_batch(
         self,
         accepted: list[Accepted],
-        rejected: list[Rejected] = (),  # type: ignore[assignment]
-        snapshots: list[SnapshotUpload] = (),  # type: ignore[assignment]
+        rejected: Sequence[Rejected] = (),
+        snapshots: Sequence[SnapshotUpload] = (),
         *,
         turn: AbstractContextManager = nullcontext(),
     ) -> BatchOutcome:

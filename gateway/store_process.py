@@ -454,6 +454,7 @@ class StoreProcess:
             raise StoreError("the store process died with the batch in hand")
         if isinstance(reply, str):
             raise StoreError(reply)
+        assert isinstance(reply, BatchSummary)  # the child sends a summary, an error text or dies
         return reply
 
     def stop(self, timeout: float = 30.0) -> None:

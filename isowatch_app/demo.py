@@ -138,8 +138,8 @@ def demo(households: int, run_for: float | None, port: int, data_dir: Path | Non
                        + (f"stopping in {run_for:.0f} s" if run_for else "Ctrl-C to stop"), err=True)
             _wait(run_for)
         finally:
-            for household in fleet:
-                household.stop()
+            for home in fleet:
+                home.stop()
             service.ingest.wait_idle(quiet_s=0.5, timeout=15)
             if service.alerts:
                 service.alerts.settle()  # let the pages in flight land before counting them

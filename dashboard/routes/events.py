@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -37,7 +37,8 @@ from isowatch.clock import Clock
 from isowatch.localtime import BadTime, parse_picked, picker_value
 
 router = protected_router(tags=["events"])
-API_ERRORS = {401: {"description": "Not logged in"}, 422: {"description": "Bad filter or cursor"}}
+API_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Not logged in"}, 422: {"description": "Bad filter or cursor"}}
 
 
 def log_filter(since: datetime | None = None, until: datetime | None = None, site: str | None = Query(None, max_length=64),
