@@ -192,11 +192,6 @@ def load_user(conn: sqlite3.Connection, username: str) -> User | None:
     return User(row[0], row[1], row[2], row[3], row[4], tuple(sorted(teams)))
 
 
-def list_users(conn: sqlite3.Connection) -> list[User]:
-    names = [r[0] for r in conn.execute("SELECT username FROM users WHERE active = 1 ORDER BY username")]
-    return [u for u in (load_user(conn, n) for n in names) if u is not None]
-
-
 def _backoff_s(failures: int, limit: int) -> float:
     """How long after the last checked attempt the next one may be checked: nothing under the limit, then
     doubling from one minute, never longer than the window (the failures age out of it by then)."""

@@ -161,7 +161,6 @@ class Nak(Frame):
 FRAME_TYPES: dict[str, type[Frame]] = {
     cls.TYPE: cls for cls in (Hello, BodyTemperature, AmbientTemperature, DoorContact, Battery, Ack, Nak)
 }
-READING_FRAMES = (BodyTemperature, AmbientTemperature, DoorContact)
 
 
 def encode(frame: Frame) -> bytes:

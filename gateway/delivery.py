@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 # (url, title, body, key, timeout_s) -> result; tests may inject their own.
 Sender = Callable[..., notify.DeliveryResult]
-LIVE_STATES = ("pending", "sending")
 
 
 def new_key() -> str:
