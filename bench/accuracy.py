@@ -1,4 +1,4 @@
-"""Door detector accuracy per class of door clip: recall, false openings, start and confirmation delay (issue 17).
+"""Door detector accuracy per class of door clip: recall, false openings, start and confirmation delay.
 
     .venv/bin/python bench/accuracy.py [--seeds 3] [--first-seed 100] [--seconds 12] [--only slow --only glass]
 

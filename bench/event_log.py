@@ -1,4 +1,4 @@
-"""Event log benchmark (issue 7): filtered queries over 1,000,000 stored events through the real dashboard.
+"""Event log benchmark: filtered queries over 1,000,000 stored events through the real dashboard.
 
 Generates the events straight into a fresh, migrated gateway database (5,000 households on 20 sites over
 30 days, 1 % of them attached to alerts with verdicts), serves the dashboard with uvicorn and times each

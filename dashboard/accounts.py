@@ -1,4 +1,4 @@
-"""Dashboard accounts: users with roles, argon2 passwords, server-side sessions, login rate limiting (issue 7).
+"""Dashboard accounts: users with roles, argon2 passwords, server-side sessions, login rate limiting.
 
 Sessions live in the database (only a hash of the cookie's token is stored), so a gateway restart keeps
 people logged in and a stolen database does not hand out live sessions.

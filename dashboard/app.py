@@ -160,10 +160,10 @@ def create_app(db_path: Path | str, *, ack_desk: AckDesk | None = None, admin: R
     for area in (auth, alerts, households, events, reports, devices, audit, users):
         app.include_router(area.router)
     app.include_router(ack.router)
-    app.include_router(resident.router)  # issue 19: the household's own link, outside the session guard
+    app.include_router(resident.router)  # the household's own link, outside the session guard
     app.include_router(resident.staff_router)
     app.include_router(registry_api.router)
-    if ack_desk is not None:  # issue 6: acknowledge links need the gateway's signing key and clock
+    if ack_desk is not None:  # acknowledge links need the gateway's signing key and clock
         app.dependency_overrides[ack.ack_desk] = lambda: ack_desk
     if resident_desk is not None:
         app.dependency_overrides[resident.resident_desk] = lambda: resident_desk

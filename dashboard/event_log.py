@@ -1,6 +1,6 @@
-"""Event log review: filtered, keyset-paged over (received_at, id), CSV export of the same filter (issue 7).
+"""Event log review: filtered, keyset-paged over (received_at, id), CSV export of the same filter.
 
-Ordered and filtered by the gateway's receive time: a device's own clock may be decades off (issue 13);
+Ordered and filtered by the gateway's receive time: a device's own clock may be decades off;
 its `device_time` is shown beside it.
 
 Keyset, not OFFSET: page 500 costs what page 1 costs, because each page starts from an index seek on

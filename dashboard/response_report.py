@@ -1,4 +1,4 @@
-"""Response report (issue 7): per team and per role, how fast alerts are acknowledged and who carries the load.
+"""Response report: per team and per role, how fast alerts are acknowledged and who carries the load.
 
 Over alerts opened in [since, until): time to acknowledge (median, 90th percentile, nearest-rank),
 escalations (alerts that went past their first step or were re-paged), alerts still unacknowledged,

@@ -1,5 +1,5 @@
 """`isowatch detect`, `isowatch calibrate` and `isowatch check-door`: replay footage through the detector,
-save a camera's reference and taught door, check a new door in the field (issues 3 and 17)."""
+save a camera's reference and taught door, check a new door in the field."""
 
 from __future__ import annotations
 

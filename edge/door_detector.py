@@ -1,4 +1,4 @@
-"""Door state from the ROI compared with a calibrated 'closed' signature, voted over time (issue 3).
+"""Door state from the ROI compared with a calibrated 'closed' signature, voted over time.
 
 Not a motion detector: a door left open stays open however long it stays still, because each frame
 is compared with the closed door, never with a running background.

@@ -1,4 +1,4 @@
-"""Lighting-robust signatures of the door region: gain-normalised edge structure per cell (issue 3).
+"""Lighting-robust signatures of the door region: gain-normalised edge structure per cell.
 
 A door that swings moves its leaf's edges and mouldings about the hinge and uncovers the interior;
 a light switch, daylight drift or a soft shadow multiplies brightness but leaves that structure in

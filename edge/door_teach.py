@@ -1,4 +1,4 @@
-"""Per-door teach: learn what *this* door looks like open from one opening at calibration (issue 17).
+"""Per-door teach: learn what *this* door looks like open from one opening at calibration.
 
 The generic detector knows what doors do in general (whole columns change, lintel to floor, at a
 jamb). Some doors barely do: a frosted-glass leaf in a pale corridor changes little but its frame's

@@ -1,4 +1,4 @@
-"""`DoorWatcher`: one camera's door detector, tamper detector, exit tracker and snapshots behind one call (issue 3).
+"""`DoorWatcher`: one camera's door detector, tamper detector, exit tracker and snapshots behind one call.
 
 Feed it frames with their time; it returns typed events. It never opens a camera, so the edge agent,
 the replay CLI and the tests drive it the same way.

@@ -1,4 +1,4 @@
-"""Seeded synthetic corridor clips with labels, for tests, tuning checks and the demo's looping door (issue 3).
+"""Seeded synthetic corridor clips with labels, for tests, tuning checks and the demo's looping door.
 
 A fixed camera faces a front door across a corridor. Each scenario draws the wall, floor, a poster and
 the door (frame, leaf with mouldings and knob), then adds what the scenario needs: the leaf turning
@@ -8,7 +8,7 @@ lens, defocus, a knocked camera, a person leaving. Geometry, colours, light, noi
 from the seed; resolution, frame rate and length from the caller. Labels use the shared clips' format,
 plus `moved_s` per opening: the first frame the leaf moves.
 
-A `Variant` widens a clip toward what real doors showed (issue 17): slow or fast swings (door closers),
+A `Variant` widens a clip toward what real doors showed: slow or fast swings (door closers),
 frosted-glass leaves, leaves that swing away into the flat or toward a close camera (perspective: the
 leaf grows and spills past the door frame), the ROI drawn loosely, auto-exposure and white balance
 reacting to a bright room, and low-bitrate H.264. No H.264 encoder ships with OpenCV's wheels here, so
@@ -57,7 +57,7 @@ _GAP_VISIBLE_DEG = 10.0  # the label's opening starts when the leaf has turned t
 
 @dataclass(frozen=True)
 class Variant:
-    """How a clip departs from the plain corridor; ranges are drawn per seed (issue 17)."""
+    """How a clip departs from the plain corridor; ranges are drawn per seed."""
 
     swing_s: tuple[float, float] | None = None  # seconds to swing open (and to close), else 0.4-1.3
     leaf: str = "solid"  # "solid" or "glass" (frosted, translucent, low contrast against a pale wall)
@@ -679,7 +679,7 @@ def generate_clip(
 
 @dataclass(frozen=True)
 class DoorClass:
-    """A kind of door clip the detector must handle (issue 17): a scenario, a variant, an orientation."""
+    """A kind of door clip the detector must handle: a scenario, a variant, an orientation."""
 
     scenario: str
     variant: Variant = PLAIN

@@ -1,4 +1,4 @@
-"""Camera tampering: lens covered, heavy defocus, camera knocked away, from a small whole-frame view (issue 3)."""
+"""Camera tampering: lens covered, heavy defocus, camera knocked away, from a small whole-frame view."""
 
 from __future__ import annotations
 

@@ -97,7 +97,7 @@ class Uplink:
 
     def _set_will(self, client: mqtt.Client, userdata: Any) -> None:
         """A fresh Last Will before every connect and reconnect, stamped with this connection's start: one made
-        once at start carries a time older than every later birth (issue 14). The gateway orders status by its
+        once at start carries a time older than every later birth. The gateway orders status by its
         receive time anyway; the device time is what a person reading the retained topic sees."""
         will = self.stamper.make(Status, STATUS_SEQ, type="status", state="offline", firmware=self.firmware)
         client.will_set(self._status_topic, encode(will), qos=1, retain=True)
@@ -172,7 +172,7 @@ class Uplink:
         return self.stamper.stamp(model, at=at, **fields)
 
     def send(self, message: DeviceMessage) -> mqtt.MQTTMessageInfo:
-        """Publish QoS 1; paho queues in memory while the link is down (issue 5 adds the disk outbox)."""
+        """Publish QoS 1; paho queues in memory while the link is down (the disk outbox is edge.outbox)."""
         return self.client.publish(
             topic_for(self.identity.site, self.identity.household, message), encode(message), qos=1
         )

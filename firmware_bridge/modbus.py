@@ -2,7 +2,7 @@
 
 One 16-bit register holds the temperature as a raw integer; unit id, register, function code
 (holding 0x03 or input 0x04), signedness, scale and offset come from a preset or the command line.
-Serial defaults are the modules' 9600 8N1, not pymodbus's own 19200 (issue 4).
+Serial defaults are the modules' 9600 8N1, not pymodbus's own 19200.
 """
 
 from __future__ import annotations

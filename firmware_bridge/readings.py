@@ -20,7 +20,7 @@ from firmware_bridge import line_protocol as lp
 
 log = logging.getLogger(__name__)
 
-BODY_PLAUSIBLE_C = (34.0, 43.0)  # issue 4: outside this a body reading is a bad measurement, not a fever
+BODY_PLAUSIBLE_C = (34.0, 43.0)  # outside this a body reading is a bad measurement, not a fever
 
 M = TypeVar("M", bound=DeviceMessage)
 

@@ -1,4 +1,4 @@
-"""Zigbee sensors published by Zigbee2MQTT on the edge box's local broker become contract readings (issue 4).
+"""Zigbee sensors published by Zigbee2MQTT on the edge box's local broker become contract readings.
 
 Zigbee2MQTT publishes each device's state as JSON on `zigbee2mqtt/<friendly_name>`:
 `{"contact": false, "battery": 91, ...}` from a door contact (false: the magnet is away, the door is

@@ -23,7 +23,7 @@ from isowatch.localtime import DEFAULT_ZONE
 from isowatch.contract import IDENT_PATTERN
 
 
-# Bounds on what an admin may enter (issue 13): beyond them dates overflow and pages fail for everyone.
+# Bounds on what an admin may enter: beyond them dates overflow and pages fail for everyone.
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
 LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
 MAX_ISOLATION_DAYS = 365  # start plus every extension

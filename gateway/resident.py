@@ -1,4 +1,4 @@
-"""The household's own link (issue 19): announce a short opening, report a temperature, ask for help.
+"""The household's own link: announce a short opening, report a temperature, ask for help.
 
 Residents take part instead of only being watched. The link is a signed token (HMAC via itsdangerous)
 whose `resident_links` row makes it revocable; it works only while the household has an active

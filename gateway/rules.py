@@ -7,7 +7,7 @@ to that household, are logged in `rule_log` and alert nobody.
 
 Time is the gateway's: every decision and ordering here uses `received_at`, never `device_time`. A box
 without a real-time clock boots in 1970, and one message dated 2099 must neither escape the isolation
-period nor count as the newest sign of life (issue 13).
+period nor count as the newest sign of life.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def screen(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> dict[int, Verdi
     or a household with no isolation period that had not ended by the row's time.
 
     The same verdicts `evaluate_event` and `evaluate_reading` reach, at a fraction of their per-row
-    queries: at full load most candidates come from households that are not isolated (issue 8).
+    queries: at full load most candidates come from households that are not isolated.
     Rows left out go through those functions.
     """
     devices = sorted({row["device"] for row in rows})
@@ -278,7 +278,7 @@ def _contact_was_open(conn: sqlite3.Connection, row: sqlite3.Row) -> bool:
 
 # -- silences: scanned periodically with the injected clock ----------------------------------------
 #
-# Set-based (issue 8): a scan is a few queries whatever the number of households. Each query starts
+# Set-based: a scan is a few queries whatever the number of households. Each query starts
 # from the rows that can matter (a silent device, a quiet vulnerable household, a door opening, a
 # household without its reading mark) and the isolation rule then runs, as `Registry.active_isolation`
 # runs it, on those few. Time values are ISO-8601 UTC text, compared as text as the per-household

@@ -45,7 +45,7 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 @dataclass(frozen=True, slots=True)
 class Accepted:
     """A message that passed the contract check, with the JSON it came as: stored as the device sent it
-    (it validated, so it reads back as the same message), not serialised again (issue 8)."""
+    (it validated, so it reads back as the same message), not serialised again."""
 
     topic: Topic
     message: DeviceMessage
@@ -295,7 +295,7 @@ class Store:
     def _check_binding(self, topic: Topic, new: dict[str, tuple[str, str]]) -> str | None:
         """A registered device belongs where the registry put it; an unregistered one stays where it was first
         seen. Unregistered devices are stored, not rejected (the broker already authenticated them, and a box
-        installed before its paperwork must not lose data); the rules alert only on registered ones (issue 6).
+        installed before its paperwork must not lose data); the rules alert only on registered ones.
         """
         where = (topic.site, topic.household)
         known = self._bindings.get(topic.device) or new.get(topic.device)
@@ -315,7 +315,7 @@ class Store:
     def _apply_all(self, conn: sqlite3.Connection, items: list[tuple[Accepted, tuple[Any, ...]]],
                    outcome: BatchOutcome) -> None:
         """Store a batch with one statement per table (executemany) instead of one per message: at full
-        load the per-message statements were the store's main cost (issue 8, docs/benchmarks.md).
+        load the per-message statements were the store's main cost (docs/benchmarks.md).
 
         Inside the BEGIN IMMEDIATE transaction nobody else writes, so ids found absent here are the ones
         the INSERTs store; a second copy of an id within the batch is a duplicate, like one stored before.
@@ -395,7 +395,7 @@ class Store:
 
     def _take_snapshot(self, conn: sqlite3.Connection, upload: SnapshotUpload, quota_used: dict[str, int],
                        outcome: BatchOutcome) -> None:
-        """Store a picture with its event, or let it wait for the event, or reject it (issue 13).
+        """Store a picture with its event, or let it wait for the event, or reject it.
 
         It must come from where its device belongs and name an event of the same device and household (a
         device's credentials let it publish under any site and household segment, and event ids are on

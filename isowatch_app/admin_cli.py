@@ -228,7 +228,7 @@ def resident_link(household: str, public_url: str, qr_file: Path | None, revoke:
 @by_option
 def create_user(username: str, role: str, display_name: str, language: str, staff: str | None,
                 teams: tuple[str, ...], password: str, db_path: Path, create_db: bool, by: str) -> None:
-    """Create a dashboard user (the first admin, issue 7); the password is stored as an argon2 hash."""
+    """Create a dashboard user, the first admin included; the password is stored as an argon2 hash."""
     from pydantic import ValidationError
 
     from dashboard.accounts import AccountError, UserCreate

@@ -1,7 +1,7 @@
-"""REST API for the registry (issue 6): the same operations as `isowatch admin`, for an admin token or an admin session.
+"""REST API for the registry: the same operations as `isowatch admin`, for an admin token or an admin session.
 
 Every route takes `Authorization: Bearer <admin token>` (`isowatch gateway run --admin-token`) or a
-dashboard admin's session cookie with its CSRF token (issue 7); other roles get 403. An app built
+dashboard admin's session cookie with its CSRF token; other roles get 403. An app built
 without a registry desk answers 503.
 """
 
@@ -61,7 +61,7 @@ def _admin(desk: Annotated[RegistryDesk, Depends(registry_desk)],
     expected = f"Bearer {desk.admin_token}"
     if desk.admin_token and hmac.compare_digest(authorization.encode(), expected.encode()):
         return desk
-    # Issue 7: or a dashboard admin's session (cookie, CSRF checked), the same permissions as the pages.
+    # Or a dashboard admin's session (cookie, CSRF checked), the same permissions as the pages.
     if session is not None:
         if session.user.role != "admin":
             raise HTTPException(403, "admins only")

@@ -1,4 +1,4 @@
-"""The household's own phone page and JSON API (issue 19), and the household page's link controls.
+"""The household's own phone page and JSON API, and the household page's link controls.
 
 `GET /r/{token}` shows the page: no account, large text, the household's language, plain forms that
 work without JavaScript. The same three actions take a JSON body (`Content-Type: application/json`) or

@@ -1,4 +1,4 @@
-"""Zigbee2MQTT payloads through a real Mosquitto become contract readings on the uplink (issue 4)."""
+"""Zigbee2MQTT payloads through a real Mosquitto become contract readings on the uplink."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The live board's health (issue 16 point 4): the stream ends with the session, resumes from a cursor with
+"""The live board's health: the stream ends with the session, resumes from a cursor with
 the alerts missed meanwhile, refuses without a session in a way EventSource stops on, and an action sent
 after the session ended comes back to its alert, pending, after the login."""
 

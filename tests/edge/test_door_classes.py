@@ -1,10 +1,10 @@
-"""Held-out door classes of issue 17: seeds and class combinations that tuning never saw.
+"""Held-out door classes: seeds and class combinations that tuning never saw.
 
 bench/accuracy.py tunes on edge.scenes.DOOR_CLASSES at seeds 100-199. Here other seeds (9000 on)
 and combinations none of those classes has (glass that swings inward in a portrait frame, a slow
-closer under exposure pumping and low bitrate, ...) are replayed live; the issue asks that the
-start be within 0.5 s of the leaf's first movement and the report within 1 s of the leaf turning
-noticeably. Glass on its own is the taught door's job (tests/edge/test_door_teach.py).
+closer under exposure pumping and low bitrate, ...) are replayed live; the start must be within
+0.5 s of the leaf's first movement and the report within 1 s of the leaf turning noticeably. Glass
+on its own is the taught door's job (tests/edge/test_door_teach.py).
 """
 
 from __future__ import annotations

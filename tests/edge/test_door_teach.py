@@ -1,4 +1,4 @@
-"""Per-door teach (issue 17): a door the generic detector finds hard is found once taught, and a
+"""Per-door teach: a door the generic detector finds hard is found once taught, and a
 calibration that cannot tell open from closed is refused with its reason."""
 
 from __future__ import annotations

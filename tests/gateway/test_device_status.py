@@ -1,4 +1,4 @@
-"""Device status follows the gateway's receive order (issue 14, item 5): a SIGKILLed edge agent shows
+"""Device status follows the gateway's receive order: a SIGKILLed edge agent shows
 offline. Real agent process, real Mosquitto, real gateway.
 
 The broker publishes the agent's Last Will when its connection drops. A Will built once at start carried

@@ -1,4 +1,4 @@
-"""Past one machine (issue 8): two gateway processes own disjoint sets of sites on one broker; each stores only
+"""Past one machine: two gateway processes own disjoint sets of sites on one broker; each stores only
 its own sites' messages, and together they store every message exactly once."""
 
 from __future__ import annotations

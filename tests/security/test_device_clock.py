@@ -1,4 +1,4 @@
-"""Device clocks are not trusted (issue 13, item 4): through the real broker and gateway.
+"""Device clocks are not trusted: through the real broker and gateway.
 
 A box without a real-time clock boots in 1970 until NTP answers; a broken or hostile one may date its
 messages years ahead. The gateway decides by its own receive time, keeps the device's time for display,

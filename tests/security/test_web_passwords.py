@@ -1,4 +1,4 @@
-"""Password policy (issue 13): `aaaaaaaaaa` and `1234567890` were accepted. Short, common (the shipped list),
+"""Password policy: `aaaaaaaaaa` and `1234567890` were accepted. Short, common (the shipped list),
 repetitive, sequential and username-equal passwords are refused with a message in Chinese and English,
 through the API and the CLI alike."""
 
