@@ -1,4 +1,4 @@
-"""Door detector accuracy per class of door clip: recall, false openings, start and confirmation delay (issue 17).
+"""Door detector accuracy per class of door clip: recall, false openings, start and confirmation delay.
 
     .venv/bin/python bench/accuracy.py [--seeds 3] [--first-seed 100] [--seconds 12] [--only slow --only glass]
 
@@ -32,10 +32,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-from edge.door_watch import DoorOpened, DoorWatcher  # noqa: E402
-from edge.scenes import DOOR_CLASSES, DoorClass, generate_clip  # noqa: E402
-from edge.replay import video_frames  # noqa: E402
-from edge.scoring import OpeningTiming, match_openings  # noqa: E402
+from edge.door_watch import DoorOpened, DoorWatcher
+from edge.replay import video_frames
+from edge.scenes import DOOR_CLASSES, DoorClass, generate_clip
+from edge.scoring import OpeningTiming, match_openings
 
 CAMERAS = [(640, 480, 10.0), (480, 360, 15.0), (800, 450, 12.0)]
 

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 from isowatch.broker import BrokerUrl
 
@@ -49,7 +50,7 @@ def start_gateway(broker: BrokerUrl, db: Path, *extra: str) -> subprocess.Popen[
     raise RuntimeError("gateway did not start")
 
 
-def _echo_problems(stream) -> None:  # noqa: ANN001 - a binary pipe
+def _echo_problems(stream: IO[bytes]) -> None:
     """Pass the gateway's warnings and errors on to our stderr, so a run's figures come with their causes."""
     for raw in stream:
         line = raw.decode(errors="replace")
@@ -67,7 +68,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def table(title: str, header: list[str], rows: list[list[object]]) -> str:
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))
     return "\n".join([title, line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 

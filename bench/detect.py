@@ -1,4 +1,4 @@
-"""Door detector throughput: frames per CPU-second, detector alone and with decode, and peak RSS (issue 3).
+"""Door detector throughput: frames per CPU-second, detector alone and with decode, and peak RSS.
 
     .venv/bin/python bench/detect.py [--repeats 5] [--seconds 20]
 

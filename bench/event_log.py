@@ -1,4 +1,4 @@
-"""Event log benchmark (issue 7): filtered queries over 1,000,000 stored events through the real dashboard.
+"""Event log benchmark: filtered queries over 1,000,000 stored events through the real dashboard.
 
 Generates the events straight into a fresh, migrated gateway database (5,000 households on 20 sites over
 30 days, 1 % of them attached to alerts with verdicts), serves the dashboard with uvicorn and times each
@@ -24,14 +24,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
-import uvicorn  # noqa: E402
+import httpx
+import uvicorn
 
-from bench.common import machine, table  # noqa: E402
-from dashboard import accounts  # noqa: E402
-from dashboard.app import create_app  # noqa: E402
-from gateway.store import open_database  # noqa: E402
-from isowatch.ids import uuid7  # noqa: E402
+from bench.common import machine, table
+from dashboard import accounts
+from dashboard.app import create_app
+from gateway.store import open_database
+from isowatch.ids import uuid7
 
 SITES = 20
 HOUSEHOLDS = 5000

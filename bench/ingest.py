@@ -24,10 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import cpu_seconds, machine, median, start_gateway, stop, table  # noqa: E402
-from isowatch.broker import BrokerUrl, MosquittoBroker  # noqa: E402
-from isowatch.contract import TopicKind, subscription  # noqa: E402
-from isowatch_app.simulate import Fleet, flood, register_fleet  # noqa: E402
+from bench.common import cpu_seconds, machine, median, start_gateway, stop, table
+from isowatch.broker import BrokerUrl, MosquittoBroker
+from isowatch.contract import TopicKind, subscription
+from isowatch_app.simulate import Fleet, flood, register_fleet
 
 DEVICES = 1000  # round-robin: a batch of 500 holds 500 devices, each owed its own GatewayAck
 TARGET_RATE = 10_000

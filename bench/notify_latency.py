@@ -23,16 +23,16 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import paho.mqtt.client as mqtt  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.common import door_pages, machine, start_gateway, stop, table  # noqa: E402
-from isowatch.stamper import Stamper  # noqa: E402
-from gateway.inbox import LocalInbox  # noqa: E402
-from gateway.registry import HouseholdIn, IsolationIn, Registry, StaffIn, TeamIn  # noqa: E402
-from gateway.store import open_database  # noqa: E402
-from isowatch.broker import BrokerUrl, MosquittoBroker, free_port  # noqa: E402
-from isowatch.contract import DoorEvent, TemperatureReading, encode, topic_for  # noqa: E402
+from bench.common import door_pages, machine, start_gateway, stop, table
+from gateway.inbox import LocalInbox
+from gateway.registry import HouseholdIn, IsolationIn, Registry, StaffIn, TeamIn
+from gateway.store import open_database
+from isowatch.broker import BrokerUrl, MosquittoBroker, free_port
+from isowatch.contract import DoorEvent, TemperatureReading, encode, topic_for
+from isowatch.stamper import Stamper
 
 SITE = "bench"
 TEAMS = 8  # each team's social worker on its own loopback host: the per-service rate limit is per host
@@ -60,7 +60,7 @@ def seed(db: Path, samples: int, inboxes: list[LocalInbox], other: LocalInbox) -
     registry.conn.close()
 
 
-def load_process(broker: str, rate: int, stop_at: float, counter) -> None:  # noqa: ANN001 - multiprocessing.Value
+def load_process(broker: str, rate: int, stop_at: float, counter) -> None:  # counter: a multiprocessing.Value("q")
     """Normal temperatures from the load households, `rate` per second, paced in 10 ms slices."""
     url = BrokerUrl.parse(broker)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-load", protocol=mqtt.MQTTv311)
@@ -94,7 +94,7 @@ def breakdown(db: Path, sent_wall: dict[str, float]) -> dict[str, list[float]]:
         "JOIN notifications n ON n.alert_id = a.id JOIN delivery_attempts d ON d.notification_id = n.id"
     ).fetchall()
     conn.close()
-    ts = lambda text: datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()  # noqa: E731
+    ts = lambda text: datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     stages: dict[str, list[float]] = {"publish -> ingest batch": [], "ingest -> page created": [],
                                       "Apprise send (request + response)": []}
     for household, received, created, elapsed in rows:

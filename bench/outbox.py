@@ -15,20 +15,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine, median, start_gateway, stop, table  # noqa: E402
-from edge.courier import Courier  # noqa: E402
-from edge.outbox import Outbox  # noqa: E402
-from edge.uplink import DeviceIdentity, Uplink  # noqa: E402
-from isowatch.stamper import Stamper  # noqa: E402
-from isowatch.broker import MosquittoBroker  # noqa: E402
-from isowatch.contract import DoorEvent  # noqa: E402
+from bench.common import machine, median, start_gateway, stop, table
+from edge.courier import Courier
+from edge.outbox import Outbox
+from edge.uplink import DeviceIdentity, Uplink
+from isowatch.broker import MosquittoBroker
+from isowatch.contract import DoorEvent
+from isowatch.stamper import Stamper
 
 
 def write_cost(path: Path, count: int, batch: int) -> float:
     """Microseconds per event to make it durable, `batch` events per transaction."""
     outbox = Outbox(path, max_rows=10 * count)
     stamper = Stamper("bench-1")
-    build = lambda seq: stamper.make(DoorEvent, seq, type="door", state="open")  # noqa: E731
+    build = lambda seq: stamper.make(DoorEvent, seq, type="door", state="open")
     started = time.perf_counter()
     for _ in range(count // batch):
         outbox.add_many([build] * batch)
@@ -43,7 +43,7 @@ def drain(root: Path, events: int) -> dict[str, float]:
     gateway = start_gateway(broker.url(), db)
     outbox = Outbox(root / "outbox.db", max_rows=events + 10)
     stamper = Stamper("bench-1")
-    build = lambda seq: stamper.make(DoorEvent, seq, type="door", state="open")  # noqa: E731
+    build = lambda seq: stamper.make(DoorEvent, seq, type="door", state="open")
     for _ in range(events // 1000):
         outbox.add_many([build] * 1000)
     uplink = Uplink(broker.add_user("bench-1"), DeviceIdentity("bench", "hh-1", "bench-1"), stamper=stamper)

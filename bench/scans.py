@@ -30,13 +30,13 @@ from types import ModuleType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine, median, table  # noqa: E402
-from gateway.policy import load_policy  # noqa: E402
-from gateway.registry import Registry  # noqa: E402
-from isowatch.clock import iso  # noqa: E402
-from gateway.rules import reading_deadline  # noqa: E402
-from isowatch.ids import uuid7  # noqa: E402
-from isowatch_app.simulate import Fleet, register_fleet  # noqa: E402
+from bench.common import machine, median, table
+from gateway.policy import load_policy
+from gateway.registry import Registry
+from gateway.rules import reading_deadline
+from isowatch.clock import iso
+from isowatch.ids import uuid7
+from isowatch_app.simulate import Fleet, register_fleet
 
 HEARTBEAT = json.dumps({"schema_version": 1, "id": "0" * 36, "device": "dev-000000", "seq": 1234,
                         "device_time": "2026-03-05T02:00:00.000000Z", "type": "heartbeat", "uptime_s": 86400.0,
@@ -92,7 +92,7 @@ def populate(db: Path, households: int, now: datetime, *, seed: int = 1) -> dict
         for k in range(1, 5):
             readings.append(reading(n, slot[1] - timedelta(hours=12 * k, minutes=10)))
         if n in contacts:
-            for k in range(4):
+            for _ in range(4):
                 at = now - timedelta(hours=rng.uniform(1, 20))
                 readings.append(reading(n, at, type="contact", celsius=None, subject=None, method=None,
                                         plausible=None, open=1))
@@ -137,7 +137,7 @@ def populate(db: Path, households: int, now: datetime, *, seed: int = 1) -> dict
                          ((fleet.household(n), iso(slot[0])) for n in missed))
         quiet_since = iso(now - timedelta(hours=rules.welfare_quiet_hours + 1))
         for table_name in ("readings", "events"):
-            conn.executemany(f"DELETE FROM {table_name} WHERE household = ? AND received_at > ?",  # noqa: S608
+            conn.executemany(f"DELETE FROM {table_name} WHERE household = ? AND received_at > ?",
                              ((fleet.household(n), quiet_since) for n in quiet))
     conn.execute("ANALYZE")
     conn.close()

@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import cpu_seconds, door_pages, machine, median, rss_mb, start_gateway, stop, table  # noqa: E402
-from gateway.inbox import LocalInbox  # noqa: E402
-from isowatch.broker import BrokerUrl, MosquittoBroker  # noqa: E402
-from isowatch_app.simulate import Fleet, Profile, WirePublisher, register_fleet, run_fleet  # noqa: E402
+from bench.common import cpu_seconds, door_pages, machine, median, rss_mb, start_gateway, stop, table
+from gateway.inbox import LocalInbox
+from isowatch.broker import BrokerUrl, MosquittoBroker
+from isowatch_app.simulate import Fleet, Profile, WirePublisher, register_fleet, run_fleet
 
 PROBE_TEAMS = 8  # each probe team's social worker on its own loopback host: Apprise limits are per host
 PROBE_INTERVAL_S = 0.4

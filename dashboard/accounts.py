@@ -1,4 +1,4 @@
-"""Dashboard accounts: users with roles, argon2 passwords, server-side sessions, login rate limiting (issue 7).
+"""Dashboard accounts: users with roles, argon2 passwords, server-side sessions, login rate limiting.
 
 Sessions live in the database (only a hash of the cookie's token is stored), so a gateway restart keeps
 people logged in and a stolen database does not hand out live sessions.
@@ -20,7 +20,6 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dashboard.password_policy import check_password
-
 from gateway.alerts import audit
 from isowatch.clock import iso, parse_iso
 
@@ -118,8 +117,8 @@ class User:
         return self.staff or self.username
 
     def public(self) -> UserPublic:
-        return UserPublic(username=self.username, display_name=self.display_name, role=self.role,  # type: ignore[arg-type]
-                          language=self.language, staff=self.staff, teams=list(self.teams))  # type: ignore[arg-type]
+        return UserPublic(username=self.username, display_name=self.display_name, role=self.role,
+                          language=self.language, staff=self.staff, teams=list(self.teams))
 
 
 @dataclass(frozen=True)
@@ -193,11 +192,6 @@ def load_user(conn: sqlite3.Connection, username: str) -> User | None:
     return User(row[0], row[1], row[2], row[3], row[4], tuple(sorted(teams)))
 
 
-def list_users(conn: sqlite3.Connection) -> list[User]:
-    names = [r[0] for r in conn.execute("SELECT username FROM users WHERE active = 1 ORDER BY username")]
-    return [u for u in (load_user(conn, n) for n in names) if u is not None]
-
-
 def _backoff_s(failures: int, limit: int) -> float:
     """How long after the last checked attempt the next one may be checked: nothing under the limit, then
     doubling from one minute, never longer than the window (the failures age out of it by then)."""
@@ -235,6 +229,7 @@ def _reserve_attempt(conn: sqlite3.Connection, username: str, ip: str, now: date
     if wait > 0:
         log.warning("login rate limited user=%s ip=%s retry_after=%.0fs", username, ip, wait)
         raise TooManyAttempts(max(1, math.ceil(wait)))
+    assert attempt is not None  # an INSERT sets it
     return int(attempt)
 
 

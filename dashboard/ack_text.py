@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dashboard.i18n import MESSAGES
 from gateway.vocabulary import TODO as TODO  # what to do, per language and alert kind (read from here too)
 
-
 PAGE: dict[str, dict[str, str]] = {
     "zh": {
         "title": "告警处理", "what": "发生了什么", "where": "住户", "when": "时间",

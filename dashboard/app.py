@@ -8,12 +8,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlencode
 
+import swagger_ui_bundle
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-import swagger_ui_bundle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dashboard import accounts, api_docs
@@ -28,14 +28,26 @@ from dashboard.deps import (
 )
 from dashboard.event_log import BadCursor
 from dashboard.password_policy import WeakPassword
-from dashboard.routes import ack, alerts, audit, auth, devices, events, households, registry_api, reports, resident, users
+from dashboard.routes import (
+    ack,
+    alerts,
+    audit,
+    auth,
+    devices,
+    events,
+    households,
+    registry_api,
+    reports,
+    resident,
+    users,
+)
 from dashboard.routes.registry_api import RegistryDesk
 from dashboard.security_headers import SecurityHeaders
 from gateway import alerts as alert_lib
 from gateway.ack_links import AckDesk
 from gateway.device_config import PushError
-from gateway.resident import ResidentDesk
 from gateway.policy import Policy
+from gateway.resident import ResidentDesk
 from isowatch.clock import Clock
 from isowatch.contract import DeviceConfig
 
@@ -160,10 +172,10 @@ def create_app(db_path: Path | str, *, ack_desk: AckDesk | None = None, admin: R
     for area in (auth, alerts, households, events, reports, devices, audit, users):
         app.include_router(area.router)
     app.include_router(ack.router)
-    app.include_router(resident.router)  # issue 19: the household's own link, outside the session guard
+    app.include_router(resident.router)  # the household's own link, outside the session guard
     app.include_router(resident.staff_router)
     app.include_router(registry_api.router)
-    if ack_desk is not None:  # issue 6: acknowledge links need the gateway's signing key and clock
+    if ack_desk is not None:  # acknowledge links need the gateway's signing key and clock
         app.dependency_overrides[ack.ack_desk] = lambda: ack_desk
     if resident_desk is not None:
         app.dependency_overrides[resident.resident_desk] = lambda: resident_desk

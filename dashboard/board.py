@@ -12,11 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from dashboard.deps import Scope
 from dashboard.household_view import actor_name
 from gateway.alerts import VERDICTS
-from isowatch.clock import parse_iso
 from gateway.vocabulary import KINDS, UNKNOWN_SEVERITY, severity
+from isowatch.clock import parse_iso
 from isowatch.localtime import DEFAULT_ZONE
 
-Verdict = Literal[VERDICTS]  # every outcome of gateway.alerts.OUTCOMES; resolve checks it fits the kind
+# Every outcome of gateway.alerts.OUTCOMES (a Literal built at import); resolve checks it fits the kind.
+Verdict = Literal[VERDICTS]  # type: ignore[valid-type]
 
 
 class Notified(BaseModel):
@@ -70,11 +71,11 @@ def _notified(db: sqlite3.Connection, alert_ids: list[int]) -> dict[int, list[No
         return {}
     marks = ",".join("?" * len(alert_ids))
     rows = db.execute(
-        "SELECT n.alert_id, n.staff, coalesce(s.name, n.staff) AS name, n.role, n.step, n.state, n.sent_at, "
+        "SELECT n.alert_id, n.staff, coalesce(s.name, n.staff) AS name, n.role, n.step, n.state, n.sent_at, "  # noqa: S608
         "n.undelivered_at IS NOT NULL AND n.state IN ('pending', 'sending', 'undeliverable') "
         "AND a.acknowledged_at IS NULL AND a.resolved_at IS NULL AS undelivered "
         "FROM notifications n JOIN alerts a ON a.id = n.alert_id LEFT JOIN staff s ON s.staff = n.staff "
-        f"WHERE n.alert_id IN ({marks}) ORDER BY n.id", alert_ids)  # noqa: S608
+        f"WHERE n.alert_id IN ({marks}) ORDER BY n.id", alert_ids)
     people: dict[int, dict[str, Notified]] = {}
     for r in rows:  # oldest first: a later page (renotify, next step) replaces the person's state
         seen = people.setdefault(r["alert_id"], {})
@@ -97,7 +98,7 @@ def _public(row: sqlite3.Row, notified: list[Notified], now: datetime) -> AlertP
         verdict=row["verdict"], note=row["note"], notified=notified, timezone=row["timezone"])
 
 
-ALERT_SQL = ("SELECT a.*, trim(coalesce(h.address, '') || ' ' || coalesce(h.unit, '')) AS address, "
+ALERT_SQL = ("SELECT a.*, trim(coalesce(h.address, '') || ' ' || coalesce(h.unit, '')) AS address, "  # noqa: S608
              f"{actor_name('a.acknowledged_by')} AS ack_name, {actor_name('a.resolved_by')} AS resolve_name, "
              f"coalesce(s.timezone, '{DEFAULT_ZONE}') AS timezone FROM alerts a "
              "LEFT JOIN households h ON h.household = a.household LEFT JOIN sites s ON s.site = a.site")
@@ -123,14 +124,14 @@ def open_alerts(db: sqlite3.Connection, scope: Scope, now: datetime, limit: int 
     if mine is not None:
         mine_sql, mine_params = mine.sql()
         where, params = f"{where} AND {mine_sql}", [*params, *mine_params]
-    rows = db.execute(f"{ALERT_SQL} WHERE a.resolved_at IS NULL AND {where} "  # noqa: S608
+    rows = db.execute(f"{ALERT_SQL} WHERE a.resolved_at IS NULL AND {where} "
                       f"ORDER BY {SEVERITY_SQL}, a.opened_at DESC LIMIT ?", [*params, limit]).fetchall()
     notified = _notified(db, [r["id"] for r in rows])
     return [_public(r, notified.get(r["id"], []), now) for r in rows]
 
 
 def alert(db: sqlite3.Connection, alert_id: int, now: datetime) -> AlertPublic:
-    row = db.execute(f"{ALERT_SQL} WHERE a.id = ?", (alert_id,)).fetchone()  # noqa: S608
+    row = db.execute(f"{ALERT_SQL} WHERE a.id = ?", (alert_id,)).fetchone()
     return _public(row, _notified(db, [alert_id]).get(alert_id, []), now)
 
 

@@ -11,10 +11,12 @@ import hmac
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path as PathParam, Request
+from fastapi import APIRouter, Depends, Request
+from fastapi import Path as PathParam
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
@@ -29,17 +31,17 @@ from isowatch.localtime import DEFAULT_ZONE, clock_text, label, stamp
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
-def _when(at: object, zone: str | None, seconds: bool = False) -> str:
+def _when(at: datetime | str | None, zone: str | None, seconds: bool = False) -> str:
     """Templates write every time as `when(at, zone)`: site-local and labelled; a missing time is a dash."""
-    return stamp(at, zone, seconds=seconds) if at else "—"  # type: ignore[arg-type]
+    return stamp(at, zone, seconds=seconds) if at else "—"
 
 
-def _when_cell(at: object, zone: str | None, seconds: bool = False) -> Markup:
+def _when_cell(at: datetime | str | None, zone: str | None, seconds: bool = False) -> Markup:
     """A table cell's time: the wall-clock time unbroken, its offset label small beside it."""
     if not at:
         return Markup("—")
     return Markup('<time class="local" datetime="{}">{}</time> <small class="zone">{}</small>').format(
-        at, clock_text(at, zone, seconds=seconds), label(at, zone))  # type: ignore[arg-type]
+        at, clock_text(at, zone, seconds=seconds), label(at, zone))
 
 
 templates.env.globals["when"] = _when
@@ -65,7 +67,7 @@ class CsrfFailed(Exception):
     pass
 
 
-def DatabasePath() -> Path:  # noqa: N802 - a dependency key, overridden by create_app
+def DatabasePath() -> Path:  # a dependency key, overridden by create_app
     raise RuntimeError("create_app() binds the database path")
 
 

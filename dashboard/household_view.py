@@ -20,7 +20,7 @@ OFFLINE_AFTER = timedelta(seconds=90)  # DESIGN.md: heartbeat every 30 s, offlin
 
 def actor_name(column: str) -> str:
     """SQL for who acted, as people read it: a staff member's name, else a user's display name, else the id."""
-    return (f"coalesce((SELECT name FROM staff WHERE staff = {column}), "
+    return (f"coalesce((SELECT name FROM staff WHERE staff = {column}), "  # noqa: S608
             f"(SELECT display_name FROM users WHERE username = {column}), {column})")
 
 

@@ -1,4 +1,4 @@
-"""Chinese and English for the dashboard, chosen per user (issue 7); a missing key falls back to English."""
+"""Chinese and English for the dashboard, chosen per user; a missing key falls back to English."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ EN: dict[str, str] = {
     "announced_openings": "Announced by households", "reason_rubbish": "rubbish", "reason_delivery": "delivery",
     "reason_hospital": "hospital visit", "reason_other": "other", "approval_waiting": "waiting for approval",
     "approval_approved": "approved", "approval_refused": "refused",
-    # issue 16: local times, the chart, the no-team notice, the audit log in words
+    # local times, the chart, the no-team notice, the audit log in words
     "no_team": "You are on no team, so no alerts or households reach you here. Ask an admin to add you to a team.",
     "body_temperature": "Body temperature", "room_temperature": "Room temperature", "fever_line": "fever from {c:.1f} °C",
     "hours_local": "hours, {label}", "no_readings": "No readings in this period.",
@@ -240,5 +240,5 @@ def language_of(*choices: str | None) -> str:
     household's registry language), else Chinese."""
     for choice in choices:
         if choice in LANGUAGES:
-            return choice  # type: ignore[return-value]
+            return choice
     return "zh"

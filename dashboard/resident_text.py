@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 from dashboard.i18n import MESSAGES
 
-
 PAGE: dict[str, dict[str, str]] = {
     "zh": {
         "title": "居家隔离", "switch": "English", "day": "隔离第 {day} 天（共 {days} 天）",

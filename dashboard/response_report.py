@@ -1,4 +1,4 @@
-"""Response report (issue 7): per team and per role, how fast alerts are acknowledged and who carries the load.
+"""Response report: per team and per role, how fast alerts are acknowledged and who carries the load.
 
 Over alerts opened in [since, until): time to acknowledge (median, 90th percentile, nearest-rank),
 escalations (alerts that went past their first step or were re-paged), alerts still unacknowledged,
@@ -61,18 +61,19 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def _finish(f: Figures, waits: list[float]) -> None:
     f.acknowledged = len(waits)
-    f.ack_median_min = round(percentile(waits, 50), 1) if waits else None  # type: ignore[arg-type]
-    f.ack_p90_min = round(percentile(waits, 90), 1) if waits else None  # type: ignore[arg-type]
+    median, p90 = percentile(waits, 50), percentile(waits, 90)  # None without waits
+    f.ack_median_min = round(median, 1) if median is not None else None
+    f.ack_p90_min = round(p90, 1) if p90 is not None else None
     f.false_alarm_share = round(f.false_alarms / f.resolved, 3) if f.resolved else None
 
 
 def report(db: sqlite3.Connection, scope: Scope, since: datetime, until: datetime) -> ResponseReport:
     where, params = scope.sql("a.household")
     alerts = db.execute(
-        "SELECT a.id, a.opened_at, a.acknowledged_at, a.acknowledged_by, a.step, a.renotified, a.verdict, "
+        "SELECT a.id, a.opened_at, a.acknowledged_at, a.acknowledged_by, a.step, a.renotified, a.verdict, "  # noqa: S608
         "a.resolved_at, coalesce(h.team, '') AS team, coalesce(t.name, h.team, '') AS team_name, s.role AS ack_role "
         "FROM alerts a LEFT JOIN households h ON h.household = a.household LEFT JOIN teams t ON t.team = h.team "
-        f"LEFT JOIN staff s ON s.staff = a.acknowledged_by WHERE a.opened_at >= ? AND a.opened_at < ? AND {where}",  # noqa: S608
+        f"LEFT JOIN staff s ON s.staff = a.acknowledged_by WHERE a.opened_at >= ? AND a.opened_at < ? AND {where}",
         [iso(since), iso(until), *params]).fetchall()
     teams: dict[str, TeamRow] = {}
     team_waits: dict[str, list[float]] = defaultdict(list)
@@ -99,10 +100,10 @@ def report(db: sqlite3.Connection, scope: Scope, since: datetime, until: datetim
             team.false_alarms += a["verdict"] == "false_alarm"
     # Load: pages sent to each role and team, and per role the alerts they were paged on but nobody acknowledged.
     pages = db.execute(
-        "SELECT n.role, coalesce(h.team, '') AS team, count(*) AS n, "
+        "SELECT n.role, coalesce(h.team, '') AS team, count(*) AS n, "  # noqa: S608
         "count(DISTINCT CASE WHEN a.acknowledged_at IS NULL THEN a.id END) AS open FROM notifications n "
         "JOIN alerts a ON a.id = n.alert_id LEFT JOIN households h ON h.household = a.household "
-        f"WHERE a.opened_at >= ? AND a.opened_at < ? AND {where} GROUP BY n.role, h.team",  # noqa: S608
+        f"WHERE a.opened_at >= ? AND a.opened_at < ? AND {where} GROUP BY n.role, h.team",
         [iso(since), iso(until), *params]).fetchall()
     for p in pages:
         role = roles.setdefault(p["role"] or "other", RoleRow(role=p["role"] or "other"))
@@ -110,11 +111,11 @@ def report(db: sqlite3.Connection, scope: Scope, since: datetime, until: datetim
         role.unacknowledged += p["open"]
         if p["team"] in teams:
             teams[p["team"]].pages += p["n"]
-    for key, row in teams.items():
-        _finish(row, team_waits[key])
-    for key, row in roles.items():
-        _finish(row, role_waits[key])
-        row.alerts = row.acknowledged + row.unacknowledged
+    for key, team_row in teams.items():
+        _finish(team_row, team_waits[key])
+    for key, role_row in roles.items():
+        _finish(role_row, role_waits[key])
+        role_row.alerts = role_row.acknowledged + role_row.unacknowledged
     order = {"leader": 0, "medical": 1, "police": 2, "social": 3}
     return ResponseReport(since=iso(since), until=iso(until), teams=sorted(teams.values(), key=lambda r: r.team),
                           roles=sorted(roles.values(), key=lambda r: (order.get(r.role, 9), r.role)))

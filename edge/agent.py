@@ -24,10 +24,10 @@ from edge.recorder import Recorder
 from edge.snapshots import Snapshot
 from edge.uplink import STATUS_SEQ, DeviceIdentity, Uplink
 from firmware_bridge.sensors import workers as sensor_workers
-from isowatch.stamper import Stamper
 from isowatch.clock import Clock, SystemClock
 from isowatch.contract import DeviceConfig, DoorEvent, Heartbeat, SnapshotMeta, TamperEvent
 from isowatch.log_limit import RateLimitedLog
+from isowatch.stamper import Stamper
 
 log = logging.getLogger(__name__)
 

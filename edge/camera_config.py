@@ -1,4 +1,4 @@
-"""The camera section of the edge config: door ROI, reference frame and detector knobs (issue 3)."""
+"""The camera section of the edge config: door ROI, reference frame and detector knobs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Read and write the `[camera]` section of the edge TOML without disturbing the other sections (issue 3).
+"""Read and write the `[camera]` section of the edge TOML without disturbing the other sections.
 
 Python 3.11 reads TOML (tomllib) but cannot write it; the section is flat, so a small serializer
 writes it and the rest of the file is kept byte for byte.

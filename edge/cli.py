@@ -1,5 +1,5 @@
 """`isowatch detect`, `isowatch calibrate` and `isowatch check-door`: replay footage through the detector,
-save a camera's reference and taught door, check a new door in the field (issues 3 and 17)."""
+save a camera's reference and taught door, check a new door in the field."""
 
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def teach_frames(source: str, at_s: float, seconds: float) -> list["cv2.typing.M
     """Frames from `at_s` on: to the end of a video file, or `seconds` of a camera device."""
     device: int | str = int(source) if source.isdigit() else source
     capture = cv2.VideoCapture(device)
-    frames = []
+    frames: list[cv2.typing.MatLike] = []
     try:
         if not capture.isOpened():
             raise click.ClickException(f"cannot open {source}")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Union
+from typing import TYPE_CHECKING, Annotated, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge.camera_config import CameraConfig
-from firmware_bridge.sensors import SENSORS
+from firmware_bridge.sensors import SENSORS, SensorConfig
 from isowatch.broker import BrokerError, BrokerUrl
 from isowatch.contract import Ident
 
@@ -61,7 +61,10 @@ class HeartbeatSection(_Section):
 
 
 # One discriminated union over the sensor table: a new sensor type registered there is accepted here.
-Sensor = Annotated[Union[tuple(t.config for t in SENSORS.values())], Field(discriminator="type")]  # type: ignore[valid-type]
+if TYPE_CHECKING:  # a union built at run time is beyond a type checker: it sees the models' base class
+    Sensor = SensorConfig
+else:
+    Sensor = Annotated[Union[tuple(t.config for t in SENSORS.values())], Field(discriminator="type")]
 
 
 class EdgeConfig(_Section):
@@ -93,7 +96,7 @@ def _resolve(config: EdgeConfig, base: Path) -> EdgeConfig:
     def fix(path: Path | None) -> Path | None:
         return path if path is None or path.is_absolute() else base / path
 
-    updates = {
+    updates: dict[str, BaseModel] = {
         "outbox": config.outbox.model_copy(update={"path": fix(config.outbox.path)}),
         "uplink": config.uplink.model_copy(update={"password_file": fix(config.uplink.password_file)}),
     }

@@ -1,4 +1,4 @@
-"""A contact sheet for `isowatch check-door`: one row of frames per opening, the detection drawn (issue 17).
+"""A contact sheet for `isowatch check-door`: one row of frames per opening, the detection drawn.
 
 An installer looks at it before leaving a new door: each row shows the door a second before the
 opening, at its reported start, when it was confirmed, a second later, and when it closed, with the

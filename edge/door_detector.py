@@ -1,4 +1,4 @@
-"""Door state from the ROI compared with a calibrated 'closed' signature, voted over time (issue 3).
+"""Door state from the ROI compared with a calibrated 'closed' signature, voted over time.
 
 Not a motion detector: a door left open stays open however long it stays still, because each frame
 is compared with the closed door, never with a running background.
@@ -92,7 +92,7 @@ def read_door(changed: np.ndarray, geometry: Geometry, settings: DetectorSetting
     paired[:, :-1] |= roi[:, 1:]
     top = paired[: max(1, round(_TOP_BAND * roi.shape[0]))]
     full = (_share(paired, axis=0) >= settings.column_coverage) & (_share(top, axis=0) >= _TOP_SHARE)
-    full_columns = np.count_nonzero(full)
+    full_columns = int(np.count_nonzero(full))
     need_columns = max(1, round(0.08 * roi.shape[1]))
     # The gap opens at the jamb, so an opening always changes columns at a side of the door; a body
     # standing in the middle leaves both of the leaf's edges in place.
@@ -166,7 +166,7 @@ class ChangeGate:
         # Less the median column's change: a gain flicker or compression's frame-wide jitter moves
         # every column alike, and the detector removes the median brightness change too.
         diff = cv2.subtract(thumb, self._thumbnail, dtype=cv2.CV_16S)
-        columns = cv2.reduce(diff, 0, cv2.REDUCE_AVG, dtype=cv2.CV_32F)  # (1, cols[, channels])
+        columns: np.ndarray = cv2.reduce(diff, 0, cv2.REDUCE_AVG, dtype=cv2.CV_32F)  # (1, cols[, channels])
         columns -= np.sort(columns, axis=1)[:, columns.shape[1] // 2]
         return bool(cv2.norm(columns, cv2.NORM_INF) <= _GATE_COLUMN)
 

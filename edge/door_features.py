@@ -1,4 +1,4 @@
-"""Lighting-robust signatures of the door region: gain-normalised edge structure per cell (issue 3).
+"""Lighting-robust signatures of the door region: gain-normalised edge structure per cell.
 
 A door that swings moves its leaf's edges and mouldings about the hinge and uncovers the interior;
 a light switch, daylight drift or a soft shadow multiplies brightness but leaves that structure in
@@ -177,7 +177,7 @@ def _pool_edges(grey: np.ndarray, out: np.ndarray, *, with_grey: bool) -> np.nda
     the cells' mean grey (1, rows, cols) when `with_grey`, else none (0, rows, cols)."""
     h, w = grey.shape
     rows, cols = out.shape[1:]
-    half_inverse_mean = cv2.boxFilter(grey, cv2.CV_32F, (5, 5))
+    half_inverse_mean: np.ndarray = cv2.boxFilter(grey, cv2.CV_32F, (5, 5))
     half_inverse_mean += _EPS_GREY
     np.divide(0.5, half_inverse_mean, out=half_inverse_mean)
     dx, dy = cv2.spatialGradient(grey)  # both 3x3 Sobels in one pass

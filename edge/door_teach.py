@@ -1,4 +1,4 @@
-"""Per-door teach: learn what *this* door looks like open from one opening at calibration (issue 17).
+"""Per-door teach: learn what *this* door looks like open from one opening at calibration.
 
 The generic detector knows what doors do in general (whole columns change, lintel to floor, at a
 jamb). Some doors barely do: a frosted-glass leaf in a pale corridor changes little but its frame's
@@ -87,10 +87,10 @@ class TaughtDoor:
         return score, self.top_score(level) >= self.open_level and self.span(level) >= self.min_span
 
     def save(self, path: Path) -> None:
+        levels = [self.open_level, self.closed_level, self.swing, self.separation, self.min_span]
         with path.open("wb") as handle:  # np.savez would add .npz to a name without it
-            np.savez(handle, weights=self.weights,
-                     levels=np.float64([self.open_level, self.closed_level, self.swing, self.separation, self.min_span]),
-                     columns=np.int64(self.columns), gap_side=np.str_(self.gap_side))
+            np.savez(handle, weights=self.weights, levels=np.array(levels, np.float64),
+                     columns=np.array(self.columns, np.int64), gap_side=np.str_(self.gap_side))
 
     @classmethod
     def load(cls, path: Path) -> TaughtDoor:

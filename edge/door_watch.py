@@ -1,4 +1,4 @@
-"""`DoorWatcher`: one camera's door detector, tamper detector, exit tracker and snapshots behind one call (issue 3).
+"""`DoorWatcher`: one camera's door detector, tamper detector, exit tracker and snapshots behind one call.
 
 Feed it frames with their time; it returns typed events. It never opens a camera, so the edge agent,
 the replay CLI and the tests drive it the same way.
@@ -17,7 +17,7 @@ from edge.door_features import Levels, levels_of
 from edge.door_teach import TaughtDoor
 from edge.exit_tracker import ExitTracker
 from edge.snapshots import Snapshot, WidestFrame, encode_snapshot
-from edge.tamper import TamperDetector, TamperReason, view_size, view_of
+from edge.tamper import TamperDetector, TamperReason, view_of, view_size
 
 # The detector works on small crops and views: OpenCV's thread pool costs more CPU on them than it
 # saves (measured 660 -> 900 frames per CPU-second at 640x480 with one thread), and an edge box's

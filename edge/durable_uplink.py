@@ -16,10 +16,10 @@ from edge.courier import Courier
 from edge.outbox import Outbox
 from edge.recorder import Recorder
 from edge.uplink import DeviceIdentity, Uplink
-from isowatch.stamper import Stamper
 from isowatch.broker import BrokerUrl
 from isowatch.clock import Clock
 from isowatch.contract import DeviceMessage
+from isowatch.stamper import Stamper
 
 M = TypeVar("M", bound=DeviceMessage)
 

@@ -1,4 +1,4 @@
-"""Exit suspicion: a person-sized moving region that comes out of the open doorway and goes away (issue 3).
+"""Exit suspicion: a person-sized moving region that comes out of the open doorway and goes away.
 
 No person model (OpenCV 5 has no HOG people detector and the edge box downloads no weights): moving
 regions from frame differencing on the small whole-frame view, tracked by nearest centroid. A track

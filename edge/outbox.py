@@ -340,9 +340,6 @@ class Outbox:
     def depth(self) -> int:
         return self._rows
 
-    def size_bytes(self) -> int:
-        return self._bytes
-
     def dropped(self) -> int:
         return self._dropped
 

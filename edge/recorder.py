@@ -4,11 +4,11 @@ which numbers it; the courier publishes it from there."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from edge.outbox import Outbox
-from isowatch.stamper import Stamper
 from isowatch.contract import DeviceMessage
+from isowatch.stamper import Stamper
 
 M = TypeVar("M", bound=DeviceMessage)
 
@@ -24,4 +24,4 @@ class Recorder:
         return self.stamper.make(model, 0, at=at, **fields)  # the outbox assigns the real seq
 
     def send(self, message: M) -> M:
-        return self.outbox.add(lambda seq: message.model_copy(update={"seq": seq}))
+        return self.outbox.add(lambda seq: cast(M, message.model_copy(update={"seq": seq})))  # the same model class

@@ -1,4 +1,4 @@
-"""Replay recorded footage through `DoorWatcher` and yield door-open and tamper intervals (issue 3).
+"""Replay recorded footage through `DoorWatcher` and yield door-open and tamper intervals.
 
 Times are seconds from the clip start, from the frame index and the video's frame rate, so a replay
 gives the same answer however fast the machine decodes.

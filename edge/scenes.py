@@ -1,4 +1,4 @@
-"""Seeded synthetic corridor clips with labels, for tests, tuning checks and the demo's looping door (issue 3).
+"""Seeded synthetic corridor clips with labels, for tests, tuning checks and the demo's looping door.
 
 A fixed camera faces a front door across a corridor. Each scenario draws the wall, floor, a poster and
 the door (frame, leaf with mouldings and knob), then adds what the scenario needs: the leaf turning
@@ -8,7 +8,7 @@ lens, defocus, a knocked camera, a person leaving. Geometry, colours, light, noi
 from the seed; resolution, frame rate and length from the caller. Labels use the shared clips' format,
 plus `moved_s` per opening: the first frame the leaf moves.
 
-A `Variant` widens a clip toward what real doors showed (issue 17): slow or fast swings (door closers),
+A `Variant` widens a clip toward what real doors showed: slow or fast swings (door closers),
 frosted-glass leaves, leaves that swing away into the flat or toward a close camera (perspective: the
 leaf grows and spills past the door frame), the ROI drawn loosely, auto-exposure and white balance
 reacting to a bright room, and low-bitrate H.264. No H.264 encoder ships with OpenCV's wheels here, so
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,7 @@ _GAP_VISIBLE_DEG = 10.0  # the label's opening starts when the leaf has turned t
 
 @dataclass(frozen=True)
 class Variant:
-    """How a clip departs from the plain corridor; ranges are drawn per seed (issue 17)."""
+    """How a clip departs from the plain corridor; ranges are drawn per seed."""
 
     swing_s: tuple[float, float] | None = None  # seconds to swing open (and to close), else 0.4-1.3
     leaf: str = "solid"  # "solid" or "glass" (frosted, translucent, low contrast against a pale wall)
@@ -129,8 +129,13 @@ class Layout:
     roi_margin: float = 0.0
 
 
+def _rgb(values: Iterable[float]) -> tuple[int, int, int]:
+    r, g, b = (int(v) for v in values)
+    return r, g, b
+
+
 def _colour(rng: np.random.Generator, low: int = 30, high: int = 230) -> tuple[int, int, int]:
-    return tuple(int(v) for v in rng.integers(low, high, 3))  # type: ignore[return-value]
+    return _rgb(rng.integers(low, high, 3))
 
 
 def _smooth_noise(rng: np.random.Generator, w: int, h: int, cells: int, amplitude: float) -> np.ndarray:
@@ -179,16 +184,17 @@ def _layout(rng: np.random.Generator, width: int, height: int, night: bool, vari
     # The flat behind an open door is usually darker than the lit corridor; sometimes a hall light is
     # on. At night the camera's infrared lamp lights the corridor, not the flat.
     if rng.uniform() < 0.75 or night:
-        interior = tuple(int(c * rng.uniform(0.1, 0.5)) for c in leaf_colour)
+        interior = _rgb(c * rng.uniform(0.1, 0.5) for c in leaf_colour)
     else:
         interior = _colour(rng, 60, 230)
 
     # A camera angle: a mild keystone, so doors are not always seen square-on.
     k = rng.uniform(-0.06, 0.06)
     s = rng.uniform(-0.04, 0.04)
-    src = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
-    dst = np.float32([[width * max(0, k), height * max(0, s)], [width * (1 - max(0, -k)), height * max(0, -s)],
-                      [width * (1 - max(0, k)), height * (1 - max(0, -s))], [width * max(0, -k), height * (1 - max(0, s))]])
+    src = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
+    dst = np.array([[width * max(0, k), height * max(0, s)], [width * (1 - max(0, -k)), height * max(0, -s)],
+                    [width * (1 - max(0, k)), height * (1 - max(0, -s))], [width * max(0, -k), height * (1 - max(0, s))]],
+                   np.float32)
     tilt = cv2.getPerspectiveTransform(src, dst)
     layout = Layout(width, height, (x, y, door_w, door_h), hinge_left, floor_y, wall, leaf, interior, frame_colour, tilt)
     return layout if variant == PLAIN else _vary_layout(layout, variant, vrng or rng)
@@ -214,7 +220,7 @@ def _vary_layout(layout: Layout, variant: Variant, rng: np.random.Generator) -> 
         bar_x = door_w - 3 * b if layout.hinge_left else 2 * b
         leaf[int(door_h * 0.45) : int(door_h * 0.6), bar_x : bar_x + b] = (190, 190, 190)
         alpha[int(door_h * 0.45) : int(door_h * 0.6), bar_x : bar_x + b] = 1.0
-        interior = tuple(int(c) for c in np.clip(wall * rng.uniform(0.75, 1.1), 0, 255))
+        interior = _rgb(np.clip(wall * rng.uniform(0.75, 1.1), 0, 255))
     distance = None if variant.camera_distance is None else float(rng.uniform(*variant.camera_distance))
     margin = float(rng.uniform(*variant.roi_margin))
     return Layout(layout.width, layout.height, layout.door, layout.hinge_left, layout.floor_y, layout.wall, leaf,
@@ -224,7 +230,7 @@ def _vary_layout(layout: Layout, variant: Variant, rng: np.random.Generator) -> 
 def _roi(layout: Layout) -> list[int]:
     """The door's bounding box after the camera angle, as an installer would draw it."""
     x, y, w, h = layout.door
-    corners = np.float32([[[x, y], [x + w, y], [x + w, y + h], [x, y + h]]])
+    corners = np.array([[[x, y], [x + w, y], [x + w, y + h], [x, y + h]]], np.float32)
     warped = cv2.perspectiveTransform(corners, layout.tilt)[0]
     x0, y0 = np.floor(warped.min(axis=0)).astype(int)
     x1, y1 = np.ceil(warped.max(axis=0)).astype(int)
@@ -267,11 +273,11 @@ def _draw_leaf(canvas: np.ndarray, layout: Layout, angle_deg: float) -> None:
     theta = math.radians(angle_deg)
     hx = x if layout.hinge_left else x + w
     fx, top, bottom = _free_edge(layout, theta)
-    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    src = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
     if layout.hinge_left:
-        dst = np.float32([[hx, y], [fx, top], [fx, bottom], [hx, y + h]])
+        dst = np.array([[hx, y], [fx, top], [fx, bottom], [hx, y + h]], np.float32)
     else:
-        dst = np.float32([[fx, top], [hx, y], [hx, y + h], [fx, bottom]])
+        dst = np.array([[fx, top], [hx, y], [hx, y + h], [fx, bottom]], np.float32)
     leaf = layout.leaf * (0.75 + 0.25 * math.cos(theta))  # turned away from the corridor light
     # Warp only into the box the leaf can reach, not the whole frame.
     bx0, by0 = max(0, int(dst[:, 0].min()) - 1), max(0, int(dst[:, 1].min()) - 1)
@@ -281,7 +287,7 @@ def _draw_leaf(canvas: np.ndarray, layout: Layout, angle_deg: float) -> None:
         bx0, by0, bx1, by1 = max(bx0, x), max(by0, y), min(bx1, x + w), min(by1, y + h)
     if bx1 - bx0 < 2 or by1 - by0 < 2:
         return
-    matrix = cv2.getPerspectiveTransform(src, dst - np.float32([bx0, by0]))
+    matrix = cv2.getPerspectiveTransform(src, dst - np.array([bx0, by0], np.float32))
     size = (bx1 - bx0, by1 - by0)
     warped = cv2.warpPerspective(leaf, matrix, size, flags=cv2.INTER_LINEAR)
     opacity = np.ones((h, w), np.float32) if layout.leaf_alpha is None else layout.leaf_alpha
@@ -505,11 +511,11 @@ def _pump_exposure(canvas: np.ndarray, layout: Layout, plan: Plan, t: float) -> 
     strength = plan.exposure_pump
     # The room is lit several times brighter than the corridor: it clips until exposure comes down.
     room = np.asarray(canvas[y : y + h, x : x + w])
-    interior = np.all(np.abs(room - np.float32(layout.interior) * plan.gain(t)) < 1.0, axis=2)
-    room[interior] = np.float32([235, 245, 255]) * (1 + 1.5 * strength)
+    interior = np.all(np.abs(room - np.array(layout.interior, np.float32) * plan.gain(t)) < 1.0, axis=2)
+    room[interior] = np.array([235, 245, 255], np.float32) * (1 + 1.5 * strength)
     seen = np.mean([min(1.0, plan.angle(t - lag) / 60.0) for lag in (0.0, 0.15, 0.3, 0.45, 0.6)])
     exposure = 1.0 / (1.0 + 0.8 * strength * seen)
-    balance = np.float32([1 + 0.12 * strength * seen, 1.0, 1 - 0.12 * strength * seen])
+    balance = np.array([1 + 0.12 * strength * seen, 1.0, 1 - 0.12 * strength * seen], np.float32)
     canvas *= exposure * balance
 
 
@@ -540,15 +546,16 @@ def _render(layout: Layout, plan: Plan, t: float, rng: np.random.Generator) -> n
     canvas *= plan.gain(t)
     if plan.exposure_pump > 0:
         _pump_exposure(canvas, layout, plan, t)
-    frame = cv2.warpPerspective(canvas, layout.tilt, (layout.width, layout.height), borderMode=cv2.BORDER_REPLICATE)
+    frame: np.ndarray = cv2.warpPerspective(canvas, layout.tilt, (layout.width, layout.height),
+                                            borderMode=cv2.BORDER_REPLICATE)
     if plan.shake and plan.shake[0] <= t < plan.shake[1]:
         amp = layout.width * 0.008
-        m = np.float32([[1, 0, rng.uniform(-amp, amp)], [0, 1, rng.uniform(-amp, amp)]])
+        m = np.array([[1, 0, rng.uniform(-amp, amp)], [0, 1, rng.uniform(-amp, amp)]], np.float32)
         frame = cv2.warpAffine(frame, m, (layout.width, layout.height), borderMode=cv2.BORDER_REPLICATE)
     if plan.moved_from is not None and t >= plan.moved_from:
-        m = cv2.getRotationMatrix2D((layout.width / 2, layout.height / 2), 7.0, 1.08)
-        m[:, 2] += (layout.width * 0.06, layout.height * 0.04)
-        frame = cv2.warpAffine(frame, m, (layout.width, layout.height), borderMode=cv2.BORDER_REFLECT)
+        turn: np.ndarray = cv2.getRotationMatrix2D((layout.width / 2, layout.height / 2), 7.0, 1.08)
+        turn[:, 2] += (layout.width * 0.06, layout.height * 0.04)
+        frame = cv2.warpAffine(frame, turn, (layout.width, layout.height), borderMode=cv2.BORDER_REFLECT)
     if plan.defocus and plan.defocus[0] <= t < plan.defocus[1]:
         frame = cv2.GaussianBlur(frame, (0, 0), layout.width / 110)
     if plan.covered:
@@ -648,7 +655,7 @@ def generate_clip(
     plan = _plan(scenario, rng, seconds, layout, variant)
     codec = LowBitrate(fps, np.random.default_rng([seed, kind, 23])) if variant.lowbit else None
     path = Path(path)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
     if not writer.isOpened():
         raise SceneError(f"cannot write {path}")
     try:
@@ -672,7 +679,7 @@ def generate_clip(
 
 @dataclass(frozen=True)
 class DoorClass:
-    """A kind of door clip the detector must handle (issue 17): a scenario, a variant, an orientation."""
+    """A kind of door clip the detector must handle: a scenario, a variant, an orientation."""
 
     scenario: str
     variant: Variant = PLAIN

@@ -1,4 +1,4 @@
-"""Score detector output against labelled clips the way issue 3 judges it: starts within 1.5 s, F1."""
+"""Score detector output against labelled clips the way the detector is judged: starts within 1.5 s, F1."""
 
 from __future__ import annotations
 
@@ -51,13 +51,13 @@ def tamper_found(predicted: Iterable[dict[str, Any]], truth: dict[str, Any], cli
     return False
 
 
-ON_TIME_START_S = 0.5  # issue 17: start_s within this of the first frame the leaf moves
+ON_TIME_START_S = 0.5  # start_s within this of the first frame the leaf moves
 ON_TIME_CONFIRM_S = 1.0  # and the opening confirmed within this of the leaf having moved noticeably
 
 
 @dataclass(frozen=True, slots=True)
 class OpeningTiming:
-    """One true opening against what the detector said, live (issue 17)."""
+    """One true opening against what the detector said, live."""
 
     moved_s: float  # the first frame the leaf moves
     noticeable_s: float  # the leaf has turned enough for a gap to show (the label's start_s)

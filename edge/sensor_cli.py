@@ -128,8 +128,9 @@ def run(
         from edge.uplink import DeviceIdentity
 
         try:
-            identity = DeviceIdentity(site, household, device)  # type: ignore[arg-type]
-            uplink = DurableUplink(broker, identity, outbox_path or Path(f"outbox-{device}.db")).start()  # type: ignore[arg-type]
+            assert broker and site and household and device  # none missing
+            identity = DeviceIdentity(site, household, device)
+            uplink = DurableUplink(broker, identity, outbox_path or Path(f"outbox-{device}.db")).start()
         except (BrokerError, ValueError, OSError, sqlite3.Error) as exc:
             raise click.ClickException(str(exc)) from exc
         sink = uplink
@@ -139,7 +140,8 @@ def run(
                 link = SerialLink(port, baudrate=baud or DEFAULT_BAUDRATE)
                 stream_line(link, sink, stop, count=count)
             else:
-                thermometer = ModbusThermometer(port, config)  # type: ignore[arg-type]
+                assert config is not None  # made above for modbus
+                thermometer = ModbusThermometer(port, config)
                 stream_modbus(thermometer, sink, stop, count=count)
     except KeyboardInterrupt:
         pass

@@ -1,4 +1,4 @@
-"""Snapshots attached to door events: the frame when the door opened and the one where it was widest (issue 3)."""
+"""Snapshots attached to door events: the frame when the door opened and the one where it was widest."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Camera tampering: lens covered, heavy defocus, camera knocked away, from a small whole-frame view (issue 3)."""
+"""Camera tampering: lens covered, heavy defocus, camera knocked away, from a small whole-frame view."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ class EdgeCells:
 
     def __init__(self, cells: np.ndarray) -> None:
         rows, cols = cells.shape
-        self._weights = cells.astype(np.float32) / max(1, np.count_nonzero(cells))
+        self._weights = cells.astype(np.float32) / max(1, int(np.count_nonzero(cells)))
         # Quadrants with enough edges to judge, each with its cells' weights for its own mean.
         self._quadrants: list[tuple[slice, slice, np.ndarray]] = []
         for rs in (slice(0, rows // 2), slice(rows // 2, rows)):
@@ -148,7 +148,8 @@ class TamperDetector:
         """`view` is `view_of(frame)` of a frame showing the scene as installed."""
         signature = edge_structure(view)
         self._reference = signature
-        self._reference_measures = tuple(max(m, 1e-3) for m in view_measures(view))  # type: ignore[assignment]
+        brightness, contrast, sharpness = view_measures(view)
+        self._reference_measures = (max(brightness, 1e-3), max(contrast, 1e-3), max(sharpness, 1e-3))
         strength = signature.sum(axis=0)
         edge_cells = strength >= np.percentile(strength, 70)
         # The door swings and people stand in front of it: only the rest of the scene says where the camera points.

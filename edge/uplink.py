@@ -97,7 +97,7 @@ class Uplink:
 
     def _set_will(self, client: mqtt.Client, userdata: Any) -> None:
         """A fresh Last Will before every connect and reconnect, stamped with this connection's start: one made
-        once at start carries a time older than every later birth (issue 14). The gateway orders status by its
+        once at start carries a time older than every later birth. The gateway orders status by its
         receive time anyway; the device time is what a person reading the retained topic sees."""
         will = self.stamper.make(Status, STATUS_SEQ, type="status", state="offline", firmware=self.firmware)
         client.will_set(self._status_topic, encode(will), qos=1, retain=True)
@@ -132,7 +132,7 @@ class Uplink:
             if msg.topic.endswith("/" + TopicKind.ACK.value) and self.on_ack:
                 self.on_ack(GatewayAck.model_validate_json(msg.payload))
             elif msg.topic.endswith("/" + TopicKind.CONFIG.value) and self.on_config:
-                self.on_config(msg.payload)
+                self.on_config(bytes(msg.payload))
         except ValidationError as exc:
             log.warning("uplink ignored bad message topic=%s error=%s", msg.topic, exc.errors()[0]["msg"])
         except Exception:  # one bad handler call must not stop the network loop
@@ -172,7 +172,7 @@ class Uplink:
         return self.stamper.stamp(model, at=at, **fields)
 
     def send(self, message: DeviceMessage) -> mqtt.MQTTMessageInfo:
-        """Publish QoS 1; paho queues in memory while the link is down (issue 5 adds the disk outbox)."""
+        """Publish QoS 1; paho queues in memory while the link is down (the disk outbox is edge.outbox)."""
         return self.client.publish(
             topic_for(self.identity.site, self.identity.household, message), encode(message), qos=1
         )

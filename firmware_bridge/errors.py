@@ -1,4 +1,4 @@
-"""Named exceptions of the firmware bridge; the CLI turns them into click errors (issue 4)."""
+"""Named exceptions of the firmware bridge; the CLI turns them into click errors."""
 
 from __future__ import annotations
 

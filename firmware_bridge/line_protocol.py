@@ -3,7 +3,7 @@
 A frame is one ASCII line, `$IW1,<seq>,<A|N>,<TYPE>[,<field>...]*<CRC16>\\r\\n`. ASCII because an
 installer can read it with any serial terminal; a CRC because USB-serial and RS-485 cables in
 corridors do flip bits. The decoder never raises on bad input: it returns `Rejected` events that
-the link counts and logs (issue 4).
+the link counts and logs.
 """
 
 from __future__ import annotations
@@ -161,7 +161,6 @@ class Nak(Frame):
 FRAME_TYPES: dict[str, type[Frame]] = {
     cls.TYPE: cls for cls in (Hello, BodyTemperature, AmbientTemperature, DoorContact, Battery, Ack, Nak)
 }
-READING_FRAMES = (BodyTemperature, AmbientTemperature, DoorContact)
 
 
 def encode(frame: Frame) -> bytes:

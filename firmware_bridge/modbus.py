@@ -2,7 +2,7 @@
 
 One 16-bit register holds the temperature as a raw integer; unit id, register, function code
 (holding 0x03 or input 0x04), signedness, scale and offset come from a preset or the command line.
-Serial defaults are the modules' 9600 8N1, not pymodbus's own 19200 (issue 4).
+Serial defaults are the modules' 9600 8N1, not pymodbus's own 19200.
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from pymodbus import FramerType
 from pymodbus.client import ModbusSerialClient
 from pymodbus.exceptions import ModbusException
 
-from isowatch.clock import Clock, SystemClock
-from isowatch.contract import DeviceMessage
-
 from firmware_bridge.errors import ModbusReadError
 from firmware_bridge.readings import ReadingSink, temperature
 from firmware_bridge.serial_link import Backoff
+from isowatch.clock import Clock, SystemClock
+from isowatch.contract import DeviceMessage
 
 log = logging.getLogger(__name__)
 

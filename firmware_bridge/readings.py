@@ -10,17 +10,16 @@ import json
 import logging
 import sys
 from datetime import datetime
-from typing import IO, Any, Protocol, TypeVar
-
-from isowatch.stamper import Stamper
-from isowatch.clock import Clock
-from isowatch.contract import ContactReading, DeviceMessage, TemperatureReading
+from typing import Any, Protocol, TypeVar
 
 from firmware_bridge import line_protocol as lp
+from isowatch.clock import Clock
+from isowatch.contract import ContactReading, DeviceMessage, TemperatureReading
+from isowatch.stamper import Stamper
 
 log = logging.getLogger(__name__)
 
-BODY_PLAUSIBLE_C = (34.0, 43.0)  # issue 4: outside this a body reading is a bad measurement, not a fever
+BODY_PLAUSIBLE_C = (34.0, 43.0)  # outside this a body reading is a bad measurement, not a fever
 
 M = TypeVar("M", bound=DeviceMessage)
 
@@ -33,10 +32,16 @@ class ReadingSink(Protocol):
     def send(self, message: DeviceMessage) -> Any: ...
 
 
+class TextStream(Protocol):
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 class StdoutSink:
     """Prints each stamped message as one line of contract JSON: `bridge run --stdout` and `bridge read`."""
 
-    def __init__(self, device: str = "bench", stream: IO[str] | None = None, clock: Clock | None = None) -> None:
+    def __init__(self, device: str = "bench", stream: TextStream | None = None, clock: Clock | None = None) -> None:
         self.stamper = Stamper(device, clock)
         self.stream = stream or sys.stdout
         self.sent: list[DeviceMessage] = []

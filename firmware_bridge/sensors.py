@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -54,7 +55,7 @@ def _line_workers(sensors: list[LineSensor]) -> list[tuple[str, Worker]]:
 
         stream_line(SerialLink(sensor.port, baudrate=sensor.baud), sink, stop)
 
-    return [(f"line-{n}", lambda sink, stop, s=sensor: run(s, sink, stop)) for n, sensor in enumerate(sensors)]
+    return [(f"line-{n}", partial(run, sensor)) for n, sensor in enumerate(sensors)]
 
 
 def _modbus_workers(sensors: list[ModbusSensor]) -> list[tuple[str, Worker]]:
@@ -66,7 +67,7 @@ def _modbus_workers(sensors: list[ModbusSensor]) -> list[tuple[str, Worker]]:
                                interval_s=sensor.interval_s)
         stream_modbus(ModbusThermometer(sensor.port, config), sink, stop)
 
-    return [(f"modbus-{n}", lambda sink, stop, s=sensor: run(s, sink, stop)) for n, sensor in enumerate(sensors)]
+    return [(f"modbus-{n}", partial(run, sensor)) for n, sensor in enumerate(sensors)]
 
 
 def _zigbee_workers(sensors: list[ZigbeeSensor]) -> list[tuple[str, Worker]]:
@@ -81,8 +82,7 @@ def _zigbee_workers(sensors: list[ZigbeeSensor]) -> list[tuple[str, Worker]]:
 
         run_zigbee_sensor(broker, names, sink, stop)
 
-    return [(f"zigbee-{n}", lambda sink, stop, b=broker, ns=names: run(b, ns, sink, stop))
-            for n, (broker, names) in enumerate(by_broker.items())]
+    return [(f"zigbee-{n}", partial(run, broker, names)) for n, (broker, names) in enumerate(by_broker.items())]
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass
 
 import serial
 
-from isowatch.clock import Clock, SystemClock
-
 from firmware_bridge import line_protocol as lp
 from firmware_bridge.errors import PortUnavailable
+from isowatch.clock import Clock, SystemClock
+from isowatch.log_limit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -77,22 +77,6 @@ class Backoff:
         self.attempt = 0
 
 
-class _RateLimitedLog:
-    """One warning per reason per interval; the rest go to debug, so a noisy cable cannot flood the log."""
-
-    def __init__(self, clock: Clock, interval_s: float = 10.0) -> None:
-        self.clock, self.interval_s = clock, interval_s
-        self._last: dict[str, float] = {}
-
-    def warning(self, reason: str, msg: str, *args: object) -> None:
-        now = self.clock.monotonic()
-        if now - self._last.get(reason, -1e9) >= self.interval_s:
-            self._last[reason] = now
-            log.warning(msg, *args)
-        else:
-            log.debug(msg, *args)
-
-
 def open_serial(path: str, baudrate: int, timeout: float) -> serial.Serial:
     """Open a serial port 8N1 by path (symlinks resolved by the OS). Raises PortUnavailable."""
     try:
@@ -139,7 +123,8 @@ class SerialLink:
         self._silent = False
         self._counters_logged_at = self.clock.monotonic()
         self._ever_connected = False
-        self._warn = _RateLimitedLog(self.clock)
+        # One warning per reason per 10 s, the rest at debug: a noisy cable cannot flood the log.
+        self._warn = RateLimitedLog(log, every_s=10.0, clock=self.clock.monotonic, held_level=logging.DEBUG)
 
     # -- connection -----------------------------------------------------------------------
 
@@ -149,7 +134,7 @@ class SerialLink:
             self._port = open_serial(resolved, self.baudrate, self.read_timeout)
         except PortUnavailable as exc:
             self.counters.open_failures += 1
-            self._warn.warning("open", "serial open failed port=%s error=%s", self.path, exc)
+            self._warn.log(logging.WARNING, f"serial open failed port={self.path} error={exc}", key="open")
             return False
         self.device_path = resolved
         self._decoder = lp.LineDecoder()  # half a frame from before the unplug means nothing now
@@ -191,8 +176,10 @@ class SerialLink:
                     if not self._open():
                         stop.wait(self.backoff.next())
                         continue
+                port = self._port
+                assert port is not None  # opened above
                 try:
-                    data = self._port.read(max(1, self._port.in_waiting))  # type: ignore[union-attr]
+                    data = port.read(max(1, port.in_waiting))
                 except (serial.SerialException, OSError) as exc:
                     self._lost(exc)
                     stop.wait(self.backoff.next())
@@ -224,9 +211,8 @@ class SerialLink:
     def _handle(self, event: lp.Frame | lp.Rejected, now: float) -> lp.Frame | None:
         if isinstance(event, lp.Rejected):
             setattr(self.counters, event.reason, getattr(self.counters, event.reason) + 1)
-            self._warn.warning(
-                event.reason, "frame rejected port=%s reason=%s seq=%s detail=%s", self.path, event.reason, event.seq, event.detail
-            )
+            self._warn.log(logging.WARNING, f"frame rejected port={self.path} reason={event.reason} seq={event.seq} "
+                           f"detail={event.detail}", key=event.reason)
             if event.ack and event.seq is not None and event.reason != "unsupported_version":
                 self.counters.naks_sent += 1  # counted first: whoever sees the NAK sees the count
                 self._reply(lp.Nak(seq=self._next_host_seq(), acked=event.seq, reason=event.reason))

@@ -14,11 +14,14 @@ import random
 import signal
 import threading
 import time
+from typing import TypeVar
 
 from firmware_bridge import line_protocol as lp
 from firmware_bridge.virtual_port import VirtualPort
 
 log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=lp.Frame)
 
 
 class SimulatedFirmware:
@@ -85,14 +88,14 @@ class SimulatedFirmware:
     def boot(self, ack: bool = True) -> lp.Hello:
         """What the firmware does at power-on: seq restarts at 0 with a HELLO."""
         self.reset()
-        return self.send(lp.Hello(seq=0, ack=ack, device_id=self.device_id, firmware=self.firmware))  # type: ignore[return-value]
+        return self.send(lp.Hello(seq=0, ack=ack, device_id=self.device_id, firmware=self.firmware))
 
     def _next(self) -> int:
         seq = self.seq
         self.seq = (self.seq + 1) % (lp.SEQ_MAX + 1)
         return seq
 
-    def send(self, frame: lp.Frame) -> lp.Frame:
+    def send(self, frame: F) -> F:
         """Send a frame as given (its seq is used as is, and the counter moves past it)."""
         self.seq = (frame.seq + 1) % (lp.SEQ_MAX + 1)
         self.port.write(lp.encode(frame))

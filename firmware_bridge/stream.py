@@ -6,12 +6,11 @@ import logging
 import threading
 from typing import Any
 
-from isowatch.contract import DeviceMessage
-
 from firmware_bridge.modbus import ModbusThermometer, ModbusThermometerConfig
 from firmware_bridge.presets import preset
 from firmware_bridge.readings import FirmwareSession, ReadingSink
 from firmware_bridge.serial_link import SerialLink
+from isowatch.contract import DeviceMessage
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Zigbee sensors published by Zigbee2MQTT on the edge box's local broker become contract readings (issue 4).
+"""Zigbee sensors published by Zigbee2MQTT on the edge box's local broker become contract readings.
 
 Zigbee2MQTT publishes each device's state as JSON on `zigbee2mqtt/<friendly_name>`:
 `{"contact": false, "battery": 91, ...}` from a door contact (false: the magnet is away, the door is
@@ -200,7 +200,7 @@ class Zigbee2MqttInput:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
-            self.handle_message(message.topic, message.payload)
+            self.handle_message(message.topic, bytes(message.payload))
         except Exception:  # one bad message or a sink hiccup must not kill paho's network thread
             log.exception("zigbee2mqtt message handling failed topic=%s", message.topic)
 

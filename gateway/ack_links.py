@@ -26,11 +26,11 @@ from pathlib import Path
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from gateway import alerts
-from isowatch.clock import iso, parse_iso
-from isowatch.localtime import DEFAULT_ZONE
 from gateway.store import connect
 from gateway.vocabulary import STAFF_ROLES
-from isowatch.clock import Clock
+from isowatch.clock import Clock, iso, parse_iso
+from isowatch.localtime import DEFAULT_ZONE
+
 
 class AckLinkError(Exception):
     """Base: the link cannot show or change anything."""

@@ -1,7 +1,7 @@
 """The alert worker in a process of its own, so rules, escalation and sends never wait for the ingest's GIL.
 
 In one process the worker's rule lookups took a sixth of the gateway's single core at full load, and a
-door page waited behind ingest batches for the interpreter (issue 8, docs/benchmarks.md). The child
+door page waited behind ingest batches for the interpreter (docs/benchmarks.md). The child
 (`gateway.child_process`) owns its own SQLite connection and Apprise pool; it takes commands over a pipe:
 wake, settle, stop.
 

@@ -26,11 +26,17 @@ from gateway.messages import AlertFacts, render
 from gateway.policy import Policy
 from gateway.registry import Registry, isolation_day
 from gateway.rules import (
-    SCANS, Finding, candidates, evaluate_event, evaluate_reading, flag_clock_skew, may_page_now, screen,
+    SCANS,
+    Finding,
+    candidates,
+    evaluate_event,
+    evaluate_reading,
+    flag_clock_skew,
+    may_page_now,
+    screen,
 )
-from isowatch.clock import iso, parse_iso
 from gateway.store import BatchOutcome, connect
-from isowatch.clock import Clock
+from isowatch.clock import Clock, iso, parse_iso
 from isowatch.log_limit import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -270,7 +276,7 @@ class AlertWorker:
                 alerts.audit(self.conn, "gateway", "alert.no_recipient", f"alert:{alert_id}", {"role": role.value}, now)
                 continue
             people.setdefault(member["staff"], (member, role.value))
-        for staff, (member, role) in people.items():
+        for staff, (member, role_name) in people.items():
             exists = self.conn.execute(
                 "SELECT 1 FROM notifications WHERE alert_id = ? AND step = ? AND round = ? AND staff = ?",
                 (alert_id, page.step, page.round, staff)).fetchone()
@@ -284,7 +290,7 @@ class AlertWorker:
                 "INSERT INTO notifications (alert_id, step, round, staff, role, language, title, body, urls, "
                 "url_index, state, attempts, next_attempt_at, created_at, delivery_key) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?, ?)",
-                (alert_id, page.step, page.round, staff, role, member["language"], title, body, json.dumps(urls),
+                (alert_id, page.step, page.round, staff, role_name, member["language"], title, body, json.dumps(urls),
                  "pending" if urls else "undeliverable", iso(now), iso(now), key),
             ).lastrowid
             # This page carries the same facts and a fresh link: an older one still waiting for its turn stops.

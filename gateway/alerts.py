@@ -53,6 +53,7 @@ def open_or_attach(conn: sqlite3.Connection, *, site: str, household: str, kind:
         "isolation_id, detail, snapshot, step, renotified) VALUES (?, ?, ?, 'open', ?, ?, ?, 1, ?, ?, ?, 0, 0)",
         (site, household, kind, iso(now), ref, iso(at), isolation_id, detail, snapshot),
     )
+    assert cursor.lastrowid is not None  # an INSERT sets it
     alert_id = int(cursor.lastrowid)
     conn.execute("INSERT INTO alert_events (alert_id, ref, at) VALUES (?, ?, ?)", (alert_id, ref, iso(at)))
     log.info("alert opened id=%d kind=%s household=%s ref=%s", alert_id, kind, household, ref)

@@ -28,15 +28,13 @@ from datetime import datetime, timedelta
 
 from gateway import alerts, notify
 from gateway.policy import Delivery
-from isowatch.clock import iso, parse_iso
-from isowatch.clock import Clock
+from isowatch.clock import Clock, iso, parse_iso
 from isowatch.ids import uuid7
 
 log = logging.getLogger(__name__)
 
 # (url, title, body, key, timeout_s) -> result; tests may inject their own.
 Sender = Callable[..., notify.DeliveryResult]
-LIVE_STATES = ("pending", "sending")
 
 
 def new_key() -> str:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-
 URL = re.compile(r"https?://[^\s<>\"']+")
 
 
@@ -62,7 +61,7 @@ class LocalInbox:
         inbox = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 arrived = time.perf_counter()
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
@@ -83,7 +82,7 @@ class LocalInbox:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 with inbox._lock:
                     items = list(reversed(inbox.messages))
                 if self.path.startswith("/messages.json"):
@@ -103,12 +102,14 @@ class LocalInbox:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+            def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr
                 return
 
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
-        self.host, self.port = self.server.server_address[:2]
+        bound_host, self.port = self.server.server_address[:2]
+        assert isinstance(bound_host, str)  # an IP address: the server listens on TCP
+        self.host = bound_host
         self._thread = threading.Thread(target=self.server.serve_forever, name="local-inbox", daemon=True)
 
     def start(self) -> "LocalInbox":

@@ -33,7 +33,7 @@ BatchListener = Callable[[BatchSummary], None]
 
 
 class _GatewayClient(mqtt.Client):
-    """paho's client with the inbound path and the batched writes the gateway's load needs (issue 8).
+    """paho's client with the inbound path and the batched writes the gateway's load needs.
 
     Stock paho reads every packet with three or more recv() calls, handles one packet per select(), and
     builds, decodes and debug-logs an MQTTMessage in Python for each PUBLISH: at 10,000 messages a

@@ -228,7 +228,8 @@ class Maintenance(Periodic):
 
     def run_backup(self) -> CheckResult:
         try:
-            path = backup(self.db_path, self.backup_dir, self.keep)  # type: ignore[arg-type]
+            assert self.backup_dir is not None  # run() backs up only with a directory to back up to
+            path = backup(self.db_path, self.backup_dir, self.keep)
             self.last_backup = CheckResult(time.time(), True, str(path))
             log.info("database backup written and verified: %s", path)
         except (sqlite3.Error, OSError, BackupFailed) as exc:

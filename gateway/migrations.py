@@ -82,7 +82,7 @@ def _001_ingest(db: Database) -> None:
 
 
 def _002_registry_alerts(db: Database) -> None:
-    """Issue 6: registry (sites, households, isolation periods, staff, teams, device registration),
+    """Registry (sites, households, isolation periods, staff, teams, device registration),
     announced visits, alerts with escalation state, notifications and delivery attempts, the audit log."""
     db["sites"].create({"site": str, "name": str, "timezone": str}, pk="site")
     db["staff"].create(
@@ -157,12 +157,12 @@ def _002_registry_alerts(db: Database) -> None:
 
 
 def _003_device_config_error(db: Database) -> None:
-    """Issue 5: a device reports why it refused a pushed config."""
+    """A device reports why it refused a pushed config."""
     db["devices"].add_column("config_error", str)
 
 
 def _004_dashboard_users(db: Database) -> None:
-    """Issue 7: dashboard users, sessions and login attempts; indexes for keyset paging of the event log."""
+    """Dashboard users, sessions and login attempts; indexes for keyset paging of the event log."""
     db["users"].create(
         {"username": str, "display_name": str, "role": str, "language": str, "password_hash": str,
          "staff": str, "active": int, "created_at": str},
@@ -191,12 +191,12 @@ def _004_dashboard_users(db: Database) -> None:
 
 
 def _005_devices_by_household(db: Database) -> None:
-    """Issue 8: the registry and rules look devices up by household."""
+    """The registry and rules look devices up by household."""
     db["devices"].create_index(["household"], if_not_exists=True)
 
 
 def _006_set_based_scans(db: Database) -> None:
-    """Issue 8: the silence scans (gateway/rules.py) read a few rows per pass instead of every household.
+    """The silence scans (gateway/rules.py) read a few rows per pass instead of every household.
 
     `registry_changes` logs, by trigger, each household whose isolation periods or site changed (NULL: a
     site's timezone changed, so any household may have): between two reading deadlines the missed-reading
@@ -232,7 +232,7 @@ def _006_set_based_scans(db: Database) -> None:
 
 
 def _007_drop_covered_indexes(db: Database) -> None:
-    """Issue 8: every index is one more b-tree each stored message updates. These four on events and
+    """Every index is one more b-tree each stored message updates. These four on events and
     one on readings are prefixes of the keyset-paging indexes of migration 004, which serve the same
     lookups (the id at their end costs nothing to a query that does not use it)."""
     for name in ("idx_events_household_device_time", "idx_events_site_device_time", "idx_events_type_device_time",
@@ -241,14 +241,14 @@ def _007_drop_covered_indexes(db: Database) -> None:
 
 
 def _008_drop_unread_seq_indexes(db: Database) -> None:
-    """Issue 8: no query looks events or readings up by (device, seq) (dedupe is by id), and each index is
+    """No query looks events or readings up by (device, seq) (dedupe is by id), and each index is
     one more b-tree every stored message updates."""
     for name in ("idx_events_device_seq", "idx_readings_device_seq"):
         db.execute(f"DROP INDEX IF EXISTS {name}")
 
 
 def _009_gateway_time(db: Database) -> None:
-    """Issue 13: time is the gateway's. Rules, ordering and "latest" go by `received_at`; a device's own
+    """Time is the gateway's. Rules, ordering and "latest" go by `received_at`; a device's own
     clock is kept for display and its skew recorded on the device row.
 
     `status_time` and `last_heartbeat` become receive times (the device's times move to `*_device_time`),
@@ -273,7 +273,7 @@ def _009_gateway_time(db: Database) -> None:
 
 
 def _010_pending_snapshots(db: Database) -> None:
-    """Issue 13: a snapshot is shown only with an event of the same device and household. One that arrives
+    """A snapshot is shown only with an event of the same device and household. One that arrives
     before its event waits in `pending_snapshots` (on no timeline) and moves to `snapshots` when the event
     comes; retention purges those that never meet it. Both are looked up by device and time for the
     per-device hourly quota. Rejects are looked up by topic to record a replayed retained message once."""
@@ -290,8 +290,8 @@ def _010_pending_snapshots(db: Database) -> None:
 
 
 def _012_bound_isolation_periods(db: Database) -> None:
-    """Issue 13: registry inputs are bounded now (gateway/registry.py). Periods entered before that beyond
-    the bounds overflow date arithmetic, and every household page and rule pass that meets them fails:
+    """Registry inputs are bounded (gateway/registry.py). Periods entered without those bounds that lie
+    beyond them overflow date arithmetic, and every household page and rule pass that meets them fails:
     days above 365 are cut to 365, and periods starting outside 2000-2099 are removed. Either way the
     audit log keeps the row as it was."""
     at = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -311,12 +311,12 @@ def _012_bound_isolation_periods(db: Database) -> None:
 
 
 def _013_staff_phone(db: Database) -> None:
-    """Issue 16: a phone number per staff member, for the call links on the acknowledge page."""
+    """A phone number per staff member, for the call links on the acknowledge page."""
     db.execute("ALTER TABLE staff ADD COLUMN phone TEXT NOT NULL DEFAULT ''")
 
 
 def _011_delivery_until_delivered(db: Database) -> None:
-    """Issue 14: a page carries an idempotency key (the same in every copy), is retried while its alert is
+    """A page carries an idempotency key (the same in every copy), is retried while its alert is
     live, and is reported once when it has not got through for a while; a send cut off by a stop is
     resumed knowing when it began."""
     db["notifications"].add_column("delivery_key", str)
@@ -334,7 +334,7 @@ def _011_delivery_until_delivered(db: Database) -> None:
 
 
 def _014_resident_links(db: Database) -> None:
-    """Issue 19: the household's own link (docs/residents.md).
+    """The household's own link (docs/residents.md).
 
     `resident_links`: one signed, revocable token per household at a time. Visits announced by the
     household say so (`source`, `reason`); a hospital visit counts only once its `approval_alert` is
@@ -363,7 +363,7 @@ def _014_resident_links(db: Database) -> None:
 
 
 def _015_household_phone(db: Database) -> None:
-    """Issue 16: the resident's phone on the household page, so the person paged can call them."""
+    """The resident's phone on the household page, so the person paged can call them."""
     db.execute("ALTER TABLE households ADD COLUMN phone TEXT NOT NULL DEFAULT ''")
 
 

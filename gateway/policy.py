@@ -1,4 +1,4 @@
-"""The escalation policy and rule thresholds, loaded from YAML or TOML and validated once (issue 6)."""
+"""The escalation policy and rule thresholds, loaded from YAML or TOML and validated once."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from isowatch.localtime import DEFAULT_ZONE
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.vocabulary import HELP_KINDS, AlertKind, Role
+from isowatch.localtime import DEFAULT_ZONE
 
 # Beside this module (package data): importlib.resources trips over setuptools' editable-install finder.
 DEFAULT_POLICY = Path(__file__).with_name("default_policy.yaml")
@@ -49,7 +49,7 @@ class Renotify(_Model):
 
 
 class Snapshots(_Model):
-    """What a device may upload (issue 13): pictures count against a per-device quota over the last hour,
+    """What a device may upload: pictures count against a per-device quota over the last hour,
     and one that names an event not (yet) stored waits this long for it before retention purges it."""
 
     quota_mib_per_hour: float = Field(24, gt=0, le=4096, description="Snapshot bytes one device may store per hour")

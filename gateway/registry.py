@@ -23,8 +23,7 @@ from isowatch.clock import Clock, SystemClock, iso, parse_iso
 from isowatch.contract import IDENT_PATTERN
 from isowatch.localtime import DEFAULT_ZONE
 
-
-# Bounds on what an admin may enter (issue 13): beyond them dates overflow and pages fail for everyone.
+# Bounds on what an admin may enter: beyond them dates overflow and pages fail for everyone.
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
 LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
 MAX_ISOLATION_DAYS = 365  # start plus every extension
@@ -375,6 +374,7 @@ class Registry:
             )
             self.audit(by, "isolation.start", period.household,
                        {"period": cursor.lastrowid, "start_date": period.start_date.isoformat(), "days": period.days})
+        assert cursor.lastrowid is not None  # an INSERT sets it
         return int(cursor.lastrowid)
 
     def isolation(self, period_id: int) -> Isolation:
@@ -497,6 +497,7 @@ class Registry:
             self.audit(by, "visit.announce", visit.household,
                        {"visit": cursor.lastrowid, "kind": visit.kind, "from": iso(visit.starts_at),
                         "to": iso(visit.ends_at)})
+        assert cursor.lastrowid is not None  # an INSERT sets it
         return int(cursor.lastrowid)
 
     def visit_covering(self, household: str, at: datetime, *, exit_suspected: bool = False) -> int | None:

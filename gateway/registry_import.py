@@ -97,7 +97,7 @@ def _refuse_aliases(text: str, source: str) -> None:
 def parse_yaml(text: str, source: str = "<yaml>") -> ImportPlan:
     _refuse_aliases(text, source)
     try:
-        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_LineLoader)  # _LineLoader is a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ImportProblem([f"{source}: not valid YAML: {exc}"]) from None
     if not isinstance(data, dict):
@@ -174,15 +174,20 @@ def apply(plan: ImportPlan, registry: Registry, *, by: str, source: str = "impor
         for line, model in plan.records[section]:
             try:
                 if section == "sites":
-                    registry.upsert_site(model)  # type: ignore[arg-type]
+                    assert isinstance(model, SiteIn)
+                    registry.upsert_site(model)
                 elif section == "staff":
-                    registry.upsert_staff(model)  # type: ignore[arg-type]
+                    assert isinstance(model, StaffIn)
+                    registry.upsert_staff(model)
                 elif section == "teams":
-                    registry.upsert_team(model)  # type: ignore[arg-type]
+                    assert isinstance(model, TeamIn)
+                    registry.upsert_team(model)
                 elif section == "households":
-                    registry.upsert_household(model)  # type: ignore[arg-type]
+                    assert isinstance(model, HouseholdIn)
+                    registry.upsert_household(model)
                 else:
-                    registry.start_isolation(model, by=by)  # type: ignore[arg-type]
+                    assert isinstance(model, IsolationIn)
+                    registry.start_isolation(model, by=by)
             except (RegistryError, ValueError) as exc:
                 problems.append(f"{source}:{line}: {section}: {exc}")
     with registry.conn:

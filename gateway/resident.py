@@ -1,4 +1,4 @@
-"""The household's own link (issue 19): announce a short opening, report a temperature, ask for help.
+"""The household's own link: announce a short opening, report a temperature, ask for help.
 
 Residents take part instead of only being watched. The link is a signed token (HMAC via itsdangerous)
 whose `resident_links` row makes it revocable; it works only while the household has an active
@@ -34,10 +34,9 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from gateway import alerts
 from gateway.policy import HELP_KINDS, Policy
 from gateway.registry import Registry, isolation_day
-from isowatch.clock import iso, parse_iso
 from gateway.store import connect
 from gateway.vocabulary import STAFF_ROLES, visit_decision
-from isowatch.clock import Clock
+from isowatch.clock import Clock, iso, parse_iso
 from isowatch.ids import uuid7
 
 SELF_REPORT_PREFIX = "household:"  # not a valid device id (":"), so no registered device can pose as one
@@ -274,7 +273,9 @@ class ResidentDesk:
         registry = Registry(conn, self.clock)
         now = self.clock.now()
         home = registry.household(household)
-        period, tz = registry.active_isolation(household, now)  # type: ignore[misc] - checked by household_of
+        active = registry.active_isolation(household, now)
+        assert active is not None  # household_of checked it
+        period, tz = active
         since = iso(datetime.combine(period.start_date, datetime.min.time(), tzinfo=ZoneInfo(tz)))
         team = []
         if home["team"]:
@@ -344,17 +345,20 @@ class ResidentDesk:
             raise Refused("bad_minutes", max=limit)
         now = self.clock.now()
         registry = Registry(conn, self.clock)
-        period, tz = registry.active_isolation(household, now)  # type: ignore[misc] - checked by household_of
+        active = registry.active_isolation(household, now)
+        assert active is not None  # household_of checked it
+        period, tz = active
         self._limit(conn, household, now)
         if self._announced_today(conn, household, tz, now) >= self.policy.resident.announcements_per_day:
             raise Limited("daily_limit", n=self.policy.resident.announcements_per_day)
         ends = now + timedelta(minutes=minutes)
         who = f"resident:{household}"
         with conn:
-            visit_id = int(conn.execute(
+            visit_id = conn.execute(
                 "INSERT INTO visits (household, kind, starts_at, ends_at, note, created_by, created_at, source, reason) "
                 "VALUES (?, ?, ?, ?, '', ?, ?, 'resident', ?)",
-                (household, REASONS[reason], iso(now), iso(ends), who, iso(now), reason)).lastrowid)
+                (household, REASONS[reason], iso(now), iso(ends), who, iso(now), reason)).lastrowid
+            assert visit_id is not None  # an INSERT sets it
             approval = None
             if reason == "hospital":
                 # Leaving for hospital is an exit: staff approve it first (the social worker is paged).
@@ -415,7 +419,9 @@ class ResidentDesk:
         now = self.clock.now()
         self._limit(conn, household, now)
         registry = Registry(conn, self.clock)
-        period, _tz = registry.active_isolation(household, now)  # type: ignore[misc] - checked by household_of
+        active = registry.active_isolation(household, now)
+        assert active is not None  # household_of checked it
+        period, _tz = active
         still_open = conn.execute(
             "SELECT count(*) FROM resident_requests q JOIN alerts a ON a.id = q.alert_id WHERE q.household = ? "
             "AND a.resolved_at IS NULL", (household,)).fetchone()[0]
@@ -424,18 +430,20 @@ class ResidentDesk:
         home = registry.household(household)
         route = self.policy.resident.help_routes[kind].value
         with conn:
-            request_id = int(conn.execute(
+            request_id = conn.execute(
                 "INSERT INTO resident_requests (household, kind, text, created_at) VALUES (?, ?, ?, ?)",
-                (household, kind, text, iso(now))).lastrowid)
+                (household, kind, text, iso(now))).lastrowid
+            assert request_id is not None  # an INSERT sets it
             ref = f"help:{request_id}"
             # Its own alert (not merged into a live one): each request has its own route and status. The alert
             # worker's escalation pass pages the first step (to `route`) as soon as it sees next_step_at due.
-            alert_id = int(conn.execute(
+            alert_id = conn.execute(
                 "INSERT INTO alerts (site, household, kind, state, opened_at, first_event_id, last_event_at, count, "
                 "isolation_id, detail, step, renotified, next_step_at, route) "
                 "VALUES (?, ?, 'help_request', 'open', ?, ?, ?, 1, ?, ?, 0, 0, ?, ?)",
                 (home["site"], household, iso(now), ref, iso(now), period.id, f"{kind}: {text}" if text else kind,
-                 iso(now), route)).lastrowid)
+                 iso(now), route)).lastrowid
+            assert alert_id is not None  # an INSERT sets it
             conn.execute("INSERT INTO alert_events (alert_id, ref, at) VALUES (?, ?, ?)", (alert_id, ref, iso(now)))
             conn.execute("UPDATE resident_requests SET alert_id = ? WHERE id = ?", (alert_id, request_id))
             alerts.audit(conn, f"resident:{household}", "resident.help", household,
@@ -444,10 +452,10 @@ class ResidentDesk:
 
 
 def _number(value: object) -> float | None:
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):  # JSON's and forms' types only
         return None
     try:
-        number = float(str(value).strip().replace(",", ".")) if isinstance(value, str) else float(value)  # type: ignore[arg-type]
+        number = float(value.strip().replace(",", ".")) if isinstance(value, str) else float(value)
     except (TypeError, ValueError):
         return None
     return number if number == number and abs(number) != float("inf") else None

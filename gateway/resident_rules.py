@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 
 from gateway.policy import AlertKind, Policy
 from gateway.registry import Registry
-from isowatch.clock import iso, parse_iso
 from gateway.rules import Finding
+from isowatch.clock import iso, parse_iso
 
 CLOSE_GRACE = timedelta(seconds=30)  # the closing event's way from the edge
 LOOKBACK = timedelta(hours=1)  # windows that ended longer ago than this are not looked at again

@@ -7,7 +7,7 @@ to that household, are logged in `rule_log` and alert nobody.
 
 Time is the gateway's: every decision and ordering here uses `received_at`, never `device_time`. A box
 without a real-time clock boots in 1970, and one message dated 2099 must neither escape the isolation
-period nor count as the newest sign of life (issue 13).
+period nor count as the newest sign of life.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from zoneinfo import ZoneInfo
 
 from gateway.policy import Policy, Rules
 from gateway.registry import Isolation, Registry, isolation_active
-from isowatch.clock import iso, parse_iso
-from isowatch.localtime import DEFAULT_ZONE
 from gateway.resident import self_reported
 from gateway.store import BatchOutcome
 from gateway.vocabulary import AlertKind
+from isowatch.clock import iso, parse_iso
 from isowatch.contract import DeviceMessage
+from isowatch.localtime import DEFAULT_ZONE
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def screen(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> dict[int, Verdi
     or a household with no isolation period that had not ended by the row's time.
 
     The same verdicts `evaluate_event` and `evaluate_reading` reach, at a fraction of their per-row
-    queries: at full load most candidates come from households that are not isolated (issue 8).
+    queries: at full load most candidates come from households that are not isolated.
     Rows left out go through those functions.
     """
     devices = sorted({row["device"] for row in rows})
@@ -370,7 +370,7 @@ def evaluate_reading(conn: sqlite3.Connection, registry: Registry, policy: Polic
 
 # -- silences: scanned periodically with the injected clock ----------------------------------------
 #
-# Set-based (issue 8): a scan is a few queries whatever the number of households. Each query starts
+# Set-based: a scan is a few queries whatever the number of households. Each query starts
 # from the rows that can matter (a silent device, a quiet vulnerable household, a door opening, a
 # household without its reading mark) and the isolation rule then runs, as `Registry.active_isolation`
 # runs it, on those few. Time values are ISO-8601 UTC text, compared as text as the per-household
@@ -514,7 +514,7 @@ def scan_missed_readings(conn: sqlite3.Connection, registry: Registry, policy: P
             if None in changed or len(changed) > _CHUNK:  # a site's timezone, or a bulk import: all again
                 after = ""
             else:
-                out += _missed_in_zone(conn, zones, tz, slot, now, only=sorted(changed))[0]
+                out += _missed_in_zone(conn, zones, tz, slot, now, only=sorted(h for h in changed if h is not None))[0]
         if slot is not None and after is not None:
             found, after = _missed_in_zone(conn, zones, tz, slot, now, after=after)
             out += found
@@ -628,7 +628,7 @@ def scan_disagreements(conn: sqlite3.Connection, registry: Registry, policy: Pol
         _save_state(conn, "disagree", {"now": iso(now), "until": iso(until), "seq": seq})
     # A household the registry changed since the last pass (one that has just become isolated, say) resumes
     # from its own mark, as it would have: looked at even without a recent opening if it has one.
-    resuming = set(_marks(conn, "disagree", changed - {None})) | _starting_today(conn, last, now)
+    resuming = set(_marks(conn, "disagree", {h for h in changed if h is not None})) | _starting_today(conn, last, now)
     isolated = _isolated(conn, {household for household, _, _ in openings} | resuming, now)
     if not isolated:
         return []
@@ -672,10 +672,10 @@ def scan_disagreements(conn: sqlite3.Connection, registry: Registry, policy: Pol
         for source, at in by_household.get(household, []):
             if lo < at <= hi:
                 seen[source].append(parse_iso(at))
-        for source, at in disagreements(seen["camera"], seen["contact"], window.total_seconds()):
-            if since[household] < at <= until:
-                out.append(Finding(AlertKind.SENSOR_DISAGREE, home.site, household, at,
-                                   f"disagree:{household}:{source}:{iso(at)}", home.period.id,
+        for source, when in disagreements(seen["camera"], seen["contact"], window.total_seconds()):
+            if since[household] < when <= until:
+                out.append(Finding(AlertKind.SENSOR_DISAGREE, home.site, household, when,
+                                   f"disagree:{household}:{source}:{iso(when)}", home.period.id,
                                    detail=f"only the {source} saw the door open"))
     conn.executemany("INSERT OR REPLACE INTO rule_marks (household, rule, mark) VALUES (?, 'disagree', ?)", looked)
     return out

@@ -52,8 +52,8 @@ class GatewayService:
             raise
         self.maintenance = Maintenance(self.db_path, backup_dir, backup_every_s=backup_every_s, keep=backup_keep,
                                        check_every_s=integrity_check_every_s)
-        # Issue 6: rules, escalation and notifications run in their own worker; ingest only wakes it.
-        # Issue 8: in a process of its own, so it neither slows ingest nor waits for it.
+        # Rules, escalation and notifications run in their own worker, in a process of its own, so it neither
+        # slows ingest nor waits for it; ingest only wakes it.
         # The store process decides whether a batch may page at once, so ingest wakes the worker only then.
         self.ingest = Ingest(self.store, broker, sites=sites, client_id=client_id, clock=self.clock,
                              urgent=functools.partial(may_page_now, policy=self.policy) if alerts else None)

@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import sqlite3
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,7 +45,7 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 @dataclass(frozen=True, slots=True)
 class Accepted:
     """A message that passed the contract check, with the JSON it came as: stored as the device sent it
-    (it validated, so it reads back as the same message), not serialised again (issue 8)."""
+    (it validated, so it reads back as the same message), not serialised again."""
 
     topic: Topic
     message: DeviceMessage
@@ -104,16 +105,13 @@ def _row(item: Accepted) -> tuple[Any, ...]:
     if isinstance(msg, (DoorEvent, TamperEvent)):
         return (msg.id, topic.site, topic.household, topic.device, msg.seq, msg.type, iso(msg.device_time),
                 _received_iso(item.received_at), msg.state, item.payload.decode())
-    if isinstance(msg, (TemperatureReading, ContactReading)):
-        is_temp = isinstance(msg, TemperatureReading)
+    if isinstance(msg, TemperatureReading):  # celsius, subject, method, plausible, open
         return (msg.id, topic.site, topic.household, topic.device, msg.seq, msg.type, iso(msg.device_time),
-                _received_iso(item.received_at),
-                msg.celsius if is_temp else None,
-                msg.subject if is_temp else None,
-                msg.method if is_temp else None,
-                int(msg.plausible) if is_temp else None,
-                None if is_temp else int(msg.open),
+                _received_iso(item.received_at), msg.celsius, msg.subject, msg.method, int(msg.plausible), None,
                 item.payload.decode())
+    if isinstance(msg, ContactReading):
+        return (msg.id, topic.site, topic.household, topic.device, msg.seq, msg.type, iso(msg.device_time),
+                _received_iso(item.received_at), None, None, None, None, int(msg.open), item.payload.decode())
     if isinstance(msg, Status):
         return (msg.state, _received_iso(item.received_at), iso(msg.device_time), msg.firmware, msg.config_version,
                 msg.config_error, msg.camera, topic.device)
@@ -247,8 +245,8 @@ class Store:
     def write_batch(
         self,
         accepted: list[Accepted],
-        rejected: list[Rejected] = (),  # type: ignore[assignment]
-        snapshots: list[SnapshotUpload] = (),  # type: ignore[assignment]
+        rejected: Sequence[Rejected] = (),
+        snapshots: Sequence[SnapshotUpload] = (),
         *,
         turn: AbstractContextManager = nullcontext(),
     ) -> BatchOutcome:
@@ -297,7 +295,7 @@ class Store:
     def _check_binding(self, topic: Topic, new: dict[str, tuple[str, str]]) -> str | None:
         """A registered device belongs where the registry put it; an unregistered one stays where it was first
         seen. Unregistered devices are stored, not rejected (the broker already authenticated them, and a box
-        installed before its paperwork must not lose data); the rules alert only on registered ones (issue 6).
+        installed before its paperwork must not lose data); the rules alert only on registered ones.
         """
         where = (topic.site, topic.household)
         known = self._bindings.get(topic.device) or new.get(topic.device)
@@ -317,7 +315,7 @@ class Store:
     def _apply_all(self, conn: sqlite3.Connection, items: list[tuple[Accepted, tuple[Any, ...]]],
                    outcome: BatchOutcome) -> None:
         """Store a batch with one statement per table (executemany) instead of one per message: at full
-        load the per-message statements were the store's main cost (issue 8, docs/benchmarks.md).
+        load the per-message statements were the store's main cost (docs/benchmarks.md).
 
         Inside the BEGIN IMMEDIATE transaction nobody else writes, so ids found absent here are the ones
         the INSERTs store; a second copy of an id within the batch is a duplicate, like one stored before.
@@ -348,7 +346,7 @@ class Store:
         # forward (store processes may commit batches out of receive order).
         newer_skew = "excluded.clock_skew_s IS NOT NULL AND excluded.last_seen >= coalesce(clock_skew_at, '')"
         conn.executemany(
-            "INSERT INTO devices (device, site, household, first_seen, last_seen, max_seq, clock_skew_s, "
+            "INSERT INTO devices (device, site, household, first_seen, last_seen, max_seq, clock_skew_s, "  # noqa: S608
             "clock_skew_at) VALUES (?, ?, ?, ?4, ?4, ?5, ?6, CASE WHEN ?6 IS NOT NULL THEN ?4 END) "
             "ON CONFLICT(device) DO UPDATE SET last_seen = max(coalesce(last_seen, ''), excluded.last_seen), "
             "max_seq = max(coalesce(max_seq, 0), excluded.max_seq), "
@@ -397,7 +395,7 @@ class Store:
 
     def _take_snapshot(self, conn: sqlite3.Connection, upload: SnapshotUpload, quota_used: dict[str, int],
                        outcome: BatchOutcome) -> None:
-        """Store a picture with its event, or let it wait for the event, or reject it (issue 13).
+        """Store a picture with its event, or let it wait for the event, or reject it.
 
         It must come from where its device belongs and name an event of the same device and household (a
         device's credentials let it publish under any site and household segment, and event ids are on
@@ -471,7 +469,7 @@ class Store:
             marks = ",".join("?" * len(chunk))
             match = (f"FROM pending_snapshots p JOIN events e ON e.id = p.event_id AND e.device = p.device "
                      f"AND e.site = p.site AND e.household = p.household WHERE p.event_id IN ({marks})")
-            conn.execute(f"INSERT OR IGNORE INTO snapshots ({_SNAPSHOT_COLUMNS}) "  # noqa: S608
+            conn.execute(f"INSERT OR IGNORE INTO snapshots ({_SNAPSHOT_COLUMNS}) "
                          f"SELECT p.sha256, p.event_id, p.site, p.household, p.device, p.bytes, p.path, "
                          f"p.received_at {match}", chunk)
             conn.execute(f"DELETE FROM pending_snapshots WHERE rowid IN (SELECT p.rowid {match})", chunk)  # noqa: S608

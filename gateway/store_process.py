@@ -2,7 +2,7 @@
 
 In one process, the gateway's MQTT side and its store shared one GIL: at full load the network thread and
 the writer took turns and the gateway topped out near one core, 9,000-10,000 messages a second, with the
-second core partly idle (issue 8, docs/benchmarks.md). Here the MQTT process slices frames, acknowledges
+second core partly idle (docs/benchmarks.md). Here the MQTT process slices frames, acknowledges
 and counts; store processes validate batches against the contract, store each in one transaction,
 encode the GatewayAcks, and hand back a small `BatchSummary`.
 
@@ -205,8 +205,8 @@ def _write_in_turn(store: Store, accepted: list[Accepted], rejected: list[Reject
                    write_turn: AbstractContextManager) -> BatchOutcome:
     """`write_batch`, its transaction in our write turn. A connection can hold SQLite's write lock without the
     turn (an implicit transaction left open, the sqlite3 shell) and then queue for the turn: holding the
-    turn while SQLite's busy handler waits for that lock would stall both for the whole busy timeout
-    (seen: door pages 31 s late under the steady load). So SQLite waits briefly (busy_timeout in
+    turn while SQLite's busy handler waits for that lock would stall both for the whole busy timeout,
+    and the door pages behind them. So SQLite waits briefly (busy_timeout in
     `_serve`), and on "database is locked" we give the turn back and try again."""
     waited = 0.0
     while True:
@@ -271,7 +271,7 @@ class WalCheckpointer(Periodic):
 
     SQLite checkpoints inside whichever commit takes the log past 1,000 pages: under load that was the
     ingest writer's commit every batch or two, a quarter of the store process's time, spent while every
-    batch behind it waited (issue 8). Here the writer's connection never checkpoints; this thread runs a
+    batch behind it waited. Here the writer's connection never checkpoints; this thread runs a
     PASSIVE checkpoint (it never blocks the writer or readers) every `every_s` on its own connection,
     and SQLite copies pages with the GIL released, so the writer goes on validating and inserting.
 
@@ -431,6 +431,7 @@ class StoreProcess:
             raise StoreError("the store process died with the batch in hand") from None
         if isinstance(reply, str):
             raise StoreError(reply)
+        assert isinstance(reply, BatchSummary)  # the child sends a summary, an error text or dies
         return reply
 
     def stop(self, timeout: float = 30.0) -> None:

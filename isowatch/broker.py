@@ -23,7 +23,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +149,7 @@ def local_config_text(port: int, data_dir: Path, password_file: Path, acl_file: 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
@@ -258,8 +262,8 @@ class AmqttBroker:
         self.port = port or free_port()
         self.users: dict[str, str] = {GATEWAY_USER: secrets.token_urlsafe(16)}
         self._thread: threading.Thread | None = None
-        self._loop = None
-        self._broker = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._broker: Any = None  # an amqtt Broker (amqtt has no type hints)
 
     def url(self, username: str = GATEWAY_USER) -> BrokerUrl:
         return BrokerUrl("127.0.0.1", self.port, username, self.users[username])

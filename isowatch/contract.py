@@ -20,8 +20,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    TypeAdapter,
     StringConstraints,
+    TypeAdapter,
     ValidationError,
 )
 from pydantic_core import PydanticCustomError
@@ -69,7 +69,7 @@ def _to_utc(value: datetime) -> datetime:
         raise PydanticCustomError("time_out_of_range", "time is outside what UTC dates can hold") from None
 
 
-# Checked inside pydantic-core: Python validators here cost the gateway ~14 us per message (issue 8).
+# Checked inside pydantic-core: Python validators here cost the gateway ~14 us per message.
 Ident = Annotated[str, StringConstraints(pattern=IDENT_PATTERN.pattern)]
 EventId = Annotated[str, StringConstraints(to_lower=True, pattern=_UUID7.pattern)]
 UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
@@ -115,7 +115,7 @@ class Topic:
         return cls(site, household, device, kind, event_id)
 
 
-# A device uses a handful of topics over and over: the gateway parses each once (issue 8's profile).
+# A device uses a handful of topics over and over: the gateway parses each once.
 # Topics are immutable; a bad topic raises and is not cached.
 _parse_topic = functools.lru_cache(maxsize=1 << 18)(Topic._parse)
 
@@ -288,7 +288,7 @@ def encode_ack(device: str, ranges: list[tuple[int, int]], snapshots: list[str],
     """The bytes of `encode(GatewayAck(...))` for an ack the gateway built itself from stored messages.
 
     The gateway sends one per device per batch; validating its own output through the model cost a tenth
-    of its CPU at full load (issue 8). `gateway_time` is already ISO 8601 UTC text (one per batch).
+    of its CPU at full load. `gateway_time` is already ISO 8601 UTC text (one per batch).
     tests/test_contract.py checks that both encodings agree and that the model accepts these bytes.
     """
     # Every value is digits, a hex digest or an identifier checked on the way in: nothing to escape.

@@ -3,7 +3,7 @@
 paho encodes and decodes for us wherever its speed will do. Two places need bytes of their own:
 the gateway's ingest reads the broker's stream in large chunks and slices every PUBLISH out of it in one
 pass, and writes its PUBACKs and its devices' QoS 0 GatewayAcks as one pre-built write
-(docs/benchmarks.md, issue 8); the simulator publishes on a bare socket because a paho client per
+(docs/benchmarks.md); the simulator publishes on a bare socket because a paho client per
 device would be the benchmark's bottleneck. Both go through this module, and tests/test_mqtt_wire.py
 checks it against paho's own encoder and decoder in both directions.
 

@@ -24,6 +24,9 @@ WAL_HEADER = 32
 WAL_FRAME_HEADER = 24
 SHM_HEADER = 48  # one copy of the wal-index header; the -shm file starts with two
 
+Value = int | float | str | bytes | None  # what an SQLite record holds: NULL, integer, real, text, blob
+Record = tuple[Value, ...]
+
 
 def _checksum(data: bytes, big_endian: bool, s0: int = 0, s1: int = 0) -> tuple[int, int]:
     words = struct.unpack(f"{'>' if big_endian else '<'}{len(data) // 4}I", data)
@@ -151,7 +154,7 @@ def _shm_committed_frames(head: bytes, salts: tuple[int, int]) -> int | None:
     # The salts are copied from the WAL header as bytes, so compare them as the bytes they are.
     if struct.pack(f"{order}2I", salt1, salt2) != struct.pack(">2I", *salts):
         return None
-    return mx_frame
+    return int(mx_frame)
 
 
 # -- salvage ----------------------------------------------------------------------------------------
@@ -167,7 +170,7 @@ class ScanReport:
     notes: list[str] = field(default_factory=list)
 
 
-def table_records(db_path: Path | str, report: ScanReport | None = None) -> Iterator[tuple[int, tuple]]:
+def table_records(db_path: Path | str, report: ScanReport | None = None) -> Iterator[tuple[int, Record]]:
     """Every (rowid, column values) on a live table leaf page of the database or its WAL.
 
     Reads the file, not the b-tree, so rows are found wherever their page survived. Of each page the
@@ -271,7 +274,7 @@ def _free_pages(pages: _Pages, report: ScanReport) -> set[int]:
     return free
 
 
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+def _varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
     value = 0
     for i in range(8):
         byte = buf[pos + i]
@@ -293,7 +296,7 @@ def _leaf_cells(page: memoryview, offset: int) -> list[int]:
     return list(pointers)
 
 
-def _cell_record(page: memoryview, pos: int, pages: _Pages) -> tuple[int, tuple]:
+def _cell_record(page: memoryview, pos: int, pages: _Pages) -> tuple[int, Record]:
     size, pos = _varint(page, pos)
     rowid, pos = _varint(page, pos)
     if rowid >= 1 << 63:
@@ -307,23 +310,23 @@ def _cell_record(page: memoryview, pos: int, pages: _Pages) -> tuple[int, tuple]
         local = min_local + (size - min_local) % (usable - 4)
         if local > max_local:
             local = min_local
-        payload = bytearray(page[pos:pos + local])
+        chained = bytearray(page[pos:pos + local])
         (next_page,) = struct.unpack(">I", page[pos + local:pos + local + 4])
         seen: set[int] = set()
-        while len(payload) < size:
+        while len(chained) < size:
             if next_page in seen or next_page not in pages.copies:
                 raise ValueError("broken overflow chain")
             seen.add(next_page)
             overflow = pages.latest(next_page)
             (next_page,) = struct.unpack(">I", overflow[:4])
-            payload += overflow[4:min(usable, 4 + size - len(payload))]
-        payload = bytes(payload)
+            chained += overflow[4:min(usable, 4 + size - len(chained))]
+        payload = bytes(chained)
     if len(payload) != size:
         raise ValueError("cell runs past the page")
     return rowid, _record(payload)
 
 
-def _record(payload: bytes) -> tuple:
+def _record(payload: bytes) -> Record:
     header_size, pos = _varint(payload, 0)
     if header_size > len(payload):
         raise ValueError("record header past the record")
@@ -331,7 +334,7 @@ def _record(payload: bytes) -> tuple:
     while pos < header_size:
         serial, pos = _varint(payload, pos)
         types.append(serial)
-    values: list[object] = []
+    values: list[Value] = []
     pos = header_size
     for serial in types:
         if serial == 0:

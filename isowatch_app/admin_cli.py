@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -20,7 +21,7 @@ db_option = click.option("--db", "db_path", type=click.Path(dir_okay=False, path
                          show_default=True, envvar="ISOWATCH_DB", help="Gateway database (env ISOWATCH_DB).")
 
 
-def _at_most(limit: int):  # noqa: ANN202 - a click callback factory
+def _at_most(limit: int) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
     def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
         if value is not None and len(value) > limit:
             raise click.BadParameter(f"at most {limit} characters")
@@ -228,7 +229,7 @@ def resident_link(household: str, public_url: str, qr_file: Path | None, revoke:
 @by_option
 def create_user(username: str, role: str, display_name: str, language: str, staff: str | None,
                 teams: tuple[str, ...], password: str, db_path: Path, create_db: bool, by: str) -> None:
-    """Create a dashboard user (the first admin, issue 7); the password is stored as an argon2 hash."""
+    """Create a dashboard user, the first admin included; the password is stored as an argon2 hash."""
     from pydantic import ValidationError
 
     from dashboard.accounts import AccountError, UserCreate

@@ -5,24 +5,23 @@ from __future__ import annotations
 import json
 import secrets
 import signal
+import sqlite3
 import tempfile
 import threading
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 
-import sqlite3
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
-
 from gateway.inbox import LocalInbox
 from gateway.registry import HouseholdIn, IsolationIn, Registry, SiteIn, StaffIn, TeamIn
-from isowatch.localtime import DEFAULT_ZONE
 from gateway.service import GatewayService
-from isowatch_app.site import SiteService
 from isowatch.broker import MosquittoBroker, start_embedded_broker
+from isowatch.localtime import DEFAULT_ZONE
 from isowatch_app.demo_household import DemoHousehold
+from isowatch_app.site import SiteService
 
 DEMO_SITE = "demo-street"
 PASSWORD_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/l/I to misread
@@ -138,8 +137,8 @@ def demo(households: int, run_for: float | None, port: int, data_dir: Path | Non
                        + (f"stopping in {run_for:.0f} s" if run_for else "Ctrl-C to stop"), err=True)
             _wait(run_for)
         finally:
-            for household in fleet:
-                household.stop()
+            for home in fleet:
+                home.stop()
             service.ingest.wait_idle(quiet_s=0.5, timeout=15)
             if service.alerts:
                 service.alerts.settle()  # let the pages in flight land before counting them

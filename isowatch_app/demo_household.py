@@ -10,8 +10,8 @@ from pathlib import Path
 from edge.agent import EdgeAgent
 from edge.camera_config import CameraConfig
 from edge.config import CaptureSection, DeviceSection, EdgeConfig, HeartbeatSection, OutboxSection, UplinkSection
-from firmware_bridge.sensors import LineSensor
 from edge.scenes import generate_clip
+from firmware_bridge.sensors import LineSensor
 from firmware_bridge.simulator import SimulatedFirmware, demo_readings
 from firmware_bridge.virtual_port import VirtualPort
 from isowatch.broker import BrokerUrl

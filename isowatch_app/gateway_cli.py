@@ -5,14 +5,15 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
+from typing import IO
 
 import click
 
 from gateway import integrity
 from gateway.integrity import BackupFailed, DatabaseDamaged, DiskFull
 from gateway.policy import PolicyError
-from isowatch_app.site import SiteService
 from isowatch.broker import BrokerError, BrokerUrl
+from isowatch_app.site import SiteService
 
 
 @click.group()
@@ -89,7 +90,7 @@ def run(broker_url: str, db_path: Path, sites: tuple[str, ...], client_id: str |
 @click.option("--site", required=True, help="The device's site.")
 @click.option("--household", required=True, help="The device's household.")
 @click.argument("config_file", type=click.File("rb"))
-def push_config(broker_url: str, site: str, household: str, config_file) -> None:  # type: ignore[no-untyped-def]
+def push_config(broker_url: str, site: str, household: str, config_file: IO[bytes]) -> None:
     """Validate CONFIG_FILE (JSON: version, device, camera overrides, heartbeat_s, temperature_times) and
     publish it retained to the device; the device applies it live and reports the version it runs."""
     from pydantic import ValidationError

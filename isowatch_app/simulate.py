@@ -117,8 +117,8 @@ def register_fleet(db_path: Path | str, fleet: Fleet, *, isolated: bool = True, 
     from gateway.policy import load_policy  # the gateway's extra, not needed to publish
     from gateway.registry import HouseholdIn, Registry, StaffIn, TeamIn
     from gateway.rules import reading_deadline
-    from gateway.vocabulary import STAFF_ROLES
     from gateway.store import Accepted, Store
+    from gateway.vocabulary import STAFF_ROLES
     from isowatch.contract import TemperatureReading, Topic, TopicKind
     from isowatch.localtime import DEFAULT_ZONE
 

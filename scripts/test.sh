@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what the tests need on a fresh Debian/Ubuntu machine, then run the whole test suite.
+# Install what the tests need on a fresh Debian/Ubuntu machine, then lint, type-check and run the whole test suite.
 # Usage: bash scripts/test.sh [pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +19,7 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+# Settings for both in pyproject.toml.
+.venv/bin/ruff check .
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

@@ -36,7 +36,7 @@ def test_demo_with_mosquitto_stores_events_and_prints_summary():
     assert set(summary) == {"events_stored", "rejected", "alerts", "notifications_sent"}
     assert summary["events_stored"] > 0
     assert summary["rejected"] == 0
-    # Issue 6: the simulated door openings and fevers page the demo team through Apprise.
+    # The simulated door openings and fevers page the demo team through Apprise.
     assert summary["alerts"] > 0
     assert summary["notifications_sent"] > 0
 

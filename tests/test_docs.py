@@ -67,6 +67,13 @@ def test_ci_runs_the_readme_test_command():
     assert "exec bash scripts/test.sh" in (REPO_ROOT / ".ci" / "run").read_text()
 
 
+def test_the_test_command_lints_and_type_checks_before_the_tests():
+    script = (REPO_ROOT / "scripts" / "test.sh").read_text().splitlines()
+    ruff, mypy, pytest = (script.index(line) for line in (
+        ".venv/bin/ruff check .", ".venv/bin/mypy", 'exec .venv/bin/python -m pytest "$@"'))
+    assert ruff < pytest and mypy < pytest
+
+
 def test_docs_mosquitto_config_is_the_one_the_tests_use():
     packaged = (REPO_ROOT / "isowatch" / "mosquitto.conf").read_text()
     assert (REPO_ROOT / "docs" / "mosquitto.conf").read_text() == packaged

@@ -18,8 +18,21 @@ from gateway.messages import LABELS, AlertFacts, render
 from gateway.registry import StaffIn, TeamIn
 from gateway.store import open_database
 from gateway.vocabulary import (
-    KINDS, LANGUAGES, OUTCOME_NAMES, OUTCOMES, ROLE_NAMES, STAFF_ROLES, TODO, VERDICTS, VISIT_DECISIONS, AlertKind,
-    Role, detail_text, kind_name, names, severity,
+    KINDS,
+    LANGUAGES,
+    OUTCOME_NAMES,
+    OUTCOMES,
+    ROLE_NAMES,
+    STAFF_ROLES,
+    TODO,
+    VERDICTS,
+    VISIT_DECISIONS,
+    AlertKind,
+    Role,
+    detail_text,
+    kind_name,
+    names,
+    severity,
 )
 from tests.conftest import REPO_ROOT
 

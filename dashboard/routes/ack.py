@@ -16,8 +16,8 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from dashboard.ack_text import page_translator
-from dashboard.i18n import language_of
 from dashboard.deps import templates
+from dashboard.i18n import language_of
 from gateway.ack_links import AckDesk, BadForm, BadLink, LinkExpired, LinkView
 from gateway.alerts import AlertError
 from gateway.vocabulary import TODO, detail_text

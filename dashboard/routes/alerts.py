@@ -10,9 +10,9 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -20,14 +20,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from dashboard import accounts, board
 from dashboard.board import AlertPublic, ResolveIn, Verdict
 from dashboard.deps import (
+    SESSION_COOKIE,
     AlertId,
     AlertRow,
     ClockDep,
     CurrentUser,
-    SESSION_COOKIE,
     DatabasePath,
-    UserScope,
     ReadDB,
+    UserScope,
     WriteDB,
     protected_router,
     render,
@@ -37,6 +37,7 @@ from dashboard.i18n import code_namer, translator
 from dashboard.routes.resident import announced_now
 from gateway import alerts as alert_lib
 from gateway.vocabulary import TODO
+from isowatch.clock import Clock
 
 log = logging.getLogger(__name__)
 router = protected_router(tags=["alerts"])
@@ -46,7 +47,7 @@ RENDER_EVERY_S = 30.0  # ages on the board move on even when nothing changes
 PING_S = 2.0  # the board treats 5 s without any event as a dropped stream
 
 
-def age_text(t, seconds: float) -> str:  # type: ignore[no-untyped-def]
+def age_text(t: Callable[..., str], seconds: float) -> str:
     minutes = int(seconds // 60)
     if minutes < 1:
         return t("just_now")
@@ -57,14 +58,14 @@ def age_text(t, seconds: float) -> str:  # type: ignore[no-untyped-def]
     return t("ago_d", d=minutes // 1440)
 
 
-def _rows_html(request: Request, rows: list[AlertPublic], user, csrf: str, mine: bool) -> str:  # type: ignore[no-untyped-def]
+def _rows_html(request: Request, rows: list[AlertPublic], user: accounts.User, csrf: str, mine: bool) -> str:
     t = translator(user.language)
     return templates.get_template("_alert_rows.html").render(
         rows=rows, t=t, age=lambda s: age_text(t, s), user=user, csrf=csrf, code=code_namer(user.language),
         mine=mine)
 
 
-def _mine(user, mine: bool) -> board.Mine | None:  # type: ignore[no-untyped-def]
+def _mine(user: accounts.User, mine: bool) -> board.Mine | None:
     return board.Mine(user.staff, user.role) if mine else None
 
 
@@ -161,7 +162,7 @@ def alert_page(request: Request, alert_id: AlertId, row: AlertRow, db: ReadDB, c
         "chosen": verdict if verdict in outcomes else ""})
 
 
-def _acknowledge(db: sqlite3.Connection, alert_id: AlertId, actor: str, clock) -> str | None:  # type: ignore[no-untyped-def]
+def _acknowledge(db: sqlite3.Connection, alert_id: AlertId, actor: str, clock: Clock) -> str | None:
     with db:
         return alert_lib.acknowledge(db, alert_id, actor, clock.now(), via="dashboard")
 
@@ -181,8 +182,9 @@ def resolve_form(alert_id: AlertId, row: AlertRow, db: WriteDB, clock: ClockDep,
 
 # -- REST API -------------------------------------------------------------------------------------
 
-API_ERRORS = {401: {"description": "Not logged in"}, 403: {"description": "Role may not do this"},
-              404: {"description": "No such alert in your teams"}}
+API_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Not logged in"}, 403: {"description": "Role may not do this"},
+    404: {"description": "No such alert in your teams"}}
 
 
 @router.get("/api/v1/alerts", responses=API_ERRORS)

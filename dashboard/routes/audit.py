@@ -31,8 +31,10 @@ class AuditPage(BaseModel):
     next_before: int | None
 
 
-def audit_page_of(db, who: str | None, action: str | None, before: int | None, limit: int) -> AuditPage:  # type: ignore[no-untyped-def]
-    where, params = ["1"], []
+def audit_page_of(db: sqlite3.Connection, who: str | None, action: str | None, before: int | None,
+                  limit: int) -> AuditPage:
+    where: list[str] = ["1"]
+    params: list[str | int] = []
     if who:
         where.append("who = ?")
         params.append(who)

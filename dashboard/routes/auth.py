@@ -8,8 +8,8 @@ no session yet to hold the token.
 from __future__ import annotations
 
 import secrets
-from urllib.parse import urlencode
 from typing import Annotated, Literal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
@@ -17,8 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dashboard import accounts
 from dashboard.accounts import UserPublic
-from dashboard.password_policy import WeakPassword
-from dashboard.i18n import translator
 from dashboard.deps import (
     SESSION_COOKIE,
     ClockDep,
@@ -28,6 +26,8 @@ from dashboard.deps import (
     check_csrf_token,
     render,
 )
+from dashboard.i18n import translator
+from dashboard.password_policy import WeakPassword
 
 router = APIRouter(tags=["session"])
 LOGIN_CSRF_COOKIE = "isowatch_login_csrf"
@@ -68,7 +68,7 @@ LOGIN_ERRORS = ("login_failed", "login_limited")
 
 
 @router.get("/login", include_in_schema=False)
-def login_form(request: Request, next: str = "/", error: str = "",  # noqa: A002
+def login_form(request: Request, next: str = "/", error: str = "",
                lang: Literal["zh", "en"] | None = None) -> Response:
     """In the language last chosen in this browser (the `lang` cookie, set at each login and by the switch
     link on this page), Chinese at first."""
@@ -94,7 +94,7 @@ def _remember_language(request: Request, response: Response, language: str) -> N
 @router.post("/login", include_in_schema=False)
 def login_submit(request: Request, db: WriteDB, clock: ClockDep, username: Annotated[str, Form(max_length=64)],
                  password: Annotated[str, Form(max_length=200)], csrf: Annotated[str, Form()] = "",
-                 next: Annotated[str, Form()] = "/") -> Response:  # noqa: A002
+                 next: Annotated[str, Form()] = "/") -> Response:
     check_csrf_token(request.cookies.get(LOGIN_CSRF_COOKIE, ""), csrf)
     try:
         session = accounts.login(db, username, password, ip=_client_ip(request), now=clock.now())

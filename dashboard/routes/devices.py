@@ -6,6 +6,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -18,6 +19,7 @@ from dashboard.deps import (
     ClockDep,
     DeviceRow,
     ReadDB,
+    Scope,
     UserScope,
     WriteDB,
     protected_router,
@@ -32,8 +34,9 @@ from isowatch.localtime import DEFAULT_ZONE
 log = logging.getLogger(__name__)
 router = protected_router(tags=["devices"])
 MAX_CAMERA_OVERRIDES = 16_000
-API_ERRORS = {401: {"description": "Not logged in"}, 403: {"description": "Admins only"},
-              404: {"description": "No such device in your teams"}}
+API_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Not logged in"}, 403: {"description": "Admins only"},
+    404: {"description": "No such device in your teams"}}
 
 
 class ConfigUnavailable(Exception):
@@ -60,7 +63,7 @@ class DevicePublic(BaseModel):
     timezone: str  # the site's: pages show the heartbeat in it
 
 
-DEVICE_SQL = (f"SELECT d.*, coalesce(s.timezone, '{DEFAULT_ZONE}') AS timezone FROM devices d "
+DEVICE_SQL = (f"SELECT d.*, coalesce(s.timezone, '{DEFAULT_ZONE}') AS timezone FROM devices d "  # noqa: S608
               "LEFT JOIN sites s ON s.site = d.site")
 
 
@@ -96,7 +99,7 @@ def config_pusher() -> Callable[[str, str, DeviceConfig], None]:  # overridden b
 Pusher = Annotated[Callable[[str, str, DeviceConfig], None], Depends(config_pusher)]
 
 
-def public(row: sqlite3.Row, now) -> DevicePublic:  # type: ignore[no-untyped-def]
+def public(row: sqlite3.Row, now: datetime) -> DevicePublic:
     beat: dict[str, Any] = {}
     if row["heartbeat"]:
         try:
@@ -113,14 +116,16 @@ def public(row: sqlite3.Row, now) -> DevicePublic:  # type: ignore[no-untyped-de
                         timezone=row["timezone"])
 
 
-def list_devices(db: sqlite3.Connection, scope, now, limit: int = 500, offset: int = 0) -> list[DevicePublic]:  # type: ignore[no-untyped-def]
+def list_devices(db: sqlite3.Connection, scope: Scope, now: datetime, limit: int = 500,
+                 offset: int = 0) -> list[DevicePublic]:
     where, params = scope.sql("d.household")
-    rows = db.execute(f"{DEVICE_SQL} WHERE {where} ORDER BY d.site, d.household, d.device LIMIT ? OFFSET ?",  # noqa: S608
+    rows = db.execute(f"{DEVICE_SQL} WHERE {where} ORDER BY d.site, d.household, d.device LIMIT ? OFFSET ?",
                       [*params, limit, offset]).fetchall()
     return [public(r, now) for r in rows]
 
 
-def push(db: sqlite3.Connection, row: sqlite3.Row, body: ConfigIn, pusher: Pusher, who: str, now) -> PushResult:  # type: ignore[no-untyped-def]
+def push(db: sqlite3.Connection, row: sqlite3.Row, body: ConfigIn, pusher: Pusher, who: str,
+         now: datetime) -> PushResult:
     config = DeviceConfig(device=row["device"], **body.model_dump())
     pusher(row["site"], row["household"], config)
     with db:

@@ -6,12 +6,11 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
-
 from pydantic import ValidationError
 
 from dashboard import event_log
@@ -32,17 +31,17 @@ from dashboard.deps import (
 )
 from dashboard.event_log import ALERT_KINDS, LogFilter, LogPage
 from gateway.alerts import VERDICTS, audit
-from isowatch.clock import iso
-from isowatch.clock import Clock
+from isowatch.clock import Clock, iso
 from isowatch.localtime import BadTime, parse_picked, picker_value
 
 router = protected_router(tags=["events"])
-API_ERRORS = {401: {"description": "Not logged in"}, 422: {"description": "Bad filter or cursor"}}
+API_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Not logged in"}, 422: {"description": "Bad filter or cursor"}}
 
 
 def log_filter(since: datetime | None = None, until: datetime | None = None, site: str | None = Query(None, max_length=64),
                household: str | None = Query(None, max_length=64),
-               type: event_log.EntryType | None = None,  # noqa: A002
+               type: event_log.EntryType | None = None,
                alert_kind: event_log.AlertKind | None = None,
                verdict: event_log.VerdictName | None = None) -> LogFilter:
     try:
@@ -58,7 +57,7 @@ def _picked_zone(db: sqlite3.Connection, site: str) -> str:
 
 
 def _form_filter(db: ReadDB, since: str = "", until: str = "", site: str = "", household: str = "",
-                 type: str = "", alert_kind: str = "", verdict: str = "") -> LogFilter:  # noqa: A002
+                 type: str = "", alert_kind: str = "", verdict: str = "") -> LogFilter:
     """The page's form sends empty strings for "any" and local dates ("to" includes that whole day) or local
     date-times without a zone; both are the site's local time, converted to UTC for the query."""
     zone = _picked_zone(db, site[:64])

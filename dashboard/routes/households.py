@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import functools
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
@@ -30,14 +30,16 @@ from dashboard.deps import (
 )
 from dashboard.household_view import ChartText, HouseholdSummary, TimelineItem
 from dashboard.i18n import translator
-from dashboard.routes.resident import Desk as ResidentDeskDep, link_for
+from dashboard.routes.resident import Desk as ResidentDeskDep
+from dashboard.routes.resident import link_for
 from gateway.alerts import audit
 from gateway.policy import Rules, load_policy
 from isowatch.clock import parse_iso
 from isowatch.localtime import label
 
 router = protected_router(tags=["households"])
-API_ERRORS = {401: {"description": "Not logged in"}, 404: {"description": "No such household in your teams"}}
+API_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Not logged in"}, 404: {"description": "No such household in your teams"}}
 
 
 VIEW_COVERS = timedelta(minutes=30)  # a page's thumbnails load within this of the page view they belong to
@@ -94,7 +96,7 @@ def household_page(request: Request, household: str, row: HouseholdRow, db: Read
     })
 
 
-def _covered_by_page_view(db: WriteDB, view: int | None, who: str, sha256: str, now) -> bool:  # type: ignore[no-untyped-def]
+def _covered_by_page_view(db: WriteDB, view: int | None, who: str, sha256: str, now: datetime) -> bool:
     """The thumbnail belongs to this user's recent household page view, whose audit row already names it."""
     if view is None:
         return False

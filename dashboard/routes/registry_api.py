@@ -1,7 +1,7 @@
-"""REST API for the registry (issue 6): the same operations as `isowatch admin`, for an admin token or an admin session.
+"""REST API for the registry: the same operations as `isowatch admin`, for an admin token or an admin session.
 
 Every route takes `Authorization: Bearer <admin token>` (`isowatch gateway run --admin-token`) or a
-dashboard admin's session cookie with its CSRF token (issue 7); other roles get 403. An app built
+dashboard admin's session cookie with its CSRF token; other roles get 403. An app built
 without a registry desk answers 503.
 """
 
@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path as PathParam, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from dashboard.accounts import Session
@@ -39,6 +40,7 @@ from gateway.registry_import import MAX_IMPORT_BYTES, ImportProblem, apply, deco
 from gateway.store import connect
 from isowatch.clock import Clock
 
+
 @dataclass
 class RegistryDesk:
     db_path: Path
@@ -61,7 +63,7 @@ def _admin(desk: Annotated[RegistryDesk, Depends(registry_desk)],
     expected = f"Bearer {desk.admin_token}"
     if desk.admin_token and hmac.compare_digest(authorization.encode(), expected.encode()):
         return desk
-    # Issue 7: or a dashboard admin's session (cookie, CSRF checked), the same permissions as the pages.
+    # Or a dashboard admin's session (cookie, CSRF checked), the same permissions as the pages.
     if session is not None:
         if session.user.role != "admin":
             raise HTTPException(403, "admins only")
@@ -109,7 +111,7 @@ class DeviceIn(_Body):
 
 class ResolveIn(_Body):
     staff: Ident
-    verdict: Literal[alerts.VERDICTS]  # resolve checks that it fits the alert kind
+    verdict: Literal[alerts.VERDICTS]  # type: ignore[valid-type]  # built at import; resolve checks it fits the kind
     note: Text = ""
 
 

@@ -1,4 +1,4 @@
-"""The household's own phone page and JSON API (issue 19), and the household page's link controls.
+"""The household's own phone page and JSON API, and the household page's link controls.
 
 `GET /r/{token}` shows the page: no account, large text, the household's language, plain forms that
 work without JavaScript. The same three actions take a JSON body (`Content-Type: application/json`) or
@@ -23,10 +23,10 @@ from dashboard.deps import CurrentUser, HouseholdRow, Scope, protected_router, t
 from dashboard.i18n import language_of
 from dashboard.resident_text import page_translator
 from gateway.policy import HELP_KINDS
-from isowatch.clock import iso, parse_iso
-from isowatch.localtime import DEFAULT_ZONE
 from gateway.resident import REASONS, BadForm, LinkNotFound, Refused, ResidentDesk, ResidentView
 from gateway.vocabulary import visit_decision
+from isowatch.clock import iso, parse_iso
+from isowatch.localtime import DEFAULT_ZONE
 
 router = APIRouter(tags=["resident"])
 staff_router = protected_router(tags=["resident"])
@@ -190,10 +190,10 @@ def announced_now(db: sqlite3.Connection, scope: Scope, now: datetime) -> list[d
     """Openings households announced that are open now or were in the last hour, in the user's scope."""
     where, params = scope.sql("v.household")
     rows = db.execute(
-        "SELECT v.household, v.reason, v.starts_at, v.ends_at, h.address, h.unit, coalesce(s.timezone, ?) AS tz, "
+        "SELECT v.household, v.reason, v.starts_at, v.ends_at, h.address, h.unit, coalesce(s.timezone, ?) AS tz, "  # noqa: S608
         "a.verdict, v.approval_alert FROM visits v JOIN households h ON h.household = v.household "
         "LEFT JOIN sites s ON s.site = h.site LEFT JOIN alerts a ON a.id = v.approval_alert "
-        f"WHERE v.source = 'resident' AND v.ends_at >= ? AND {where} ORDER BY v.starts_at DESC LIMIT 50",  # noqa: S608
+        f"WHERE v.source = 'resident' AND v.ends_at >= ? AND {where} ORDER BY v.starts_at DESC LIMIT 50",
         [DEFAULT_ZONE, iso(now - timedelta(hours=1)), *params]).fetchall()
     return [{"household": r["household"], "place": " ".join(p for p in (r["address"], r["unit"]) if p),
              "reason": r["reason"], "from": _local(parse_iso(r["starts_at"]), r["tz"]),

@@ -5,21 +5,23 @@ the API (the first admin comes from `isowatch admin create-user`). Every change 
 from __future__ import annotations
 
 import sqlite3
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Form, Path as PathParam, Request
+from fastapi import Form, Request
+from fastapi import Path as PathParam
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dashboard import accounts
 from dashboard.accounts import UserCreate, UserPublic, UserRow
-from dashboard.i18n import translator
 from dashboard.deps import AdminUser, ClockDep, WriteDB, protected_router, render
+from dashboard.i18n import translator
 from dashboard.password_policy import WeakPassword, check_password
 
 router = protected_router(tags=["users"])
-API_ERRORS = {401: {"description": "Not logged in"}, 403: {"description": "Admins only"},
-              422: {"description": "No such user, staff member or team; or a weak password"}}
+API_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Not logged in"}, 403: {"description": "Admins only"},
+    422: {"description": "No such user, staff member or team; or a weak password"}}
 FIELD_KEYS = {"username": "username", "display_name": "display_name", "role": "role", "language": "language",
               "password": "password", "staff": "staff_member", "teams": "extra_teams"}
 Username = Annotated[str, PathParam(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")]
@@ -72,7 +74,7 @@ def create_form(request: Request, db: WriteDB, admin: AdminUser, clock: ClockDep
     language_of_page = admin.language
     try:
         check_password(password, username)
-        new = UserCreate(username=username, display_name=display_name, role=role, language=language,  # type: ignore[arg-type]
+        new = UserCreate(username=username, display_name=display_name, role=role, language=language,
                          password=password, staff=staff or None, teams=teams)
         accounts.create_user(db, new, by=admin.username, now=clock.now())
     except WeakPassword as weak:

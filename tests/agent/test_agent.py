@@ -61,7 +61,7 @@ def test_remote_config_is_applied_and_a_bad_one_is_refused(mosquitto, tmp_path, 
     config = load_edge_config(write_edge_config(tmp_path / "edge.toml", mosquitto.add_user("cam-1"), clip,
                                                 labels["roi"], loop=True))
     agent = EdgeAgent(config).start(wait_for_broker=10)
-    status = lambda: query(db, "SELECT config_version FROM devices WHERE device = 'cam-1'")  # noqa: E731
+    status = lambda: query(db, "SELECT config_version FROM devices WHERE device = 'cam-1'")
     try:
         x, y, w, h = labels["roi"]
         good = DeviceConfig(version="v2", device="cam-1", camera={"roi": [x, y, w - 2, h], "open_confirm_s": 0.5})

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from edge.outbox import Outbox
-from isowatch.stamper import Stamper
 from isowatch.contract import DoorEvent, Heartbeat, TemperatureReading
+from isowatch.stamper import Stamper
 
 
 def door(stamper: Stamper):

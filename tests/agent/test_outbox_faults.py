@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,9 +22,9 @@ from edge.config import DeviceSection, EdgeConfig, HeartbeatSection, OutboxSecti
 from edge.outbox import Outbox
 from edge.seq_mark import LEASE
 from edge.uplink import STATUS_SEQ
-from isowatch.stamper import Stamper
 from gateway.service import GatewayService
 from isowatch.contract import DoorEvent, TemperatureReading
+from isowatch.stamper import Stamper
 from tests.support import query, wait_until
 
 

@@ -1,4 +1,4 @@
-"""Two Zigbee sensors on one edge box (issue 14, item 6): each one's readings reach the gateway, and no
+"""Two Zigbee sensors on one edge box: each one's readings reach the gateway, and no
 connection of the box takes over another's at the broker."""
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from firmware_bridge import line_protocol as lp
 from firmware_bridge.modbus_simulator import SimulatedModbusModule
 from firmware_bridge.simulator import SimulatedFirmware
 from firmware_bridge.virtual_port import NullModem, VirtualPort
-from isowatch_app.cli import cli
 from isowatch.contract import ContactReading, TemperatureReading, TopicKind, decode, subscription, topic_for
+from isowatch_app.cli import cli
 
 WAIT = 20.0
 

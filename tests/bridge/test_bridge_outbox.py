@@ -1,4 +1,4 @@
-"""`isowatch bridge run` publishes through the edge outbox and courier (issue 14, item 8): a reading the
+"""`isowatch bridge run` publishes through the edge outbox and courier: a reading the
 firmware got an ACK for reaches the gateway exactly once, across a broker SIGKILL (which forgets what it
 acknowledged since its last save) and a bridge restart while the broker is down."""
 

@@ -1,4 +1,4 @@
-"""Frames become contract readings: plausibility, sensor names and battery carried from BATT (issue 4)."""
+"""Frames become contract readings: plausibility, sensor names and battery carried from BATT."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Unit tests of the serial line protocol: CRC, frame codec, framing edge cases (issue 4)."""
+"""Unit tests of the serial line protocol: CRC, frame codec, framing edge cases."""
 
 from __future__ import annotations
 

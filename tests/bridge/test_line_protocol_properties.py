@@ -1,4 +1,4 @@
-"""Property-based tests of the line decoder: garbage never raises and never hides a valid frame (issue 4)."""
+"""Property-based tests of the line decoder: garbage never raises and never hides a valid frame."""
 
 from __future__ import annotations
 

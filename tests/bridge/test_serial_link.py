@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -200,6 +201,20 @@ def test_port_absent_at_start_is_retried_until_it_appears(tmp_path: Path) -> Non
         assert link.counters.reconnects == 0  # a first connection is not a reconnection
     finally:
         running.close()
+
+
+def test_a_port_that_keeps_failing_warns_once_and_the_retries_go_to_debug(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="firmware_bridge.serial_link")
+    link = SerialLink(str(tmp_path / "usb-never"), backoff=Backoff(0.01, 0.02))
+    running = RunningBridge(link, MemorySink()).start()
+    try:
+        assert wait_until(lambda: link.counters.open_failures >= 5)
+    finally:
+        running.close()
+    failures = [r for r in caplog.records if r.getMessage().startswith("serial open failed")]
+    assert [r.levelno for r in failures[:5]] == [logging.WARNING] + [logging.DEBUG] * 4
+    assert "usb-never" in failures[0].getMessage()
 
 
 def test_stopping_ends_the_read_loop_and_closes_the_port(port: VirtualPort) -> None:

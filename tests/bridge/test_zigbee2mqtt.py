@@ -1,4 +1,4 @@
-"""Zigbee2MQTT payloads through a real Mosquitto become contract readings on the uplink (issue 4)."""
+"""Zigbee2MQTT payloads through a real Mosquitto become contract readings on the uplink."""
 
 from __future__ import annotations
 
@@ -16,8 +16,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
 from edge.uplink import DeviceIdentity, Uplink
-from firmware_bridge.zigbee import Zigbee2MqttInput, ZigbeeSensor, availability_from_payload, sensor_id, values_from_state
 from firmware_bridge.readings import MemorySink
+from firmware_bridge.zigbee import (
+    Zigbee2MqttInput,
+    ZigbeeSensor,
+    availability_from_payload,
+    sensor_id,
+    values_from_state,
+)
 from isowatch.broker import DEVICE_ACL, GATEWAY_USER, BrokerUrl, MosquittoBroker
 from isowatch.clock import ManualClock
 from isowatch.contract import ContactReading, TemperatureReading, TopicKind, decode, subscription

@@ -65,7 +65,7 @@ def allowed(route: str, user: str, s) -> set[int] | int:
 
 
 def registry_expected(user: str) -> int | set[int]:
-    # Issue 6's registry API: admin token or an admin's session. The walk sends minimal bodies, so an admin
+    # The registry API: admin token or an admin's session. The walk sends minimal bodies, so an admin
     # gets the API's own answers (validation, not found), never a refusal.
     if user == "anonymous":
         return 401

@@ -41,7 +41,7 @@ def unacknowledged(db_path) -> bool:
     return query(db_path, "SELECT acknowledged_by FROM alerts WHERE kind = 'door_opened'") == [(None,)]
 
 
-def test_from_the_page_to_resolved_in_three_taps_on_a_phone_and_a_preview_bot_changes_nothing(browser, gateway):  # noqa: F811
+def test_from_the_page_to_resolved_in_three_taps_on_a_phone_and_a_preview_bot_changes_nothing(browser, gateway):
     service, uplink, inbox = gateway
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     jpeg = door_snapshot()

@@ -1,4 +1,4 @@
-"""The live board in real Chromium at 390x844 in Chinese (issue 16 point 4): the dashboard stops, the board
+"""The live board in real Chromium at 390x844 in Chinese: the dashboard stops, the board
 says so within 5 s, an alert opens meanwhile, the dashboard comes back on the same address and the board
 catches up without a reload; then a logout in another tab ends the stream, and an acknowledge pressed on
 the stale board is kept through the login and done with one more tap. Screenshots in test-artifacts/."""

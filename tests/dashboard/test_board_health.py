@@ -1,4 +1,4 @@
-"""The live board's health (issue 16 point 4): the stream ends with the session, resumes from a cursor with
+"""The live board's health: the stream ends with the session, resumes from a cursor with
 the alerts missed meanwhile, refuses without a session in a way EventSource stops on, and an action sent
 after the session ended comes back to its alert, pending, after the login."""
 
@@ -12,14 +12,13 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from dashboard import accounts
+from dashboard.app import create_app
 from gateway import alerts
 from tests.dashboard.live import LiveDashboard
 from tests.dashboard.world import PASSWORD
-from fastapi.testclient import TestClient
-
-from dashboard.app import create_app
 from tests.support import query, wait_until
 
 

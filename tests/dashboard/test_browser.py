@@ -18,8 +18,8 @@ import pytest
 
 from edge.uplink import DeviceIdentity, Uplink
 from gateway.inbox import LocalInbox
-from isowatch_app.site import SiteService
 from isowatch.contract import DoorEvent
+from isowatch_app.site import SiteService
 from tests.conftest import REPO_ROOT
 from tests.dashboard.world import PASSWORD, seed
 from tests.support import query, wait_until
@@ -50,8 +50,9 @@ def browser():
 def gateway(tmp_path, mosquitto):
     with LocalInbox() as inbox:
         seeded = seed(tmp_path, inbox_url=f"json://{inbox.host}:{inbox.port}/inbox", history=False)
-        from gateway.registry import Registry
         import sqlite3
+
+        from gateway.registry import Registry
 
         registry = Registry(sqlite3.connect(seeded.db_path, timeout=30))
         password = registry.register_device("cam-7101", "hh-7-101", by="test")

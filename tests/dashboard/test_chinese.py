@@ -1,4 +1,4 @@
-"""Chinese is whole (issue 16 point 7): every page, error page and notification kind rendered in zh, with no
+"""Chinese is whole: every page, error page and notification kind rendered in zh, with no
 missing key, no English fragment and no raw code; one name per alert kind on the board, the phone page and
 in the message."""
 
@@ -19,7 +19,8 @@ from dashboard.i18n import EN, ZH, translator
 from dashboard.routes.alerts import age_text
 from gateway import alerts
 from gateway.alerts import OUTCOMES, VERDICTS
-from gateway.messages import AlertFacts, render as render_message
+from gateway.messages import AlertFacts
+from gateway.messages import render as render_message
 from gateway.policy import AlertKind
 from gateway.vocabulary import KINDS, detail_text, kind_name
 from tests.dashboard.world import login
@@ -112,8 +113,8 @@ def world(seeded):
 
 
 def pages(seeded, ids) -> list[str]:
-    # /audit lists stored records (actions, JSON details) as they are; its readable rendering is the times
-    # helper's part of issue 16 (point 10), so only its frame is checked here, through the error pages' nav.
+    # /audit lists stored records (actions, JSON details) as they are; its readable rendering has tests of its
+    # own (test_local_times.py), so only its frame is checked here, through the error pages' nav.
     return ["/", "/?mine=1", "/households", "/households/hh-3-502", "/households/hh-7-101", "/events", "/reports",
             "/devices", "/login", "/users", "/me/password",
             *(f"/alerts/{i}" for i in ids.values()), "/events?type=door", "/reports?period=30"]

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from dashboard import event_log, response_report
 from dashboard.deps import Scope
 from dashboard.event_log import LogFilter
-from isowatch.clock import iso
 from gateway.store import open_database
+from isowatch.clock import iso
 
 ALL = Scope(None, None)
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)

@@ -1,5 +1,5 @@
-"""Site-local time on every page, filter, report, CSV and message (issue 16 item 3), and the other night-shift fixes
-of the same pages: the CSV BOM, one audit row per household page view, the "on no team" notice, the temperature
+"""Site-local time on every page, filter, report, CSV and message, and more of what a night shift reads
+on the same pages: the CSV BOM, one audit row per household page view, the "on no team" notice, the temperature
 chart (body apart from room) and "just now".
 
 The seeded world's clock stands at 2026-11-25 20:45 UTC, i.e. 04:45 the next morning in Shanghai: a time shown in

@@ -31,7 +31,7 @@ def form_token(page: str) -> str:
     return re.search(r'name="form" value="([0-9a-f]+)"', page).group(1)
 
 
-def test_the_resident_page_and_its_three_actions_on_a_phone_without_javascript(browser, gateway):  # noqa: F811
+def test_the_resident_page_and_its_three_actions_on_a_phone_without_javascript(browser, gateway):
     service, uplink, inbox = gateway
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     db = service.db_path

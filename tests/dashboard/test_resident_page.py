@@ -124,8 +124,8 @@ def test_the_qr_code_for_the_notice_reads_back_as_the_link(seeded, tmp_path):
     assert result.exit_code == 0, result.output
     link = result.output.strip().splitlines()[-1]
     assert re.fullmatch(r"https://iso\.example\.org/r/[A-Za-z0-9_.-]+", link)
-    # OpenCV's classic QR detector misreads about 2 % of valid codes (seen: 8 of 400 random links, all of
-    # which the ArUco-based detector reads); a test must not fail on the reader's flakiness.
+    # OpenCV's classic QR detector misreads about 2 % of valid codes that the ArUco-based detector reads;
+    # a test must not fail on the reader's flakiness.
     decoded, _, _ = cv2.QRCodeDetectorAruco().detectAndDecode(cv2.imread(str(qr)))
     assert decoded == link
     unknown = CliRunner().invoke(cli, ["admin", "resident-link", "nobody", "--db", str(seeded.db_path),

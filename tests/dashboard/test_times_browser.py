@@ -29,7 +29,7 @@ HEADER_MAX_PX = 70
 
 
 @pytest.fixture(scope="module")
-def server(world):  # noqa: F811
+def server(world):
     seeded, _ = world
     conn = sqlite3.connect(seeded.db_path)
     with conn:
@@ -50,7 +50,7 @@ def server(world):  # noqa: F811
 
 
 @pytest.fixture
-def phone(browser):  # noqa: F811
+def phone(browser):
     """A phone-sized context whose every request to another host is refused and recorded."""
     context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True,
                                   locale="zh-CN")

@@ -1,4 +1,4 @@
-"""User management (issue 16 point 11): admins create, disable, enable, reset and set teams on pages; everyone
+"""User management: admins create, disable, enable, reset and set teams on pages; everyone
 changes their own password; each change is in the audit log; the password policy applies; non-admins are
 refused."""
 

@@ -1,4 +1,4 @@
-"""Who and what next (issue 16 point 8): names instead of ids, a "mine" view, severity order, each person
+"""Who and what next: names instead of ids, a "mine" view, severity order, each person
 paged listed once, the steps of the alert's kind on its page, and the resident's phone on the household page."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`isowatch detect` and `isowatch calibrate` through click's CliRunner, and the [camera] TOML they share (issue 3)."""
+"""`isowatch detect` and `isowatch calibrate` through click's CliRunner, and the [camera] TOML they share."""
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
-"""Per-door teach (issue 17): a door the generic detector finds hard is found once taught, and a
+"""Per-door teach: a door the generic detector finds hard is found once taught, and a
 calibration that cannot tell open from closed is refused with its reason."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import cv2
@@ -11,13 +10,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from bench.accuracy import replay_live
 from edge.door_teach import TaughtDoor, TeachRefused, teach_door
 from edge.replay import video_frames
 from edge.scenes import Variant, generate_clip
 from isowatch_app.cli import cli
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench.accuracy import replay_live  # noqa: E402
 
 SIZE = (480, 360)
 # Door seeds tuning never used; someone walks through (the real frosted-glass door's case), or the

@@ -1,4 +1,4 @@
-"""DoorWatcher on synthetic numpy frames: what must be an opening, what must not, tampering, watchdog (issue 3)."""
+"""DoorWatcher on synthetic numpy frames: what must be an opening, what must not, tampering, watchdog."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def test_opening_is_reported_promptly_with_snapshots_and_closes_with_duration() 
     assert len(opened) == 1
     reported_at, event = next((t, e) for t, e in events if isinstance(e, DoorOpened))
     assert abs(event.t_s - 2.0) <= 0.3  # the gap first shows at frame 20
-    assert reported_at - 2.0 <= 0.5  # the issue's promptness target at 10 fps
+    assert reported_at - 2.0 <= 0.5  # the promptness target at 10 fps
     assert event.snapshot.role == "opened" and event.snapshot.jpeg[:2] == b"\xff\xd8"
     closed = [e for _, e in events if isinstance(e, DoorClosed)]
     assert len(closed) == 1 and 4.5 <= closed[0].t_s <= 5.8

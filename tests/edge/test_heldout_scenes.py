@@ -1,6 +1,6 @@
-"""Held-out synthetic corridors: seeds, geometries, resolutions and frame rates never used for tuning (issue 3).
+"""Held-out synthetic corridors: seeds, geometries, resolutions and frame rates never used for tuning.
 
-The issue judges the detector on unseen clips of the same kinds: door-open F1 of at least 0.95 and
+The detector is judged on unseen clips of the same kinds: door-open F1 of at least 0.95 and
 at most one false opening in the whole set. Tuning used seeds 1-12; these use 2000 onward.
 """
 

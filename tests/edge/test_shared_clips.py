@@ -1,4 +1,4 @@
-"""Every labelled sample clip in ../shared/door-clips: openings found within 1.5 s, none invented, tampering found (issue 3)."""
+"""Every labelled sample clip in ../shared/door-clips: openings found within 1.5 s, none invented, tampering found."""
 
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ import yaml
 
 from edge.uplink import DeviceIdentity, Uplink
 from gateway.policy import DEFAULT_POLICY
-from isowatch.clock import parse_iso
 from isowatch.broker import free_port
+from isowatch.clock import parse_iso
 from isowatch.contract import DoorEvent
 from tests.fixtures.world import World
 from tests.gateway.test_alerts_e2e import seed_registry

@@ -115,7 +115,7 @@ def test_pure_decisions():
                                            datetime(2026, 3, 5, 2, tzinfo=timezone.utc))
 
 
-# -- the scans at scale: a few queries per pass, whatever the number of households (issue 8) ------------
+# -- the scans at scale: a few queries per pass, whatever the number of households ------------
 
 FLEET_NOW = datetime(2026, 3, 5, 2, 0, 30, tzinfo=timezone.utc)  # 10:00:30 in Shanghai: the 09:00 reading is due
 

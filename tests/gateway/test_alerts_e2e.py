@@ -27,8 +27,8 @@ from gateway.inbox import LocalInbox
 from gateway.registry import Registry
 from gateway.registry_import import apply, parse_yaml
 from gateway.service import GatewayService
-from isowatch_app.site import SiteService
 from isowatch.contract import DoorEvent
+from isowatch_app.site import SiteService
 from tests.fixtures.world import registry_yaml
 from tests.support import query, scalar, wait_until
 
@@ -217,7 +217,7 @@ def test_the_gateways_child_processes_leave_when_the_gateway_process_is_killed(m
         assert len(spawned) == 3, "the alert worker and two store processes"
         gateway.kill()
         gateway.wait(10)
-        gone = lambda pid: (not Path(f"/proc/{pid}").exists()  # noqa: E731 - gone, or a zombie nobody reaps
+        gone = lambda pid: (not Path(f"/proc/{pid}").exists()  # gone, or a zombie nobody reaps
                             or "Z" in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0])
         wait_until(lambda: all(gone(pid) for pid in spawned), timeout=10, what="the orphaned children to exit")
     finally:

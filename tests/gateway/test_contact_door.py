@@ -1,4 +1,4 @@
-"""Door contacts page like cameras (issue 14, item 1): through the real broker and gateway, to an Apprise receiver.
+"""Door contacts page like cameras: through the real broker and gateway, to an Apprise receiver.
 
 A box with a magnet and no camera reports `ContactReading`s; its openings must page the social worker as
 a camera's do. A box with both reports one opening twice, in either order: it pages once.

@@ -114,7 +114,7 @@ def test_backup_is_verified_and_restores(tmp_path):
     integrity.check_at_start(db)  # a restored database passes the start check
 
 
-def test_full_disk_at_start_is_one_clear_sentence(small_fs):  # noqa: F811
+def test_full_disk_at_start_is_one_clear_sentence(small_fs):
     db = small_fs / "gw.db"
     open_database(db).close()
     Filler(small_fs).fill()
@@ -200,7 +200,7 @@ def test_restore_refuses_a_database_still_open(tmp_path):
     integrity.restore(backup, db)  # once it is closed
 
 
-def test_checkpointer_on_a_full_disk_logs_once_not_every_half_second(small_fs, caplog):  # noqa: F811
+def test_checkpointer_on_a_full_disk_logs_once_not_every_half_second(small_fs, caplog):
     from gateway.store_process import WalCheckpointer
 
     db = small_fs / "gw.db"

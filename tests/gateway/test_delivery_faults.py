@@ -28,9 +28,9 @@ from dashboard import accounts
 from edge.uplink import DeviceIdentity, Uplink
 from gateway.inbox import LocalInbox
 from gateway.policy import DEFAULT_POLICY
-from isowatch.clock import parse_iso
 from gateway.store import Store
 from isowatch.broker import free_port
+from isowatch.clock import parse_iso
 from isowatch.contract import DoorEvent, TamperEvent
 from tests.gateway.test_alerts_e2e import seed_registry
 from tests.support import query, scalar, stop_process, wait_until

@@ -1,4 +1,4 @@
-"""Device status follows the gateway's receive order (issue 14, item 5): a SIGKILLed edge agent shows
+"""Device status follows the gateway's receive order: a SIGKILLed edge agent shows
 offline. Real agent process, real Mosquitto, real gateway.
 
 The broker publishes the agent's Last Will when its connection drops. A Will built once at start carried
@@ -19,8 +19,8 @@ import pytest
 
 from dashboard.household_view import device_online
 from gateway.policy import load_policy
-from isowatch.clock import iso
 from gateway.service import GatewayService
+from isowatch.clock import iso
 from tests.support import query, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -53,7 +53,7 @@ interval_s = 5
 def test_a_sigkilled_edge_agent_shows_offline_within_offline_after_s(mosquitto, tmp_path):
     db = tmp_path / "gw.db"
     gateway = GatewayService(db, mosquitto.url(), alerts=False).start()
-    status = lambda: query(db, "SELECT status, status_time FROM devices WHERE device = 'box-1'")  # noqa: E731
+    status = lambda: query(db, "SELECT status, status_time FROM devices WHERE device = 'box-1'")
     edge = subprocess.Popen(sensors_only_config(tmp_path, mosquitto.add_user("box-1")),
                             env={**os.environ, "PYTHONUNBUFFERED": "1"}, stderr=subprocess.DEVNULL)
     try:

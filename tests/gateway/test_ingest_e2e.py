@@ -57,12 +57,12 @@ def bad_messages(valid: DoorEvent) -> list[tuple[TopicKind, bytes, str]]:
         broken = dict(good, id=uuid7(), seq=10_000 + n)
         del broken["device_time"]
         bad.append((TopicKind.EVENT, json.dumps(broken).encode(), "schema"))
-    for n in range(10):
+    for _ in range(10):
         bad.append((TopicKind.EVENT, json.dumps(dict(good, id=uuid7(), state="ajar")).encode(), "schema"))
-    for n in range(10):
+    for _ in range(10):
         spoofed = dict(good, id=uuid7(), device="cam-other")
         bad.append((TopicKind.EVENT, json.dumps(spoofed).encode(), "spoofed_device"))
-    for n in range(5):  # a door event on the reading topic
+    for _ in range(5):  # a door event on the reading topic
         bad.append((TopicKind.READING, json.dumps(dict(good, id=uuid7())).encode(), "schema"))
     return bad
 

@@ -18,9 +18,8 @@ from gateway.inbox import LocalInbox
 from gateway.notify import RateLimiter, TokenBucket, after_failure, redact, send, service_key
 from gateway.policy import load_policy
 from gateway.registry import StaffIn
-from isowatch.clock import parse_iso
 from isowatch.broker import free_port
-from isowatch.clock import ManualClock
+from isowatch.clock import ManualClock, parse_iso
 from tests.fixtures.world import World
 from tests.support import wait_until
 
@@ -83,7 +82,7 @@ def test_all_urls_failing_back_off_up_to_the_cap_and_never_give_up_while_the_ale
 
 
 def test_an_undelivered_page_is_said_once_loudly_and_the_escalation_moves_on_on_time(world, inbox, caplog):
-    """Issue 14: a page failing for minutes used to end as 'failed' with a WARNING per attempt and nothing else."""
+    """A page failing for minutes must not end as 'failed' with a WARNING per attempt and nothing else."""
     give_social_worker(world, [f"json://127.0.0.1:{inbox.port}/inbox/down"])
     with world.conn:
         for username, role, staff, language in (("wang", "leader", "wang-leader", "en"),

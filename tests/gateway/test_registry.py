@@ -18,8 +18,8 @@ from gateway.registry import IsolationIn, Registry, RegistryError, isolation_day
 from gateway.registry_import import ImportProblem, apply, parse_csv, parse_file, parse_yaml
 from gateway.retention import purge
 from gateway.store import open_database
-from isowatch_app.cli import cli
 from isowatch.clock import ManualClock
+from isowatch_app.cli import cli
 from tests.fixtures.world import FIXTURES
 
 NOW = datetime(2026, 3, 5, 2, 0, tzinfo=timezone.utc)
@@ -153,8 +153,8 @@ def test_registry_rest_api_requires_the_admin_token_and_does_the_same_operations
 
 
 def test_purge_after_isolation_end_removes_readings_and_snapshots_and_audits(tmp_path):
-    from tests.fixtures.world import World
     from gateway.inbox import LocalInbox
+    from tests.fixtures.world import World
 
     with LocalInbox() as inbox:
         world = World(tmp_path, inbox)

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.inbox import LocalInbox
-from isowatch_app.cli import cli
 from isowatch.contract import DoorEvent
+from isowatch_app.cli import cli
 from tests.gateway.test_alerts_e2e import form_token, started_gateway_and_camera
 from tests.support import query, scalar, wait_until
 

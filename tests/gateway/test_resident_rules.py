@@ -10,7 +10,7 @@ import pytest
 
 from gateway.inbox import LocalInbox
 from gateway.registry import Registry
-from gateway.resident import LinkNotFound, Limited, Refused, ResidentDesk, ResidentLinks
+from gateway.resident import Limited, LinkNotFound, Refused, ResidentDesk, ResidentLinks
 from isowatch.clock import ManualClock
 from tests.fixtures.world import SECRET, START, World
 

@@ -8,9 +8,9 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 from gateway.migrations import MIGRATIONS, migrate
-from isowatch.clock import iso
 from gateway.store import Accepted, Rejected, SnapshotUpload, Store, WriteTurn, connect
 from gateway.store_process import WalCheckpointer, classify, seq_ranges
+from isowatch.clock import iso
 from isowatch.contract import DoorEvent, Heartbeat, Status, TemperatureReading, Topic, encode, topic_for
 from isowatch.ids import uuid7
 from tests.support import wait_until
@@ -187,7 +187,7 @@ def test_seq_ranges_compress_runs():
 
 def test_the_clock_skew_is_the_freshest_message_of_a_batch_and_statuses_do_not_count(tmp_path):
     store = Store(tmp_path / "gw.db")
-    skew = lambda: store.db.execute("SELECT clock_skew_s, clock_skew_at FROM devices").fetchone()  # noqa: E731
+    skew = lambda: store.db.execute("SELECT clock_skew_s, clock_skew_at FROM devices").fetchone()
     waited = Heartbeat(type="heartbeat", id=uuid7(), device="cam-1", seq=1, device_time=NOW - timedelta(minutes=10),
                        uptime_s=1)  # ten minutes in the outbox
     fresh = DoorEvent(type="door", id=uuid7(), device="cam-1", seq=2, device_time=NOW - timedelta(seconds=1),

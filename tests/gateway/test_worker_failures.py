@@ -1,4 +1,4 @@
-"""A failing alert worker step neither kills the worker nor floods the log (issue 14: nothing given up in silence)."""
+"""A failing alert worker step neither kills the worker nor floods the log (nothing given up in silence)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The benchmark suite runs end to end (issue 8): `python -m bench --quick` runs every benchmark and writes JSON.
+"""The benchmark suite runs end to end: `python -m bench --quick` runs every benchmark and writes JSON.
 
 A smoke run with tiny sizes: it checks that every benchmark still starts its broker, runs and reports,
 not how fast anything is (benchmarks are not tests; no timed assertions here).

@@ -1,4 +1,4 @@
-"""Past one machine (issue 8): two gateway processes own disjoint sets of sites on one broker; each stores only
+"""Past one machine: two gateway processes own disjoint sets of sites on one broker; each stores only
 its own sites' messages, and together they store every message exactly once."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def stored(db) -> dict[str, str]:
     conn = sqlite3.connect(db, timeout=30)
     try:
         return {row[0]: row[1] for table in ("events", "readings")
-                for row in conn.execute(f"SELECT id, site FROM {table}")}  # noqa: S608
+                for row in conn.execute(f"SELECT id, site FROM {table}")}
     finally:
         conn.close()
 

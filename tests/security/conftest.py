@@ -44,8 +44,8 @@ def _json(fields: dict, **raw_tokens: str) -> bytes:
 def poison_messages(device: str, first_seq: int) -> list[tuple[TopicKind, bytes, str]]:
     """20 messages a device (broken or hostile) may send, each with the reason the gateway must record."""
     seq = iter(range(first_seq, first_seq + 100))
-    r = lambda **c: reading_fields(device, next(seq), **c)  # noqa: E731
-    h = lambda **c: heartbeat_fields(device, next(seq), **c)  # noqa: E731
+    r = lambda **c: reading_fields(device, next(seq), **c)
+    h = lambda **c: heartbeat_fields(device, next(seq), **c)
     late, early = "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"
     return [
         (TopicKind.READING, _json(r(device_time=late)), "time_out_of_range"),

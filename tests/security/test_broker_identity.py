@@ -1,4 +1,4 @@
-"""Broker identity (issue 13, item 2): a client id belongs to the broker user that authenticated.
+"""Broker identity: a client id belongs to the broker user that authenticated.
 
 Mosquitto's default lets any authenticated client take any client id, and a second connection with an id
 already in use disconnects the first: a registered device could evict the gateway (or another device)
@@ -16,9 +16,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.uplink import DeviceIdentity, Uplink
 from gateway.service import GatewayService
-from isowatch_app.site import SiteService
 from isowatch.broker import BrokerUrl
 from isowatch.contract import TemperatureReading
+from isowatch_app.site import SiteService
 from tests.support import scalar, wait_until
 
 pytestmark = pytest.mark.broker

@@ -1,4 +1,4 @@
-"""Device clocks are not trusted (issue 13, item 4): through the real broker and gateway.
+"""Device clocks are not trusted: through the real broker and gateway.
 
 A box without a real-time clock boots in 1970 until NTP answers; a broken or hostile one may date its
 messages years ahead. The gateway decides by its own receive time, keeps the device's time for display,
@@ -15,13 +15,13 @@ import pytest
 from dashboard.deps import Scope
 from dashboard.household_view import summaries
 from edge.uplink import DeviceIdentity, Uplink
-from isowatch.stamper import Stamper
 from gateway import alerts
 from gateway.inbox import LocalInbox
 from gateway.policy import Policy, load_policy
 from gateway.service import GatewayService
 from isowatch.clock import ManualClock
 from isowatch.contract import DoorEvent, Heartbeat, TemperatureReading
+from isowatch.stamper import Stamper
 from tests.gateway.test_alerts_e2e import seed_registry
 from tests.support import query, scalar, wait_until
 
@@ -91,7 +91,7 @@ def test_door_openings_dated_1970_or_400_days_ahead_page_and_flag_the_clock(gate
     booting.send(booting.stamp(DoorEvent, type="door", state="open"))
     ahead.send(ahead.stamp(DoorEvent, type="door", state="open"))
 
-    door_pages = lambda: query(gw.db, "SELECT a.household, n.staff FROM notifications n JOIN alerts a "  # noqa: E731
+    door_pages = lambda: query(gw.db, "SELECT a.household, n.staff FROM notifications n JOIN alerts a "
                                       "ON a.id = n.alert_id WHERE a.kind = 'door_opened' AND n.state = 'sent'")
     pages = wait_until(lambda: len(door_pages()) >= 2 and door_pages(), timeout=30, what="both door pages sent")
     assert sorted(pages) == [("hh-3-502", "chen-social"), ("hh-7-101", "chen-social")]
@@ -127,7 +127,7 @@ def test_a_door_opening_at_the_calendars_end_pages_and_the_worker_lives_on(gatew
 
 def test_a_reading_dated_2099_neither_stays_the_latest_nor_silences_the_welfare_check(gateway_for, inbox):
     gw = gateway_for(welfare_quiet_hours=0.002)  # 7.2 s without a sign of life
-    welfare = lambda: query(gw.db, "SELECT id, detail FROM alerts "  # noqa: E731
+    welfare = lambda: query(gw.db, "SELECT id, detail FROM alerts "
                                    "WHERE kind = 'welfare_check' AND household = 'hh-7-101' ORDER BY id")
     # Nothing heard from the elderly resident since the isolation began: the check fires once; it is resolved.
     ((first, _),) = wait_until(welfare, timeout=30, what="the first welfare check")
@@ -161,7 +161,7 @@ def test_a_reading_dated_2099_neither_stays_the_latest_nor_silences_the_welfare_
 
 def test_a_future_heartbeat_or_status_does_not_freeze_the_device_row(gateway_for, inbox):
     gw = gateway_for()
-    row = lambda columns: query(gw.db, f"SELECT {columns} FROM devices WHERE device = 'cam-3502'")[0]  # noqa: E731
+    row = lambda columns: query(gw.db, f"SELECT {columns} FROM devices WHERE device = 'cam-3502'")[0]
     clock = ManualClock(YEAR_2099)
     device = gw.device("cam-3502", "hh-3-502", clock)  # its birth ("online") is dated 2099
     device.send(device.stamp(Heartbeat, type="heartbeat", uptime_s=1))

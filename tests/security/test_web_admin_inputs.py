@@ -1,4 +1,4 @@
-"""Admin input bounds (issue 13): an admin could extend an isolation by 10^12 days (the household page then
+"""Admin input bounds: an admin could extend an isolation by 10^12 days (the household page then
 answered 500 for everyone), date a visit year 9999 (500), register a device named `gateway`, create users on
 teams or staff that do not exist, or import a non-UTF-8 file (500). Every admin input, through the API, the
 CLI and the import, is bounded and refused with a clear 4xx (or a click error), and nothing breaks after."""
@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from dashboard.app import create_app
 from dashboard.routes.registry_api import RegistryDesk
-from isowatch_app.cli import cli
 from isowatch.clock import SystemClock
+from isowatch_app.cli import cli
 from tests.dashboard.conftest import seeded, seeded_template  # noqa: F401 - fixtures
 from tests.dashboard.world import login
 

@@ -1,4 +1,4 @@
-"""CSV injection (issue 13): the response report wrote `=HYPERLINK(...)` raw. Every CSV the dashboard writes
+"""CSV injection: the response report wrote `=HYPERLINK(...)` raw. Every CSV the dashboard writes
 makes a cell that starts with = + - @ (or a tab or carriage return) into text a spreadsheet will not run."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Files at rest (issue 13): the database, its WAL, the link-signing secret and snapshots are readable by the
+"""Files at rest: the database, its WAL, the link-signing secret and snapshots are readable by the
 gateway's user only (0600), and the directories the gateway creates for them are 0700, whatever the umask."""
 
 from __future__ import annotations

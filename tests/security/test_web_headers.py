@@ -1,4 +1,4 @@
-"""Browser-side hardening (issue 13): every response carries a CSP without inline scripts, refuses framing,
+"""Browser-side hardening: every response carries a CSP without inline scripts, refuses framing,
 turns off MIME sniffing and referrers (signed links must not leak), and personal data is never cached."""
 
 from __future__ import annotations

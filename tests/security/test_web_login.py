@@ -1,4 +1,4 @@
-"""Login guessing (issue 13): the attempt is counted before the password is checked, atomically across
+"""Login guessing: the attempt is counted before the password is checked, atomically across
 threads and processes, and the limit slows one address down without locking the real user out.
 
 Two real uvicorn processes serve one database; 40 guesses arrive at once, split between them.

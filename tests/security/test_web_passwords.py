@@ -1,4 +1,4 @@
-"""Password policy (issue 13): `aaaaaaaaaa` and `1234567890` were accepted. Short, common (the shipped list),
+"""Password policy: `aaaaaaaaaa` and `1234567890` were accepted. Short, common (the shipped list),
 repetitive, sequential and username-equal passwords are refused with a message in Chinese and English,
 through the API and the CLI alike."""
 
@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from dashboard import accounts
 from dashboard.app import create_app
 from dashboard.password_policy import WeakPassword, check_password, common_passwords
-from isowatch_app.cli import cli
 from isowatch.clock import SystemClock
+from isowatch_app.cli import cli
 from tests.dashboard.conftest import seeded, seeded_template  # noqa: F401 - fixtures
 from tests.dashboard.world import login
 

@@ -1,4 +1,4 @@
-"""Early-end sign-off (issue 13): one person could give both signatures, a team could put the same person in
+"""Early-end sign-off: one person could give both signatures, a team could put the same person in
 the leader and medical slots, and no slot was checked against the staff member's role. Now leader and medical
 are two different people whose roles match their slots, and an early end needs both."""
 
