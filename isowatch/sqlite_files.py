@@ -57,6 +57,20 @@ def check_wal(db_path: Path | str) -> WalReport:
     valid frames than the -shm index says were committed (the log was truncated or its tail damaged).
     A torn, uncommitted last transaction after a crash is none of these: SQLite is right to drop it.
     """
+    report = _check_wal_once(db_path)
+    for _ in range(WAL_RECHECKS):
+        if not report.problem:
+            break
+        # A writer at work can restart the log and overwrite a frame while it is being read, which looks
+        # like a bad checksum for that one read. Damage on disk stays put and shows again.
+        report = _check_wal_once(db_path)
+    return report
+
+
+WAL_RECHECKS = 2
+
+
+def _check_wal_once(db_path: Path | str) -> WalReport:
     wal = Path(f"{db_path}-wal")
     report = WalReport(wal)
     if not wal.exists():
