@@ -208,12 +208,13 @@ def paging(db: Path) -> dict[str, int]:
     conn = sqlite3.connect(db, timeout=30)
     try:
         alerts = conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
+        kinds = dict(conn.execute("SELECT kind, count(*) FROM alerts GROUP BY kind").fetchall())
         pages = conn.execute("SELECT count(*) FROM notifications").fetchone()[0]
         sent = conn.execute("SELECT count(*) FROM notifications WHERE state = 'sent'").fetchone()[0]
         verdicts = conn.execute("SELECT count(*) FROM rule_log").fetchone()[0]
     finally:
         conn.close()
-    return {"alerts": alerts, "pages": pages, "pages_sent": sent, "rule_verdicts": verdicts}
+    return {"alerts": alerts, "alert_kinds": kinds, "pages": pages, "pages_sent": sent, "rule_verdicts": verdicts}
 
 
 def one_run(root: Path, events: int, realistic: bool = False) -> dict[str, float | str]:
