@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import cpu_seconds, machine, median, start_gateway, stop, table  # noqa: E402
-from gateway.inbox import LocalInbox  # noqa: E402
+from gateway.inbox import LocalInbox
 from isowatch.broker import BrokerUrl, MosquittoBroker  # noqa: E402
 from isowatch.contract import DEVICE_PUBLISHES, TopicKind, subscription  # noqa: E402
 from isowatch.simulate import Fleet, Profile, WirePublisher, flood, register_fleet  # noqa: E402
