@@ -50,6 +50,10 @@ _TAUGHT_HOLD_S = 0.4  # a taught door's open score held this long settles the op
 _GATE_BLOCK = 10.0
 _GATE_COLUMN = 1.5
 _GATE_REFRESH_S = 0.5  # a full analysis at least this often, whatever the gate says
+# A run of evidence this close to its confirmation time has lasted it. Frame times are sums and
+# differences of floats (3.4 - 3.1 < 0.3 at 10 fps) and a live camera's frames jitter by milliseconds:
+# without slack, half the openings waited one more frame than `open_confirm_s` asks (100 ms at 10 fps).
+_VOTE_SLACK_S = 0.01
 
 
 class DoorState(StrEnum):
@@ -387,7 +391,7 @@ class DoorDetector:
             return None
         if self._run_start is None:
             self._run_start = t_s
-        if blocked or t_s - self._run_start < confirm_s:
+        if blocked or t_s - self._run_start < confirm_s - _VOTE_SLACK_S:
             return None
         self.state = target
         start, self._run_start = self._run_start, None

@@ -248,7 +248,11 @@ class Ingest:
         in_flight: deque[list[Inbound]] = deque()
         failed: list[list[Inbound]] = []
         while not (self._stop.is_set() and self._queue.empty() and not in_flight):
-            if len(in_flight) < self.PIPELINE_DEPTH and not failed:
+            # A committed batch is finished before the next is gathered: under a steady trickle there is
+            # always more to gather, and its PUBACKs and its wake-up of the alert worker (a door page)
+            # waited behind up to PIPELINE_DEPTH gathers of `batch_wait_s` each (docs/benchmarks.md).
+            finished = bool(in_flight) and self.store_pool.has_result()
+            if len(in_flight) < self.PIPELINE_DEPTH and not failed and not finished:
                 batch = self._next_batch(timeout=self.POLL_S if in_flight else 0.2)
                 if batch and self._own_clears:
                     batch = self._without_own_clears(batch)

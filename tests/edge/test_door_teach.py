@@ -18,8 +18,9 @@ from isowatch_app.cli import cli
 
 SIZE = (480, 360)
 # Door seeds tuning never used; someone walks through (the real frosted-glass door's case), or the
-# door opens and closes on its own.
-GLASS_DOORS = ((9300, "exit"), (9301, "exit"), (9302, "full_open"), (9303, "exit"))
+# door opens and closes on its own. The generic detector misses 9307; it also missed 9300 only while
+# its vote lost a frame to float rounding (a 0.3 s run measured 0.29999 s).
+GLASS_DOORS = ((9300, "exit"), (9301, "exit"), (9302, "full_open"), (9303, "exit"), (9307, "exit"))
 
 
 def frames_of(path: Path) -> list[np.ndarray]:

@@ -25,10 +25,14 @@ def test_quick_suite_runs_every_benchmark_and_writes_results(tmp_path, mosquitto
     (run_dir,) = out.iterdir()
     suite = json.loads((run_dir / "suite.json").read_text())
     results = {r["name"]: r for r in suite["results"]}
-    assert {"ingest", "steady_load", "outbox", "notify_latency"} <= results.keys()
+    assert {"ingest", "ingest_realistic", "steady_load", "outbox", "notify_latency", "camera_to_phone"} <= results.keys()
     assert all(r["status"] in ("ok", "absent") for r in results.values())
-    ingest = results["ingest"]["figures"]
-    assert ingest["median"]["gateway_rate"] > 0 and ingest["median"]["bare_rate"] > 0
+    for name in ("ingest", "ingest_realistic"):
+        ingest = results[name]["figures"]
+        assert ingest["median"]["gateway_rate"] > 0 and ingest["median"]["bare_rate"] > 0
+    assert results["ingest_realistic"]["figures"]["runs"][0]["alerts"] > 0  # the rules fired while it was measured
+    camera = results["camera_to_phone"]["figures"]
+    assert camera["arrived"] == camera["samples"] and "detector_ms" in camera["stages"]
     steady = results["steady_load"]["figures"]
     assert steady["median"]["rss_mb"] > 0
     assert "bench suite (quick)" in done.stdout
