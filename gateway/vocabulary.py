@@ -30,6 +30,31 @@ KINDS: dict[str, dict[str, str | int]] = {
     "help_request": {"zh": "住户求助", "en": "Household asks for help", "severity": 1},
     "visit_approval": {"zh": "住户申请外出就医", "en": "Hospital visit to approve", "severity": 2},
 }
+# A group of alerts of one kind (a storm: a building's power cut, a broker restart) in one line: the page's
+# title, the board's row and the group page's heading (docs/alerts.md, "Storms").
+GROUP_TEXTS: dict[str, dict[str, str]] = {
+    "device_offline": {"zh": "{place} {n} 户设备离线（{since} 起）",
+                       "en": "Devices offline in {n} households in {place} since {since}"},
+    "camera_tampered": {"zh": "{place} {n} 户摄像头被遮挡或移动（{since} 起）",
+                        "en": "Cameras covered or moved in {n} households in {place} since {since}"},
+    "missed_reading": {"zh": "{place} {n} 户漏测体温（{since} 起）",
+                       "en": "Temperature readings missed in {n} households in {place} since {since}"},
+}
+GROUP_FALLBACK = {"zh": "{place} {n} 户{kind}（{since} 起）", "en": "{kind} in {n} households in {place} since {since}"}
+OTHER_PLACES = {"zh": "{place}等 {n} 处", "en": "{place} and {others} other sites"}
+
+
+def group_text(kind: str, count: int, places: list[str], since: str, language: str) -> str:
+    """"Devices offline in 37 households in Xingfu Street since 02:14": `places` are the members' site names,
+    the first member's first; `since` is its local time as the reader should see it."""
+    lang = _lang(language)
+    place = places[0] if places else "?"
+    if len(places) > 1:
+        place = OTHER_PLACES[lang].format(place=place, n=len(places), others=len(places) - 1)
+    template = GROUP_TEXTS.get(kind, {}).get(lang) or GROUP_FALLBACK[lang]
+    return template.format(n=count, place=place, since=since, kind=kind_name(kind, lang))
+
+
 UNKNOWN_SEVERITY = 9  # a kind added to the rules but not here sorts last and fails the vocabulary test
 
 # Codes of the wire contract and the rules that reach a reader.
