@@ -28,7 +28,8 @@ from dashboard.deps import (
 )
 from dashboard.event_log import BadCursor
 from dashboard.password_policy import WeakPassword
-from dashboard.routes import ack, alerts, audit, auth, devices, events, households, registry_api, reports, resident, users
+from dashboard.routes import (ack, alerts, audit, auth, devices, events, groups, households, registry_api, reports,
+                              resident, users)
 from dashboard.routes.registry_api import RegistryDesk
 from dashboard.security_headers import SecurityHeaders
 from gateway import alerts as alert_lib
@@ -157,7 +158,7 @@ def create_app(db_path: Path | str, *, ack_desk: AckDesk | None = None, admin: R
     api_docs.install(app, "isowatch API")
     app.mount("/static/swagger-ui", StaticFiles(directory=SWAGGER_UI_DIR), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for area in (auth, alerts, households, events, reports, devices, audit, users):
+    for area in (auth, alerts, groups, households, events, reports, devices, audit, users):
         app.include_router(area.router)
     app.include_router(ack.router)
     app.include_router(resident.router)  # issue 19: the household's own link, outside the session guard
