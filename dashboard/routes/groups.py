@@ -15,9 +15,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from dashboard.ack_text import TODO
 from dashboard.board import Verdict
-from dashboard.deps import AlertId, ClockDep, CurrentUser, NotInScope, ReadDB, UserScope, WriteDB, protected_router, render
-from dashboard.routes.alerts import age_text
+from dashboard.deps import (AlertId, ClockDep, CurrentUser, NotInScope, ReadDB, UserScope, WriteDB, protected_router,
+                            render)
 from dashboard.i18n import translator
+from dashboard.routes.alerts import age_text
 from gateway import alerts as alert_lib
 from gateway import groups
 from gateway.vocabulary import group_text
@@ -55,7 +56,8 @@ def group_page(request: Request, group: GroupRow, db: ReadDB, clock: ClockDep, u
     taken = db.execute("SELECT name FROM staff WHERE staff = ?", (group.acknowledged_by,)).fetchone()
     return render(request, "group.html", {
         "g": group, "headline": headline(group, user.language), "outcomes": alert_lib.outcomes_for(group.kind),
-        "taken": taken[0] if taken else group.acknowledged_by, "done": done if done in ("acknowledged", "resolved") else "",
+        "taken": taken[0] if taken else group.acknowledged_by,
+        "done": done if done in ("acknowledged", "resolved") else "",
         "age": lambda at: age_text(t, max(0.0, (clock.now() - at).total_seconds())),
         "steps": TODO.get(user.language, TODO["zh"]).get(group.kind, ())})
 

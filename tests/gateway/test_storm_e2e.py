@@ -96,7 +96,8 @@ def test_a_storm_groups_a_door_in_it_pages_at_once_and_the_group_page_acknowledg
             assert query(db, "SELECT a.group_id, n.group_id FROM alerts a JOIN notifications n ON n.alert_id = a.id "
                              "WHERE a.first_event_id = ?", (door.id,)) == [(None, None)]
             wait_until(lambda: scalar(db, "SELECT count(*) FROM alerts WHERE kind = 'device_offline' "
-                                          "AND group_id IS NOT NULL") == 24, timeout=60, what="every device in the group")
+                                          "AND group_id IS NOT NULL") == 24, timeout=60,
+                       what="every device in the group")
             service.alerts.settle()
 
             pages = Counter(m.recipient for m in offline_pages(inbox))
