@@ -45,6 +45,7 @@ SUITE = (
     Benchmark("notify_latency", ("--samples", "200"), ("--samples", "10", "--interval", "0.1"), False),
     Benchmark("detect", (), ("--repeats", "1", "--seconds", "4"), False),
     Benchmark("event_log", ("--events", "200000", "--runs", "20"), ("--events", "5000", "--runs", "3"), False),
+    Benchmark("storm", ("--households", "500"), ("--households", "50"), True),
 )
 
 
@@ -83,6 +84,10 @@ def headline(result: dict) -> str:
                 f"{median['cpu_s_per_1000']:.3f} CPU s/1000; targets {'met' if figures['met'] else 'MISSED'}")
     if result["name"] == "steady_load" and median:
         return (f"CPU {median['cpu_share']:.2f} core, RSS {median['rss_mb']:.0f} MB, p99 {median['p99_ms']:.0f} ms; "
+                f"targets {'met' if figures['met'] else 'MISSED'}")
+    if result["name"] == "storm" and figures:
+        return (f"{figures['households']} households silent: {figures['pages']} pages, at most "
+                f"{figures['max_pages_per_recipient']} per recipient, first after {figures['first_page_after_s']} s; "
                 f"targets {'met' if figures['met'] else 'MISSED'}")
     if result["name"] == "outbox" and figures:
         return f"drain {figures['drain_rate']:,.0f} events/s"
