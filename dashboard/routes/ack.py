@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from dashboard.ack_text import TODO, page_translator
 from dashboard.i18n import language_of
+from dashboard.routes.groups import member_detail
 from dashboard.deps import templates
 from gateway.ack_links import AckDesk, BadForm, BadLink, GroupLinkExpired, GroupLinkView, LinkExpired, LinkView
 from gateway.alerts import AlertError
@@ -153,7 +154,7 @@ def _group_page(request: Request, token: str, view: GroupLinkView, lang: str) ->
         "acknowledged_at": clock_text(g.acknowledged_at, zone) if g.acknowledged_at else "",
         "resolved_at": clock_text(g.resolved_at, zone) if g.resolved_at else "",
         "expires": clock_text(view.expires_at, zone), "todo": TODO[lang].get(g.kind, ()),
-        "clock": clock_text, "detail": lambda text: detail_text(text, lang),
+        "clock": clock_text, "detail": lambda text, zone: member_detail(text, lang, zone),
         "other_lang": "en" if lang == "zh" else "zh",
     }
     return templates.TemplateResponse(request, "ack_group.html", context, headers=NO_STORE)
