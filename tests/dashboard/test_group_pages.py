@@ -74,3 +74,53 @@ def test_time_of_a_group_is_the_first_members_in_site_time(seeded):
     local = first.astimezone(timezone(timedelta(hours=8)))
     text = client_for(seeded, "li").get(f"/groups/{group}").text
     assert f"since {local:%H:%M}" in text or f"since {(local - timedelta(minutes=1)):%H:%M}" in text
+
+
+def test_the_group_link_reads_on_get_refuses_other_links_and_expires_with_a_way_to_the_dashboard(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from dashboard.app import create_app
+    from gateway.ack_links import AckDesk
+    from gateway.inbox import LocalInbox
+    from tests.gateway.test_alert_groups import link_token, new_world, offline_pages, storm
+
+    with LocalInbox() as inbox:
+        world = new_world(tmp_path, inbox)
+        try:
+            storm(world, 3)
+            token = link_token(offline_pages(inbox)[0].body)
+            desk = AckDesk(world.db_path, world.links, tmp_path / "snapshots")
+            client = TestClient(create_app(world.db_path, ack_desk=desk, clock=world.clock))
+            page = client.get(f"/ack/group/{token}")
+            assert page.status_code == 200 and "Xingfu Street 5 户设备离线（10:01 起）" in page.text
+            assert page.headers["cache-control"] == "no-store"
+            english = client.get(f"/ack/group/{token}?lang=en").text
+            assert "Devices offline in 5 households in Xingfu Street since 10:01" in english
+            assert client.get(f"/ack/{token}").status_code == 404  # a group's link is no alert's
+            assert client.get(f"/ack/group/{token}x").status_code == 404
+            assert client.post(f"/ack/group/{token}/acknowledge", data={"form": "0" * 32}).status_code == 403
+            assert world.rows("SELECT count(*) FROM alerts WHERE acknowledged_at IS NOT NULL")[0][0] == 0
+            world.clock.advance(24 * 3600)
+            expired = client.get(f"/ack/group/{token}")
+            assert expired.status_code == 410 and "告警组 #1" in expired.text and 'href="/groups/1"' in expired.text
+        finally:
+            world.close()
+
+
+def test_the_response_report_counts_a_group_page_once_for_its_team_and_role(seeded):
+    from dashboard import response_report
+    from dashboard.deps import Scope
+
+    def pages() -> tuple[int, int]:
+        conn = sqlite3.connect(seeded.db_path)
+        conn.row_factory = sqlite3.Row
+        now = datetime.now(timezone.utc)
+        report = response_report.report(conn, Scope(None, None), now - timedelta(hours=1), now + timedelta(minutes=1))
+        conn.close()
+        social = next(r for r in report.roles if r.role == "social")
+        team = next(t for t in report.teams if t.team == "team-1")
+        return social.pages, team.pages
+
+    before = pages()  # the seeded door alert's page
+    grouped_storm(seeded.db_path)
+    assert pages() == (before[0] + 1, before[1] + 1)
