@@ -46,7 +46,8 @@ def test_the_group_page_on_a_phone_in_chinese_takes_and_closes_the_whole_storm(b
             assert re.search(r"设备 dev-s-000 自 \d{4}-\d\d-\d\d \d\d:\d\d 起无信号", text)  # site time, not UTC
             assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], "scrolls sideways"
             handle = page.locator("#handle")
-            assert handle.is_visible() and handle.bounding_box()["y"] + handle.bounding_box()["height"] <= PHONE["height"]
+            box = handle.bounding_box()
+            assert handle.is_visible() and box["y"] + box["height"] <= PHONE["height"]  # on the first screen
             page.screenshot(path=str(ARTIFACTS / "01-group-zh.png"), full_page=True)
 
             handle.tap()
@@ -54,15 +55,16 @@ def test_the_group_page_on_a_phone_in_chinese_takes_and_closes_the_whole_storm(b
             assert "你正在处理" in page.inner_text("#act")
             assert query(db, "SELECT DISTINCT acknowledged_by FROM alerts WHERE kind = 'device_offline'") == [
                 ("chen-social",)]
-            assert page.locator("button[name=verdict]").all_inner_texts() == ["设备已恢复在线", "设备故障", "已上门查看"]
+            outcomes = page.locator("button[name=verdict]").all_inner_texts()
+            assert outcomes == ["设备已恢复在线", "设备故障", "已上门查看"]
             page.screenshot(path=str(ARTIFACTS / "02-handling-zh.png"), full_page=True)
 
             page.fill("textarea[name=note]", "小区停电，已恢复")
             page.locator("button[name=verdict][value=back_online]").tap()
             page.wait_for_url("**done=resolved#act")
             assert "全组已处理完毕" in page.inner_text("#act")
-            assert query(db, "SELECT DISTINCT verdict, note, resolved_by FROM alerts WHERE kind = 'device_offline'") == [
-                ("back_online", "小区停电，已恢复", "chen-social")]
+            closed = query(db, "SELECT DISTINCT verdict, note, resolved_by FROM alerts WHERE kind = 'device_offline'")
+            assert closed == [("back_online", "小区停电，已恢复", "chen-social")]
             assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
             page.screenshot(path=str(ARTIFACTS / "03-resolved-zh.png"), full_page=True)
 
