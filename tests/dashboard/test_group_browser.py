@@ -13,16 +13,18 @@ import pytest
 from gateway.inbox import LocalInbox
 from gateway.service import GatewayService
 from tests.conftest import REPO_ROOT
-from tests.dashboard.test_browser import PHONE, browser  # noqa: F401 - the shared Chromium
+from tests.dashboard import test_browser
 from tests.gateway.test_storm_e2e import POLICY, Street, group_pages
 from tests.support import query, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
+PHONE = test_browser.PHONE
+browser = test_browser.browser  # the shared Chromium (a module-scoped fixture)
 
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "group"
 
 
-def test_the_group_page_on_a_phone_in_chinese_takes_and_closes_the_whole_storm(browser, mosquitto, tmp_path):  # noqa: F811
+def test_the_group_page_on_a_phone_in_chinese_takes_and_closes_the_whole_storm(browser, mosquitto, tmp_path):
     db = tmp_path / "gw.db"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with LocalInbox() as inbox:
