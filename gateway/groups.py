@@ -9,6 +9,7 @@ A group ends with its last member (gateway.alerts). Functions run inside the cal
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from dataclasses import dataclass
@@ -99,7 +100,8 @@ def live_group(conn: sqlite3.Connection, team: str, kind: str, opened_at: dateti
     """The team's live group of this kind whose latest member opened at most `window_s` before `opened_at`."""
     row = conn.execute(
         "SELECT id FROM alert_groups WHERE team = ? AND kind = ? AND resolved_at IS NULL "
-        "AND julianday(?) - julianday(last_member_at) <= ? / 86400.0 ORDER BY last_member_at DESC, id DESC LIMIT 1",
+        "AND julianday(?) - julianday(last_member_at) <= ? / 86400.0 ORDER BY julianday(last_member_at) DESC, id DESC "
+        "LIMIT 1",
         (team, kind, iso(opened_at), window_s)).fetchone()
     return row[0] if row else None
 
@@ -184,4 +186,4 @@ def resolve(conn: sqlite3.Connection, group_id: int, *, staff: str, verdict: str
 
 
 def _ids(alert_ids: list[int]) -> str:
-    return "[" + ",".join(str(int(i)) for i in alert_ids) + "]"
+    return json.dumps([int(i) for i in alert_ids])
