@@ -45,6 +45,23 @@ PAGE: dict[str, dict[str, str]] = {
     },
 }
 
+# A group's page (a storm's alerts of one kind for one team, gateway/groups.py): its own phrases.
+GROUP_PAGE: dict[str, dict[str, str]] = {
+    "zh": {"group_no": "组 #{id}", "group_size": "住户", "group_count": "待处理 {live} 户（共 {all} 户）",
+           "handle_group": "我来处理（全组）", "group_handle_hint": "点一次即为全组住户确认处理，之后加入本组的住户也由你处理。",
+           "group_outcome": "为待处理的 {n} 户选择结果", "group_members": "本组住户",
+           "member_taken": "已有人处理", "member_open": "待处理", "group_resolved_text": "全组已处理完毕（{time}）",
+           "group_expired_text": "请登录控制台查看告警组 #{id}。"},
+    "en": {"group_no": "group #{id}", "group_size": "Households", "group_count": "{live} to handle ({all} in all)",
+           "handle_group": "I'm handling it (whole group)",
+           "group_handle_hint": "One tap takes every household of the group, and those that join it later.",
+           "group_outcome": "Outcome for the {n} households left", "group_members": "Households in this group",
+           "member_taken": "being handled", "member_open": "to handle", "group_resolved_text": "All resolved ({time})",
+           "group_expired_text": "Log in to the dashboard to see alert group #{id}."},
+}
+for _language, _phrases in GROUP_PAGE.items():
+    PAGE[_language].update(_phrases)
+    PAGE[_language]["group_expired_title"] = PAGE[_language]["expired_title"]
 
 def page_translator(language: str) -> Callable[..., str]:
     """Page phrases first, then the dashboard's names (alert kinds, roles, outcomes), in one language."""

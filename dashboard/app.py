@@ -35,6 +35,7 @@ from dashboard.routes import (
     auth,
     devices,
     events,
+    groups,
     households,
     registry_api,
     reports,
@@ -169,7 +170,7 @@ def create_app(db_path: Path | str, *, ack_desk: AckDesk | None = None, admin: R
     api_docs.install(app, "isowatch API")
     app.mount("/static/swagger-ui", StaticFiles(directory=SWAGGER_UI_DIR), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for area in (auth, alerts, households, events, reports, devices, audit, users):
+    for area in (auth, alerts, groups, households, events, reports, devices, audit, users):
         app.include_router(area.router)
     app.include_router(ack.router)
     app.include_router(resident.router)  # the household's own link, outside the session guard

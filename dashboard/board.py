@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,20 @@ class Notified(BaseModel):
     pages: int = 1
 
 
+class GroupBrief(BaseModel):
+    """A live group of alerts (a storm, gateway/groups.py) as the board shows it: one row for all its members."""
+    id: int
+    kind: str
+    live: int = Field(description="Members not resolved yet")
+    places: list[str] = Field(description="The members' site names, the first member's first")
+    first_at: str
+    timezone: str
+    step: int
+    acknowledged_by: str | None
+    acknowledged_by_name: str | None = None
+    notified: list[Notified]
+
+
 class AlertPublic(BaseModel):
     id: int
     site: str
@@ -58,6 +73,8 @@ class AlertPublic(BaseModel):
     note: str | None
     notified: list[Notified]
     timezone: str  # the site's: pages show times in it
+    group_id: int | None = Field(None, description="The group this alert pages with (a storm), if any")
+    group: GroupBrief | None = Field(None, description="On the board: the row stands for its whole group")
 
 
 class ResolveIn(BaseModel):
@@ -95,7 +112,7 @@ def _public(row: sqlite3.Row, notified: list[Notified], now: datetime) -> AlertP
         acknowledged_by=row["acknowledged_by"], acknowledged_by_name=row["ack_name"],
         acknowledged_at=row["acknowledged_at"], resolved_by=row["resolved_by"], resolved_by_name=row["resolve_name"],
         resolved_at=row["resolved_at"],
-        verdict=row["verdict"], note=row["note"], notified=notified, timezone=row["timezone"])
+        verdict=row["verdict"], note=row["note"], notified=notified, timezone=row["timezone"], group_id=row["group_id"])
 
 
 ALERT_SQL = ("SELECT a.*, trim(coalesce(h.address, '') || ' ' || coalesce(h.unit, '')) AS address, "  # noqa: S608
@@ -114,20 +131,65 @@ class Mine:
     role: str
 
     def sql(self) -> tuple[str, list[str]]:
-        return ("EXISTS (SELECT 1 FROM notifications n WHERE n.alert_id = a.id AND (n.staff = ? OR n.role = ?))",
-                [self.staff or "", self.role])
+        return ("EXISTS (SELECT 1 FROM notifications n WHERE (n.alert_id = a.id OR n.group_id = a.group_id) "
+                "AND (n.staff = ? OR n.role = ?))", [self.staff or "", self.role])
 
 
 def open_alerts(db: sqlite3.Connection, scope: Scope, now: datetime, limit: int = 500,
-                mine: Mine | None = None) -> list[AlertPublic]:
+                mine: Mine | None = None, groups: bool = False) -> list[AlertPublic]:
+    """`groups`: a live group's members as one row (its oldest live member's, carrying `group`), as the board
+    shows a storm; otherwise every alert (the API)."""
     where, params = scope.sql("a.household")
     if mine is not None:
         mine_sql, mine_params = mine.sql()
         where, params = f"{where} AND {mine_sql}", [*params, *mine_params]
+    if groups:
+        where += (" AND (a.group_id IS NULL OR a.id = (SELECT min(m.id) FROM alerts m WHERE m.group_id = a.group_id "
+                  "AND m.resolved_at IS NULL))")
     rows = db.execute(f"{ALERT_SQL} WHERE a.resolved_at IS NULL AND {where} "
                       f"ORDER BY {SEVERITY_SQL}, a.opened_at DESC LIMIT ?", [*params, limit]).fetchall()
     notified = _notified(db, [r["id"] for r in rows])
-    return [_public(r, notified.get(r["id"], []), now) for r in rows]
+    public = [_public(r, notified.get(r["id"], []), now) for r in rows]
+    if groups:
+        briefs = group_briefs(db, [a.group_id for a in public if a.group_id is not None])
+        public = [a.model_copy(update={"group": briefs.get(a.group_id)}) if a.group_id else a for a in public]
+    return public
+
+
+GROUP_SQL = (f"SELECT g.*, {actor_name('g.acknowledged_by')} AS ack_name, "  # noqa: S608 - constant fragments
+             f"coalesce(s.timezone, '{DEFAULT_ZONE}') AS timezone, "
+             "(SELECT count(*) FROM alerts m WHERE m.group_id = g.id AND m.resolved_at IS NULL) AS live "
+             "FROM alert_groups g LEFT JOIN sites s ON s.site = g.site WHERE g.id IN (SELECT value FROM json_each(?))")
+
+
+def group_briefs(db: sqlite3.Connection, group_ids: list[int]) -> dict[int, GroupBrief]:
+    """The board's line for each of these groups: live members, places, first time, step, who took it, pages."""
+    if not group_ids:
+        return {}
+    ids = json.dumps(sorted(set(group_ids)))
+    rows = db.execute(GROUP_SQL, (ids,)).fetchall()
+    places: dict[int, list[str]] = {}
+    for group_id, name in db.execute(
+            "SELECT a.group_id, coalesce(s.name, a.site) FROM alerts a LEFT JOIN sites s ON s.site = a.site "
+            "WHERE a.group_id IN (SELECT value FROM json_each(?)) ORDER BY julianday(a.opened_at), a.id", (ids,)):
+        if name not in places.setdefault(group_id, []):
+            places[group_id].append(name)
+    pages: dict[int, dict[str, Notified]] = {}
+    for r in db.execute(
+            "SELECT n.group_id, n.staff, coalesce(s.name, n.staff) AS name, n.role, n.step, n.state, n.sent_at, "
+            "n.undelivered_at IS NOT NULL AND n.state IN ('pending', 'sending', 'undeliverable') "
+            "AND g.acknowledged_at IS NULL AND g.resolved_at IS NULL AS undelivered FROM notifications n "
+            "JOIN alert_groups g ON g.id = n.group_id LEFT JOIN staff s ON s.staff = n.staff "
+            "WHERE n.group_id IN (SELECT value FROM json_each(?)) ORDER BY n.id", (ids,)):
+        seen = pages.setdefault(r["group_id"], {})
+        before = seen.get(r["staff"])
+        seen[r["staff"]] = Notified(staff=r["staff"], name=r["name"], role=r["role"] or "", step=r["step"],
+                                    state=r["state"], sent_at=r["sent_at"] or (before.sent_at if before else None),
+                                    pages=before.pages + 1 if before else 1, undelivered=bool(r["undelivered"]))
+    return {r["id"]: GroupBrief(id=r["id"], kind=r["kind"], live=r["live"], places=places.get(r["id"], []),
+                                first_at=r["first_at"], timezone=r["timezone"], step=r["step"],
+                                acknowledged_by=r["acknowledged_by"], acknowledged_by_name=r["ack_name"],
+                                notified=list(pages.get(r["id"], {}).values())) for r in rows}
 
 
 def alert(db: sqlite3.Connection, alert_id: int, now: datetime) -> AlertPublic:

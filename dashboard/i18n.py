@@ -203,6 +203,22 @@ for _code, (_zh, _en) in CODES.items():
     EN.setdefault("code_" + _code, _en)
     ZH.setdefault("code_" + _code, _zh)
 
+# Storms (issue 18): a group of alerts on the board, on its page and in the audit log.
+GROUP_WORDS: dict[str, tuple[str, str]] = {  # key: (zh, en)
+    "group_of": ("组 #{id}", "Group #{id}"), "group_members": ("本组告警", "Alerts in this group"),
+    "group_live": ("待处理 {live} 条（共 {all} 条）", "{live} open ({all} in all)"),
+    "group_acknowledge": ("全组确认处理", "Acknowledge the whole group"),
+    "group_resolve": ("为未关闭的 {n} 条选择结果", "Resolve the {n} still open"),
+    "group_list": ("查看名单", "List"), "in_group": ("属于告警组 #{id}", "Part of alert group #{id}"),
+    "group_since": ("开始", "Since"), "group_done_acknowledged": ("已为全组确认处理", "Acknowledged for the whole group"),
+    "group_done_resolved": ("全组已处理", "Resolved for the whole group"),
+    "group.open": ("告警合并为组", "Alerts grouped"), "group.acknowledge": ("确认处理告警组", "Acknowledged group"),
+    "group.ack_again": ("再次确认告警组", "Acknowledged group again"), "group.resolve": ("处理完告警组", "Resolved group"),
+}
+for _key, (_zh, _en) in GROUP_WORDS.items():
+    EN.setdefault(_key, _en)
+    ZH.setdefault(_key, _zh)
+
 MESSAGES = {"en": EN, "zh": ZH}
 
 

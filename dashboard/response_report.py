@@ -102,7 +102,9 @@ def report(db: sqlite3.Connection, scope: Scope, since: datetime, until: datetim
     pages = db.execute(
         "SELECT n.role, coalesce(h.team, '') AS team, count(*) AS n, "  # noqa: S608
         "count(DISTINCT CASE WHEN a.acknowledged_at IS NULL THEN a.id END) AS open FROM notifications n "
-        "JOIN alerts a ON a.id = n.alert_id LEFT JOIN households h ON h.household = a.household "
+        # A storm's group page (no alert of its own) counts once, as a page for the group's first member.
+        "JOIN alerts a ON a.id = coalesce(n.alert_id, (SELECT min(m.id) FROM alerts m WHERE m.group_id = n.group_id)) "
+        "LEFT JOIN households h ON h.household = a.household "
         f"WHERE a.opened_at >= ? AND a.opened_at < ? AND {where} GROUP BY n.role, h.team",
         [iso(since), iso(until), *params]).fetchall()
     for p in pages:

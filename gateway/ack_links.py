@@ -25,7 +25,7 @@ from pathlib import Path
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from gateway import alerts
+from gateway import alerts, groups
 from gateway.store import connect
 from gateway.vocabulary import STAFF_ROLES
 from isowatch.clock import Clock, iso, parse_iso
@@ -48,6 +48,12 @@ class LinkExpired(AckLinkError):
 
 class BadForm(AckLinkError):
     """The POST did not carry the form token of the page this link renders."""
+
+
+class GroupLinkExpired(AckLinkError):
+    def __init__(self, group_id: int) -> None:
+        super().__init__("this link has expired")
+        self.group_id = group_id
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,20 @@ class AckOutcome:
     already_by: str | None  # someone acknowledged first: recorded as a second acknowledgement
 
 
+@dataclass(frozen=True)
+class GroupLinkView:
+    """What a group's link page shows (a storm's alerts, one list); read without changing anything."""
+
+    group: groups.Group
+    recipient: str
+    recipient_name: str
+    language: str
+    acknowledged_name: str | None
+    outcomes: tuple[str, ...]
+    form_token: str
+    expires_at: datetime
+
+
 def load_or_create_secret(path: Path) -> str:
     """The signing key lives beside the database, so links survive a gateway restart."""
     if path.exists():
@@ -116,6 +136,8 @@ def _when(text: str | None) -> datetime | None:
 class AckLinks:
     def __init__(self, secret: str, clock: Clock, *, ttl_hours: float = 24) -> None:
         self._serializer = URLSafeSerializer(secret, salt="isowatch-ack-v1")
+        # A group's link (gateway/groups.py) is signed apart: an alert's link never opens a group, nor the reverse.
+        self._group_serializer = URLSafeSerializer(secret, salt="isowatch-ack-group-v1")
         self._form_key = hashlib.sha256(b"isowatch-ack-form-v1:" + secret.encode()).digest()
         self.clock = clock
         self.ttl = timedelta(hours=ttl_hours)
@@ -209,6 +231,67 @@ class AckLinks:
         alerts.resolve(conn, row["alert_id"], staff=row["staff"], verdict=verdict, note=note, now=now, via="link")
         return int(row["alert_id"])
 
+    # -- a group's link: the same rules (GET reads, the page's forms act, expiry by the clock) ----------
+
+    def issue_group(self, conn: sqlite3.Connection, group_id: int, staff: str, step: int) -> str:
+        """Record a new token for a group's page (inside the caller's transaction) and return its signed form."""
+        jti = secrets.token_urlsafe(12)
+        expires = self.clock.now() + self.ttl
+        conn.execute("INSERT INTO ack_tokens (jti, group_id, staff, step, expires_at) VALUES (?, ?, ?, ?, ?)",
+                     (jti, group_id, staff, step, iso(expires)))
+        return self._group_serializer.dumps({"j": jti, "g": group_id, "s": staff, "n": step})
+
+    def peek_group(self, conn: sqlite3.Connection, token: str) -> sqlite3.Row:
+        """The group token's row if the link is genuine, unexpired and its recipient still active."""
+        try:
+            claims = self._group_serializer.loads(token)
+        except BadSignature:
+            raise BadLink("this link is not valid") from None
+        if not isinstance(claims, dict) or not {"j", "g", "s", "n"} <= set(claims):
+            raise BadLink("this link is not valid")
+        row = conn.execute("SELECT t.*, s.active FROM ack_tokens t LEFT JOIN staff s ON s.staff = t.staff "
+                           "WHERE t.jti = ?", (claims["j"],)).fetchone()
+        if row is None or row["group_id"] != claims["g"] or row["staff"] != claims["s"] or not row["active"]:
+            raise BadLink("this link is not valid")
+        if self.clock.now() >= parse_iso(row["expires_at"]):
+            raise GroupLinkExpired(row["group_id"])
+        return row
+
+    def _checked_group(self, conn: sqlite3.Connection, token: str, form: str) -> sqlite3.Row:
+        row = self.peek_group(conn, token)
+        if not form or not hmac.compare_digest(form.encode(), self.form_token(row["jti"]).encode()):
+            raise BadForm("this form did not come from the link's page")
+        return row
+
+    def group_view(self, conn: sqlite3.Connection, token: str) -> GroupLinkView:
+        """What a group's link page shows. Reads only."""
+        link = self.peek_group(conn, token)
+        group = groups.load(conn, link["group_id"])
+        me = conn.execute("SELECT name, language FROM staff WHERE staff = ?", (link["staff"],)).fetchone()
+        taken = conn.execute("SELECT name FROM staff WHERE staff = ?", (group.acknowledged_by,)).fetchone()
+        return GroupLinkView(
+            group=group, recipient=link["staff"], recipient_name=me["name"], language=me["language"] or "zh",
+            acknowledged_name=taken["name"] if taken else group.acknowledged_by,
+            outcomes=alerts.outcomes_for(group.kind), form_token=self.form_token(link["jti"]),
+            expires_at=parse_iso(link["expires_at"]))
+
+    def acknowledge_group(self, conn: sqlite3.Connection, token: str, form: str) -> str | None:
+        """"I'm handling it" for the whole group as the recipient; returns who had taken it, if anyone."""
+        row = self._checked_group(conn, token, form)
+        now = self.clock.now()
+        with conn:
+            conn.execute("UPDATE ack_tokens SET used_at = ? WHERE jti = ? AND used_at IS NULL", (iso(now), row["jti"]))
+            return groups.acknowledge(conn, row["group_id"], row["staff"], now, via="link")
+
+    def resolve_group(self, conn: sqlite3.Connection, token: str, form: str, verdict: str, note: str) -> int:
+        """Close every live member with one outcome that fits the kind (alerts.AlertError if not)."""
+        row = self._checked_group(conn, token, form)
+        now = self.clock.now()
+        with conn:
+            conn.execute("UPDATE ack_tokens SET used_at = ? WHERE jti = ? AND used_at IS NULL", (iso(now), row["jti"]))
+        return groups.resolve(conn, row["group_id"], staff=row["staff"], verdict=verdict, note=note, now=now,
+                              via="link")
+
 
 class AckDesk:
     """What the HTTP routes need: their own connection to the database per call, and the links."""
@@ -244,6 +327,29 @@ class AckDesk:
             conn = self._connect()
             try:
                 return self.links.resolve(conn, token, form, verdict, note)
+            finally:
+                conn.close()
+
+    def group_view(self, token: str) -> GroupLinkView:
+        conn = self._connect()
+        try:
+            return self.links.group_view(conn, token)
+        finally:
+            conn.close()
+
+    def acknowledge_group(self, token: str, form: str) -> str | None:
+        with self._lock:
+            conn = self._connect()
+            try:
+                return self.links.acknowledge_group(conn, token, form)
+            finally:
+                conn.close()
+
+    def resolve_group(self, token: str, form: str, verdict: str, note: str) -> int:
+        with self._lock:
+            conn = self._connect()
+            try:
+                return self.links.resolve_group(conn, token, form, verdict, note)
             finally:
                 conn.close()
 

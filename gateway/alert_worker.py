@@ -20,8 +20,9 @@ from zoneinfo import ZoneInfo
 
 from gateway import alerts, resident_rules, retention
 from gateway.ack_links import AckLinks
-from gateway.delivery import Deliveries, Sender, new_key
+from gateway.delivery import Deliveries, Sender, new_key, page_exists, record_page
 from gateway.escalation import Page, first_page, next_page
+from gateway.grouping import Grouping
 from gateway.messages import AlertFacts, render
 from gateway.policy import Policy
 from gateway.registry import Registry, isolation_day
@@ -36,6 +37,7 @@ from gateway.rules import (
     screen,
 )
 from gateway.store import BatchOutcome, connect
+from gateway.vocabulary import AlertKind
 from isowatch.clock import Clock, iso, parse_iso
 from isowatch.log_limit import RateLimitedLog
 
@@ -73,6 +75,8 @@ class AlertWorker:
         self.deliveries = Deliveries(self.conn, policy.delivery, clock, wake=self._wake.set, counters=self.counters,
                                      sender=sender, rate_limits=rate_limits, pool_size=pool_size)
         self.pool = self.deliveries.pool
+        # Storms (issue 18): alerts of one kind opening together for one team page as one group.
+        self.grouping = Grouping(self.conn, policy, links, self.public_url, self.counters, page_alone=self._page_alone)
         self.deliveries.resume(clock.now())
         for table in ("events", "readings"):
             self._cursor(table)  # pin the starting point now, before ingest stores anything
@@ -244,11 +248,17 @@ class AlertWorker:
             self.counters["attached"] += 1
             return
         self.counters["alerts_opened"] += 1
+        if self.grouping.admit(opened.alert_id, finding.kind.value, finding.household, now):
+            return  # joined a live group, or waits for the next pass to be paged alone or grouped
         self._page(opened.alert_id, first_page(self.policy.kinds[finding.kind], now), now)
+
+    def _page_alone(self, alert_id: int, kind: str, now: datetime) -> None:
+        self._page(alert_id, first_page(self.policy.kinds[AlertKind(kind)], now), now)
 
     # -- escalation -------------------------------------------------------------------------------
 
     def _escalate(self, now: datetime) -> None:
+        self.grouping.release(now)  # first: a waiting alert is decided, never escalated as if it had paged
         due = self.conn.execute(
             "SELECT id, kind, step, renotified, route FROM alerts WHERE next_step_at IS NOT NULL AND next_step_at <= ? "
             "AND acknowledged_at IS NULL AND resolved_at IS NULL ORDER BY next_step_at", (iso(now),),
@@ -262,6 +272,7 @@ class AlertWorker:
                     alerts.audit(self.conn, "gateway", "alert.escalation_exhausted", f"alert:{row['id']}", "", now)
                 else:
                     self._page(row["id"], page, now)
+        self.grouping.escalate(now)
 
     def _page(self, alert_id: int, page: Page, now: datetime) -> None:
         """Create this step's notifications (once per person) and schedule the next step. In a transaction."""
@@ -277,26 +288,14 @@ class AlertWorker:
                 continue
             people.setdefault(member["staff"], (member, role.value))
         for staff, (member, role_name) in people.items():
-            exists = self.conn.execute(
-                "SELECT 1 FROM notifications WHERE alert_id = ? AND step = ? AND round = ? AND staff = ?",
-                (alert_id, page.step, page.round, staff)).fetchone()
-            if exists:
+            if page_exists(self.conn, page.step, page.round, staff, alert_id=alert_id):
                 continue
             token = self.links.issue(self.conn, alert_id, staff, page.step)
             key = new_key()
             title, body = render(self._facts(alert, household, page, token, key), member["language"])
-            urls = json.loads(member["contacts"] or "[]")
-            created = self.conn.execute(
-                "INSERT INTO notifications (alert_id, step, round, staff, role, language, title, body, urls, "
-                "url_index, state, attempts, next_attempt_at, created_at, delivery_key) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?, ?)",
-                (alert_id, page.step, page.round, staff, role_name, member["language"], title, body, json.dumps(urls),
-                 "pending" if urls else "undeliverable", iso(now), iso(now), key),
-            ).lastrowid
-            # This page carries the same facts and a fresh link: an older one still waiting for its turn stops.
-            self.conn.execute("UPDATE notifications SET state = 'cancelled', last_error = ? WHERE alert_id = ? "
-                              "AND staff = ? AND state = 'pending' AND id < ?",
-                              (f"superseded by notification {created}", alert_id, staff, created))
+            record_page(self.conn, alert_id=alert_id, step=page.step, round=page.round, staff=staff, role=role_name,
+                        language=member["language"], title=title, body=body,
+                        urls=json.loads(member["contacts"] or "[]"), key=key, now=now)
             self.counters["pages"] += 1
         self.conn.execute("UPDATE alerts SET step = ?, renotified = ?, next_step_at = ? WHERE id = ?",
                           (page.step, page.round, iso(page.next_at) if page.next_at else None, alert_id))

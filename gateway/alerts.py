@@ -60,20 +60,22 @@ def open_or_attach(conn: sqlite3.Connection, *, site: str, household: str, kind:
     return Opened(alert_id, True)
 
 
-def acknowledge(conn: sqlite3.Connection, alert_id: int, staff: str, now: datetime, *, via: str) -> str | None:
-    """Stop the escalation and cancel unsent pages; returns who had acknowledged already, if anyone."""
+def acknowledge(conn: sqlite3.Connection, alert_id: int, staff: str, now: datetime, *, via: str,
+                group: int | None = None) -> str | None:
+    """Stop the escalation and cancel unsent pages; returns who had acknowledged already, if anyone. `group`:
+    acknowledged with its group (gateway.groups), said in the audit log."""
     row = conn.execute("SELECT acknowledged_by, resolved_at FROM alerts WHERE id = ?", (alert_id,)).fetchone()
     if row is None:
         raise AlertError(f"no such alert {alert_id}")
     if row[0] is not None:
-        audit(conn, staff, "alert.ack_again", f"alert:{alert_id}", {"first_by": row[0], "via": via}, now)
+        audit(conn, staff, "alert.ack_again", f"alert:{alert_id}", {"first_by": row[0], "via": via, **_in(group)}, now)
         return row[0]
     conn.execute("UPDATE alerts SET state = CASE WHEN resolved_at IS NULL THEN 'acknowledged' ELSE state END, "
                  "acknowledged_by = ?, acknowledged_at = ?, next_step_at = NULL WHERE id = ?",
                  (staff, iso(now), alert_id))
     conn.execute("UPDATE notifications SET state = 'cancelled', last_error = 'acknowledged' "
                  "WHERE alert_id = ? AND state = 'pending'", (alert_id,))
-    audit(conn, staff, "alert.acknowledge", f"alert:{alert_id}", {"via": via}, now)
+    audit(conn, staff, "alert.acknowledge", f"alert:{alert_id}", {"via": via, **_in(group)}, now)
     log.info("alert acknowledged id=%d staff=%s via=%s", alert_id, staff, via)
     return None
 
@@ -81,21 +83,44 @@ def acknowledge(conn: sqlite3.Connection, alert_id: int, staff: str, now: dateti
 def resolve(conn: sqlite3.Connection, alert_id: int, *, staff: str, verdict: str, note: str, now: datetime,
             via: str = "") -> None:
     """Close with a verdict; acknowledges first if nobody had. One transaction. `via` is for the audit log."""
+    with conn:
+        resolve_in(conn, alert_id, staff=staff, verdict=verdict, note=note, now=now, via=via)
+
+
+def resolve_in(conn: sqlite3.Connection, alert_id: int, *, staff: str, verdict: str, note: str, now: datetime,
+               via: str = "", group: int | None = None) -> None:
+    """`resolve` inside the caller's transaction; `group`: resolved with its group, said in the audit log."""
     if verdict not in VERDICTS:
         raise AlertError(f"verdict must be one of {', '.join(VERDICTS)}")
-    with conn:
-        row = conn.execute("SELECT resolved_at, acknowledged_by, kind FROM alerts WHERE id = ?", (alert_id,)).fetchone()
-        if row is None:
-            raise AlertError(f"no such alert {alert_id}")
-        if verdict not in outcomes_for(row[2]):
-            raise AlertError(f"a {row[2]} alert is closed with one of {', '.join(outcomes_for(row[2]))}, not {verdict}")
-        if row[0] is not None:
-            raise AlertError(f"alert {alert_id} is already resolved")
-        if row[1] is None:
-            acknowledge(conn, alert_id, staff, now, via=f"resolve {via}".strip())
-        conn.execute("UPDATE alerts SET state = 'resolved', resolved_by = ?, resolved_at = ?, verdict = ?, note = ?, "
-                     "next_step_at = NULL WHERE id = ?", (staff, iso(now), verdict, note, alert_id))
+    row = conn.execute("SELECT resolved_at, acknowledged_by, kind FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+    if row is None:
+        raise AlertError(f"no such alert {alert_id}")
+    if verdict not in outcomes_for(row[2]):
+        raise AlertError(f"a {row[2]} alert is closed with one of {', '.join(outcomes_for(row[2]))}, not {verdict}")
+    if row[0] is not None:
+        raise AlertError(f"alert {alert_id} is already resolved")
+    if row[1] is None:
+        acknowledge(conn, alert_id, staff, now, via=f"resolve {via}".strip(), group=group)
+    conn.execute("UPDATE alerts SET state = 'resolved', resolved_by = ?, resolved_at = ?, verdict = ?, note = ?, "
+                 "next_step_at = NULL WHERE id = ?", (staff, iso(now), verdict, note, alert_id))
+    conn.execute("UPDATE notifications SET state = 'cancelled', last_error = 'resolved' "
+                 "WHERE alert_id = ? AND state = 'pending'", (alert_id,))
+    audit(conn, staff, "alert.resolve", f"alert:{alert_id}",
+          {"verdict": verdict, "note": note, **({"via": via} if via else {}), **_in(group)}, now)
+    _close_group_when_done(conn, alert_id, now)
+
+
+def _in(group: int | None) -> dict:
+    return {"group": group} if group is not None else {}
+
+
+def _close_group_when_done(conn: sqlite3.Connection, alert_id: int, now: datetime) -> None:
+    """A group (gateway.groups) ends with its last member: no more escalation, unsent pages cancelled."""
+    closed = conn.execute(
+        "UPDATE alert_groups SET resolved_at = ?, next_step_at = NULL WHERE resolved_at IS NULL "
+        "AND id = (SELECT group_id FROM alerts WHERE id = ?) AND NOT EXISTS (SELECT 1 FROM alerts m "
+        "WHERE m.group_id = alert_groups.id AND m.resolved_at IS NULL) RETURNING id", (iso(now), alert_id)).fetchone()
+    if closed is not None:
         conn.execute("UPDATE notifications SET state = 'cancelled', last_error = 'resolved' "
-                     "WHERE alert_id = ? AND state = 'pending'", (alert_id,))
-        audit(conn, staff, "alert.resolve", f"alert:{alert_id}",
-              {"verdict": verdict, "note": note, **({"via": via} if via else {})}, now)
+                     "WHERE group_id = ? AND state = 'pending'", (closed[0],))
+        log.info("alert group closed id=%d (its last member resolved)", closed[0])

@@ -42,6 +42,39 @@ def new_key() -> str:
     return f"isowatch-{uuid7()}"
 
 
+def subject(row: sqlite3.Row) -> str:
+    """What a page is about, for logs and the audit log: "alert:12", or "group:3" for a group's page."""
+    return f"group:{row['group_id']}" if row["group_id"] is not None else f"alert:{row['alert_id']}"
+
+
+def page_exists(conn: sqlite3.Connection, step: int, round: int, staff: str, *, alert_id: int | None = None,
+                group_id: int | None = None) -> bool:
+    """Whether this step's (or reminder's) page to this person exists already, for an alert or a group."""
+    return conn.execute("SELECT 1 FROM notifications WHERE alert_id IS ? AND group_id IS ? AND step = ? AND round = ? "
+                        "AND staff = ?", (alert_id, group_id, step, round, staff)).fetchone() is not None
+
+
+def record_page(conn: sqlite3.Connection, *, alert_id: int | None = None, group_id: int | None = None, step: int,
+                round: int, staff: str, role: str, language: str, title: str, body: str, urls: list[str], key: str,
+                now: datetime) -> int:
+    """A page as a `notifications` row (inside the caller's transaction), for an alert or a group. It carries
+    the same facts as an older page to the same person still waiting for its turn, and a fresh link: that
+    one stops."""
+    cursor = conn.execute(
+        "INSERT INTO notifications (alert_id, group_id, step, round, staff, role, language, title, body, urls, "
+        "url_index, state, attempts, next_attempt_at, created_at, delivery_key) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?, ?)",
+        (alert_id, group_id, step, round, staff, role, language, title, body, json.dumps(urls),
+         "pending" if urls else "undeliverable", iso(now), iso(now), key),
+    )
+    assert cursor.lastrowid is not None
+    created = cursor.lastrowid
+    conn.execute("UPDATE notifications SET state = 'cancelled', last_error = ? WHERE alert_id IS ? AND group_id IS ? "
+                 "AND staff = ? AND state = 'pending' AND id < ?",
+                 (f"superseded by notification {created}", alert_id, group_id, staff, created))
+    return created
+
+
 @dataclass(frozen=True)
 class _Done:
     notification_id: int
@@ -169,7 +202,7 @@ class Deliveries:
     def _record(self, done: _Done) -> None:
         now = self.clock.now()
         result = done.result
-        row = self.conn.execute("SELECT id, alert_id, staff, urls, url_index, attempts, state, created_at, "
+        row = self.conn.execute("SELECT id, alert_id, group_id, staff, urls, url_index, attempts, state, created_at, "
                                 "undelivered_at FROM notifications WHERE id = ?", (done.notification_id,)).fetchone()
         with self.conn:
             self.conn.execute(
@@ -184,8 +217,8 @@ class Deliveries:
             self.counters["unknown_attempts" if result.unknown else "failed_attempts"] += 1
             # WARNING until the page is reported undelivered; after that one ERROR, each try is only counted.
             level = logging.INFO if row["undelivered_at"] else logging.WARNING
-            log.log(level, "notification attempt %s id=%d alert=%d attempt=%d url=%s error=%s",
-                    "unanswered" if result.unknown else "failed", done.notification_id, row["alert_id"],
+            log.log(level, "notification attempt %s id=%d %s attempt=%d url=%s error=%s",
+                    "unanswered" if result.unknown else "failed", done.notification_id, subject(row).replace(":", "="),
                     done.attempt, notify.redact(done.url), result.error)
             stop = self._why_stop(row)
             if row["state"] != "sending" or stop:
@@ -204,30 +237,40 @@ class Deliveries:
         self.counters["sent"] += 1
         self.conn.execute("UPDATE notifications SET state = 'sent', sent_at = ?, last_error = NULL WHERE id = ?",
                           (iso(now), done.notification_id))
+        if row["group_id"] is not None:  # a group's page notifies each of its members
+            self.conn.execute("UPDATE alert_groups SET notified_at = coalesce(notified_at, ?) WHERE id = ?",
+                              (iso(now), row["group_id"]))
+            self.conn.execute("UPDATE alerts SET state = 'notified', notified_at = coalesce(notified_at, ?) "
+                              "WHERE group_id = ? AND state = 'open'", (iso(now), row["group_id"]))
         self.conn.execute("UPDATE alerts SET state = 'notified', notified_at = coalesce(notified_at, ?) "
                           "WHERE id = ? AND state = 'open'", (iso(now), row["alert_id"]))
         if row["undelivered_at"]:
             late_s = (now - parse_iso(row["created_at"])).total_seconds()
-            log.warning("page delivered late notification=%d alert=%d staff=%s after %.0f s attempt=%d",
-                        done.notification_id, row["alert_id"], row["staff"], late_s, done.attempt)
-            alerts.audit(self.conn, "gateway", "alert.page_delivered_late", f"alert:{row['alert_id']}",
+            log.warning("page delivered late notification=%d %s staff=%s after %.0f s attempt=%d",
+                        done.notification_id, subject(row).replace(":", "="), row["staff"], late_s, done.attempt)
+            alerts.audit(self.conn, "gateway", "alert.page_delivered_late", subject(row),
                          {"notification": done.notification_id, "staff": row["staff"], "after_s": round(late_s),
                           "attempts": done.attempt}, now)
         else:
-            log.info("notification sent id=%d alert=%d attempt=%d ms=%.0f", done.notification_id, row["alert_id"],
-                     done.attempt, done.result.elapsed_ms)
+            log.info("notification sent id=%d %s attempt=%d ms=%.0f", done.notification_id,
+                     subject(row).replace(":", "="), done.attempt, done.result.elapsed_ms)
 
     def _why_stop(self, row: sqlite3.Row) -> str:
-        """'' while the page still matters: its alert is unacknowledged and unresolved, and the person has
-        not been paged for it again since (the newer page carries the same facts and a fresh link)."""
-        alert = self.conn.execute("SELECT acknowledged_at, resolved_at FROM alerts WHERE id = ?",
-                                  (row["alert_id"],)).fetchone()
-        if alert["resolved_at"]:
+        """'' while the page still matters: its alert (or group) is unacknowledged and unresolved, and the
+        person has not been paged for it again since (the newer page carries the same facts and a fresh link)."""
+        if row["group_id"] is not None:
+            live = self.conn.execute("SELECT acknowledged_at, resolved_at FROM alert_groups WHERE id = ?",
+                                     (row["group_id"],)).fetchone()
+        else:
+            live = self.conn.execute("SELECT acknowledged_at, resolved_at FROM alerts WHERE id = ?",
+                                     (row["alert_id"],)).fetchone()
+        if live["resolved_at"]:
             return "resolved"
-        if alert["acknowledged_at"]:
+        if live["acknowledged_at"]:
             return "acknowledged"
-        newer = self.conn.execute("SELECT id FROM notifications WHERE alert_id = ? AND staff = ? AND id > ? "
-                                  "ORDER BY id LIMIT 1", (row["alert_id"], row["staff"], row["id"])).fetchone()
+        newer = self.conn.execute("SELECT id FROM notifications WHERE alert_id IS ? AND group_id IS ? AND staff = ? "
+                                  "AND id > ? ORDER BY id LIMIT 1",
+                                  (row["alert_id"], row["group_id"], row["staff"], row["id"])).fetchone()
         return f"superseded by notification {newer[0]}" if newer else ""
 
     # -- outages ----------------------------------------------------------------------------------
@@ -236,11 +279,13 @@ class Deliveries:
         """Pages of live alerts not delivered for `undelivered_after_s` (or with no URL at all): said once."""
         since = iso(now - timedelta(seconds=self.policy.undelivered_after_s))
         rows = self.conn.execute(
-            "SELECT n.id, n.alert_id, n.staff, n.role, n.step, n.round, n.state, n.attempts, n.created_at, "
-            "n.last_error FROM notifications n JOIN alerts a ON a.id = n.alert_id "
+            "SELECT n.id, n.alert_id, n.group_id, n.staff, n.role, n.step, n.round, n.state, n.attempts, "
+            "n.created_at, n.last_error FROM notifications n LEFT JOIN alerts a ON a.id = n.alert_id "
+            "LEFT JOIN alert_groups g ON g.id = n.group_id "
             "WHERE n.state IN ('pending', 'sending', 'undeliverable') AND n.undelivered_at IS NULL "
             "AND (n.created_at <= ? OR n.state = 'undeliverable') "
-            "AND a.acknowledged_at IS NULL AND a.resolved_at IS NULL", (since,),
+            "AND coalesce(a.acknowledged_at, a.resolved_at, g.acknowledged_at, g.resolved_at) IS NULL "
+            "AND (a.id IS NOT NULL OR g.id IS NOT NULL)", (since,),
         ).fetchall()
         if not rows:
             return
@@ -249,12 +294,13 @@ class Deliveries:
                 waited = (now - parse_iso(r["created_at"])).total_seconds()
                 why = "no contact URL" if r["state"] == "undeliverable" else (r["last_error"] or "no answer yet")
                 self.counters["undelivered"] += 1
-                log.error("page not delivered notification=%d alert=%d staff=%s role=%s step=%d for %.0f s "
-                          "attempts=%d last_error=%s; %s", r["id"], r["alert_id"], r["staff"], r["role"], r["step"],
+                log.error("page not delivered notification=%d %s staff=%s role=%s step=%d for %.0f s "
+                          "attempts=%d last_error=%s; %s", r["id"], subject(r).replace(":", "="), r["staff"], r["role"],
+                          r["step"],
                           waited, r["attempts"], why,
                           "nobody can be reached" if r["state"] == "undeliverable" else "still trying")
                 self.conn.execute("UPDATE notifications SET undelivered_at = ? WHERE id = ?", (iso(now), r["id"]))
-                alerts.audit(self.conn, "gateway", "alert.page_undelivered", f"alert:{r['alert_id']}",
+                alerts.audit(self.conn, "gateway", "alert.page_undelivered", subject(r),
                              {"notification": r["id"], "staff": r["staff"], "role": r["role"], "step": r["step"],
                               "round": r["round"], "attempts": r["attempts"], "waited_s": round(waited),
                               "last_error": why}, now)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from gateway.vocabulary import detail_text, kind_name
+from gateway.vocabulary import detail_text, group_text, kind_name
 from isowatch.localtime import stamp
 
 LABELS = {
@@ -60,6 +60,52 @@ def render(facts: AlertFacts, language: str) -> tuple[str, str]:
     if facts.snapshot_url:
         lines.append(f"{label['snapshot']}: {facts.snapshot_url}")
     lines.append(f"{label['ack']}: {facts.ack_url}")
+    if facts.notification_id:
+        lines.append(f"{label['id']}: {facts.notification_id}")
+    return title, "\n".join(lines)
+
+
+# -- a group's page (docs/alerts.md, "Storms") -----------------------------------------------------
+
+GROUP_LABELS = {
+    "zh": {"group": "组", "members": "住户", "more": "等共 {n} 户", "since": "开始时间",
+           "list": "名单与处理（打开后点“我来处理”，全组一起处理，无需登录）"},
+    "en": {"group": "group", "members": "Households", "more": "{n} in all", "since": "Since",
+           "list": "List and handle (open, then tap \"I'm handling it\" for the whole group; no login)"},
+}
+MEMBERS_SHOWN = 5  # the page names a few; the link lists them all
+
+
+@dataclass(frozen=True)
+class GroupFacts:
+    group_id: int
+    kind: str
+    count: int  # members when paged; later ones are listed on the group's page, not paged again
+    places: list[str]  # the members' site names, the first member's first
+    since_local: datetime  # the first member's opening, in its site's time
+    members: list[str]  # "address unit (household)" of the first few members
+    step: int
+    round: int
+    url: str
+    notification_id: str = ""
+
+
+def render_group(facts: GroupFacts, language: str) -> tuple[str, str]:
+    """(title, body) of one page for a whole group, in the recipient's language."""
+    lang = language if language in LABELS else "zh"
+    label, group = LABELS[lang], GROUP_LABELS[lang]
+    headline = group_text(facts.kind, facts.count, facts.places, f"{facts.since_local:%H:%M}", lang)
+    title = f"[isowatch {group['group']} #{facts.group_id}] {headline}"
+    names = ", ".join(facts.members[:MEMBERS_SHOWN])
+    if facts.count > MEMBERS_SHOWN:
+        names += " … " + group["more"].format(n=facts.count)
+    lines = [
+        headline,
+        f"{group['members']}: {names}",
+        f"{group['since']}: {stamp(facts.since_local, facts.since_local.tzinfo)}",
+        label["renotify"].format(round=facts.round) if facts.round else label["step"].format(step=facts.step),
+        f"{group['list']}: {facts.url}",
+    ]
     if facts.notification_id:
         lines.append(f"{label['id']}: {facts.notification_id}")
     return title, "\n".join(lines)

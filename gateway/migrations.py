@@ -367,6 +367,31 @@ def _015_household_phone(db: Database) -> None:
     db.execute("ALTER TABLE households ADD COLUMN phone TEXT NOT NULL DEFAULT ''")
 
 
+def _016_alert_groups(db: Database) -> None:
+    """Issue 18: alerts of one kind that open close together for one team page as one group.
+
+    `alert_groups` carries the group's escalation as `alerts` carries an alert's (step, reminders, next
+    deadline, acknowledgement); its members point at it (`alerts.group_id`) and stop escalating on their
+    own. A group's pages are `notifications` with `group_id` (and no `alert_id`), and its links
+    `ack_tokens` with `group_id`. A groupable alert not yet paged nor grouped waits with `step` 0 and
+    `next_step_at` as the moment it is decided (docs/alerts.md, "Storms").
+    """
+    db.execute("CREATE TABLE alert_groups (id INTEGER PRIMARY KEY, team TEXT NOT NULL, kind TEXT NOT NULL, "
+               "site TEXT, opened_at TEXT NOT NULL, first_at TEXT NOT NULL, last_member_at TEXT NOT NULL, "
+               "step INTEGER NOT NULL DEFAULT 0, renotified INTEGER NOT NULL DEFAULT 0, next_step_at TEXT, "
+               "notified_at TEXT, acknowledged_by TEXT, acknowledged_at TEXT, resolved_at TEXT)")
+    db.execute("CREATE INDEX alert_groups_live ON alert_groups (team, kind, last_member_at) WHERE resolved_at IS NULL")
+    db.execute("CREATE INDEX alert_groups_due ON alert_groups (next_step_at) WHERE next_step_at IS NOT NULL")
+    db.execute("ALTER TABLE alerts ADD COLUMN group_id INTEGER")
+    db.execute("CREATE INDEX alerts_group ON alerts (group_id) WHERE group_id IS NOT NULL")
+    # Live alerts by kind and opening time: whether enough of one team's opened within the window to group.
+    db.execute("CREATE INDEX alerts_live_kind ON alerts (kind, opened_at) WHERE resolved_at IS NULL")
+    db.execute("ALTER TABLE notifications ADD COLUMN group_id INTEGER")
+    db.execute("CREATE UNIQUE INDEX notifications_group_once ON notifications (group_id, step, round, staff) "
+               "WHERE group_id IS NOT NULL")
+    db.execute("ALTER TABLE ack_tokens ADD COLUMN group_id INTEGER")
+
+
 MIGRATIONS: list[Migration] = [
     _001_ingest,
     _002_registry_alerts,
@@ -383,6 +408,7 @@ MIGRATIONS: list[Migration] = [
     _013_staff_phone,
     _014_resident_links,
     _015_household_phone,
+    _016_alert_groups,
 ]
 
 

@@ -106,6 +106,37 @@ class Delivery(_Model):
                                   description="After an attempt with no answer: wait this long before resending")
 
 
+# Kinds that always page on their own: a person may be out of the door, ill or asking for help, and a
+# storm of other alerts must never delay or swallow that page (issue 18).
+NEVER_GROUPED = frozenset({AlertKind.DOOR_OPENED, AlertKind.REPEATED_DOOR, AlertKind.FEVER, AlertKind.WELFARE_CHECK,
+                           AlertKind.HELP_REQUEST, AlertKind.VISIT_APPROVAL})
+
+
+class Grouping(_Model):
+    """Alerts of one kind starting close together for one team page as one group (docs/alerts.md, "Storms")."""
+
+    kinds: list[AlertKind] = Field(
+        default_factory=lambda: [AlertKind.DEVICE_OFFLINE, AlertKind.CAMERA_TAMPERED, AlertKind.MISSED_READING],
+        description="Kinds that may group; door openings, fevers, welfare checks and households' requests never do")
+    window_s: float = Field(300, gt=0, le=24 * 3600,
+                            description="How close (opened) an alert must be to the group's latest member to join it")
+    threshold: int = Field(2, ge=2, le=10_000,
+                           description="Alerts of one kind for one team within the window that make a group")
+    hold_s: float = Field(0, ge=0, le=600,
+                          description="A groupable alert waits this long for others before its first page")
+
+    @field_validator("kinds")
+    @classmethod
+    def _never_urgent(cls, value: list[AlertKind]) -> list[AlertKind]:
+        urgent = sorted(k.value for k in set(value) & NEVER_GROUPED)
+        if urgent:
+            raise ValueError(f"{urgent} always page on their own and cannot be grouped")
+        return value
+
+    def groups(self, kind: str) -> bool:
+        return kind in self.kinds
+
+
 class Resident(_Model):
     """What a household may do through its resident link (docs/residents.md)."""
 
@@ -138,6 +169,7 @@ class Policy(_Model):
     rules: Rules = Rules()
     delivery: Delivery = Delivery()
     resident: Resident = Resident()
+    grouping: Grouping = Grouping()
     kinds: dict[AlertKind, KindPolicy]
 
     @model_validator(mode="before")

@@ -115,6 +115,31 @@ ROLE_NAMES: dict[str, dict[str, str]] = {
 # What a household may ask for through its own link (gateway/resident.py, policy resident.help_routes).
 HELP_KINDS = ("supplies", "medicine", "symptoms", "mental_health", "other")
 
+# A group of alerts of one kind (a storm: a building's power cut, a broker restart) in one line: the page's
+# title, the board's row and the group page's heading (docs/alerts.md, "Storms").
+GROUP_TEXTS: dict[str, dict[str, str]] = {
+    "device_offline": {"zh": "{place} {n} 户设备离线（{since} 起）",
+                       "en": "Devices offline in {n} households in {place} since {since}"},
+    "camera_tampered": {"zh": "{place} {n} 户摄像头被遮挡或移动（{since} 起）",
+                        "en": "Cameras covered or moved in {n} households in {place} since {since}"},
+    "missed_reading": {"zh": "{place} {n} 户漏测体温（{since} 起）",
+                       "en": "Temperature readings missed in {n} households in {place} since {since}"},
+}
+GROUP_FALLBACK = {"zh": "{place} {n} 户{kind}（{since} 起）", "en": "{kind} in {n} households in {place} since {since}"}
+OTHER_PLACES = {"zh": "{place}等 {n} 处", "en": "{place} and {others} other sites"}
+
+
+def group_text(kind: str, count: int, places: list[str], since: str, language: str) -> str:
+    """"Devices offline in 37 households in Xingfu Street since 02:14": `places` are the members' site names,
+    the first member's first; `since` is its local time as the reader should see it."""
+    lang = _lang(language)
+    place = places[0] if places else "?"
+    if len(places) > 1:
+        place = OTHER_PLACES[lang].format(place=place, n=len(places), others=len(places) - 1)
+    template = GROUP_TEXTS.get(kind, {}).get(lang) or GROUP_FALLBACK[lang]
+    return template.format(n=count, place=place, since=since, kind=kind_name(kind, lang))
+
+
 # Codes of the wire contract and the rules that reach a reader.
 VALUES: dict[str, dict[str, str]] = {
     "camera": {"zh": "摄像头", "en": "camera"}, "contact": {"zh": "门磁", "en": "door contact"},

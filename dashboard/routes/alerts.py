@@ -36,8 +36,9 @@ from dashboard.deps import (
 from dashboard.i18n import code_namer, translator
 from dashboard.routes.resident import announced_now
 from gateway import alerts as alert_lib
-from gateway.vocabulary import TODO
+from gateway.vocabulary import TODO, group_text
 from isowatch.clock import Clock
+from isowatch.localtime import local
 
 log = logging.getLogger(__name__)
 router = protected_router(tags=["alerts"])
@@ -62,7 +63,12 @@ def _rows_html(request: Request, rows: list[AlertPublic], user: accounts.User, c
     t = translator(user.language)
     return templates.get_template("_alert_rows.html").render(
         rows=rows, t=t, age=lambda s: age_text(t, s), user=user, csrf=csrf, code=code_namer(user.language),
-        mine=mine)
+        mine=mine, group_line=group_line(user.language))
+
+
+def group_line(language: str) -> Callable[[board.GroupBrief], str]:
+    """A storm's row on the board: "Devices offline in 37 households in Xingfu Street since 02:14"."""
+    return lambda g: group_text(g.kind, g.live, g.places, f"{local(g.first_at, g.timezone):%H:%M}", language)
 
 
 def _mine(user: accounts.User, mine: bool) -> board.Mine | None:
@@ -72,9 +78,10 @@ def _mine(user: accounts.User, mine: bool) -> board.Mine | None:
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def board_page(request: Request, db: ReadDB, scope: UserScope, clock: ClockDep, user: CurrentUser,
                mine: bool = False) -> Response:
-    rows = board.open_alerts(db, scope, clock.now(), mine=_mine(user, mine))
+    rows = board.open_alerts(db, scope, clock.now(), mine=_mine(user, mine), groups=True)
     t = translator(user.language)
     return render(request, "board.html", {"rows": rows, "age": lambda s: age_text(t, s), "mine": mine,
+                                          "group_line": group_line(user.language),
                                           "announced": announced_now(db, scope, clock.now()),
                                           "cursor": board.newest_alert_id(db)})
 
@@ -132,8 +139,8 @@ async def board_stream(request: Request, scope: UserScope, clock: ClockDep, user
                 mark = board.fingerprint(conn)
                 if mark != seen or loop.time() - last_render >= RENDER_EVERY_S:
                     seen, last_render = mark, loop.time()
-                    html = _rows_html(request, board.open_alerts(conn, scope, clock.now(), mine=_mine(user, mine)),
-                                      user, csrf, mine)
+                    html = _rows_html(request, board.open_alerts(conn, scope, clock.now(), mine=_mine(user, mine),
+                                                                 groups=True), user, csrf, mine)
                     yield _event("alerts", html, board.newest_alert_id(conn))
                     last_ping = loop.time()
                 elif loop.time() - last_ping >= PING_S:

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 
 from fastapi.testclient import TestClient
 
-from dashboard.ack_text import TODO
 from dashboard.app import create_app
 from gateway import alerts
+from gateway.vocabulary import TODO
 from tests.dashboard.world import login
 
 
