@@ -96,3 +96,15 @@ def test_every_edge_config_key_is_documented():
                 ModbusSensor, ZigbeeSensor]
     missing = [f"{s.__name__}.{name}" for s in sections for name in s.model_fields if f"`{name}`" not in doc]
     assert not missing, f"edge config keys missing from docs/edge-agent.md: {missing}"
+
+
+def test_no_merge_conflict_markers_are_committed():
+    """A conflict resolved in code but not in a doc still passes every other test: look for the markers."""
+    import subprocess
+
+    root = REPO_ROOT
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    found = subprocess.run(["git", "grep", "-n", "-E", "^(<<<<<<< |>>>>>>> |=======$)", "--", ".",
+                            ":!tests/test_docs.py"], cwd=root, capture_output=True, text=True).stdout
+    assert found == ""
