@@ -158,7 +158,9 @@ class AlertWorker:
             for future in self.deliveries.in_flight():
                 future.result(timeout)
             self.run_once()
-            if not self.deliveries.in_flight():
+            # A send that finished after the pass collected results has left in-flight but waits in the
+            # queue of outcomes: only both empty mean every send is recorded.
+            if not self.deliveries.in_flight() and not self.deliveries.has_outcomes():
                 return
 
     # -- rules ------------------------------------------------------------------------------------

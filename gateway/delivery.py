@@ -191,6 +191,10 @@ class Deliveries:
 
     # -- outcomes ---------------------------------------------------------------------------------
 
+    def has_outcomes(self) -> bool:
+        """Finished sends not yet recorded by `collect`."""
+        return not self._done.empty()
+
     def collect(self) -> None:
         while True:
             try:
