@@ -332,14 +332,13 @@ class Registry:
                     "INSERT INTO isolation_periods (household, start_date, days, created_by, created_at) "
                     "VALUES (?, ?, ?, ?, ?)",
                     ((h.household, isolation_start.isoformat(), isolation_days, by, now) for h in households))
-            unknown = set(devices.values()) - set(site_of)
-            if unknown:
-                raise NotFound(f"no such household for a device: {sorted(unknown)[0]}")
+            for household in set(devices.values()) - set(site_of):  # registered before this call
+                site_of[household] = self._household(household)["site"]
             self.conn.executemany(
                 "INSERT OR REPLACE INTO devices (device, site, household, registered_at, registered_by) "
                 "VALUES (?, ?, ?, ?, ?)",
                 ((device, site_of[household], household, now, by) for device, household in devices.items()))
-            self.audit(by, "fleet.add", f"{len(households)} households",
+            self.audit(by, "fleet.add", f"{len(households)} households, {len(devices)} devices",
                        {"households": len(households), "devices": len(devices),
                         "isolated": isolation_start is not None})
 

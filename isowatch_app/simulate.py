@@ -136,9 +136,8 @@ def register_fleet(db_path: Path | str, fleet: Fleet, *, isolated: bool = True, 
     n_all = range(fleet.households)
     households = [HouseholdIn(household=fleet.household(n), site=fleet.site(n), language="en",
                               team=f"{fleet.prefix}team-{n % teams}") for n in n_all]
-    registry.add_fleet(households, by="simulate", devices={fleet.device(n): fleet.household(n) for n in n_all},
+    registry.add_fleet(households, by="simulate",
                        isolation_start=(date.today() - timedelta(days=2)) if isolated else None)
-    conn.close()
     if isolated:
         rules = load_policy(None).rules
         slot = reading_deadline(datetime.now(timezone.utc), rules.readings_expected_at,
@@ -155,6 +154,10 @@ def register_fleet(db_path: Path | str, fleet: Fleet, *, isolated: bool = True, 
             for start in range(0, len(readings), 5000):
                 store.write_batch(readings[start:start + 5000])
     store.close()
+    # Registered after their readings are stored: a device is then as a new fleet's, not yet heard from
+    # (the offline scan counts from registration), rather than silent since its last reading hours ago.
+    registry.add_fleet([], by="simulate", devices={fleet.device(n): fleet.household(n) for n in n_all})
+    conn.close()
 
 
 # -- the wire ---------------------------------------------------------------------------------------
