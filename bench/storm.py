@@ -6,12 +6,12 @@ report heartbeats (spread over `--heartbeat` seconds, as devices booted at diffe
 warm-up; then every device falls silent at the same moment (`--mode silent`: a building's power cut), or
 the broker stops for `offline_after_s` + 10 s and every device reconnects and reports at once when it is
 back (`--mode broker_restart`). Counted: every page the receiver got, per recipient, and the time from the
-silence to the first page. Target (issue 18): at most 2 pages per recipient, the first within
+silence to the first page. Target: at most 2 pages per recipient, the first within
 `offline_after_s` + 30 s.
 
 The bench policy is the default one with `rules.offline_after_s` shortened from 90 s to 20 s, so a run
 takes about a minute: the offline rule's wait is a setting, not what is measured. `--no-grouping` runs the
-same storm with `grouping.kinds: []`, each alert paging alone (the behaviour before issue 18).
+same storm with `grouping.kinds: []`, each alert paging alone (for comparison).
 
     python bench/storm.py [--households 500] [--mode silent|broker_restart] [--no-grouping] [--json out.json]
 

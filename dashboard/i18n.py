@@ -203,7 +203,7 @@ for _code, (_zh, _en) in CODES.items():
     EN.setdefault("code_" + _code, _en)
     ZH.setdefault("code_" + _code, _zh)
 
-# Storms (issue 18): a group of alerts on the board, on its page and in the audit log.
+# Storms: a group of alerts on the board, on its page and in the audit log.
 GROUP_WORDS: dict[str, tuple[str, str]] = {  # key: (zh, en)
     "group_of": ("组 #{id}", "Group #{id}"), "group_members": ("本组告警", "Alerts in this group"),
     "group_live": ("待处理 {live} 条（共 {all} 条）", "{live} open ({all} in all)"),

@@ -75,7 +75,7 @@ class AlertWorker:
         self.deliveries = Deliveries(self.conn, policy.delivery, clock, wake=self._wake.set, counters=self.counters,
                                      sender=sender, rate_limits=rate_limits, pool_size=pool_size)
         self.pool = self.deliveries.pool
-        # Storms (issue 18): alerts of one kind opening together for one team page as one group.
+        # Storms: alerts of one kind opening together for one team page as one group.
         self.grouping = Grouping(self.conn, policy, links, self.public_url, self.counters, page_alone=self._page_alone)
         self.deliveries.resume(clock.now())
         for table in ("events", "readings"):

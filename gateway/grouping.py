@@ -1,4 +1,4 @@
-"""Storms: which alerts page as one group, and the group's pages and escalation (issue 18; the alert worker's part).
+"""Storms: which alerts page as one group, and the group's pages and escalation (the alert worker's part).
 
 A power cut in one building, a broker restart or a site-wide network fault raises the same alert for many
 households at once. A page per household would bury the team's phones, and alert fatigue is what made

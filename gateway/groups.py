@@ -1,4 +1,4 @@
-"""Alert groups in the database: form, join, acknowledge, resolve, and what a group holds (issue 18).
+"""Alert groups in the database: form, join, acknowledge, resolve, and what a group holds.
 
 A group gathers the live alerts of one kind that opened close together for one team (a building's power
 cut, a broker restart): it pages once per recipient and escalation step instead of once per household

@@ -368,7 +368,7 @@ def _015_household_phone(db: Database) -> None:
 
 
 def _016_alert_groups(db: Database) -> None:
-    """Issue 18: alerts of one kind that open close together for one team page as one group.
+    """Alerts of one kind that open close together for one team page as one group.
 
     `alert_groups` carries the group's escalation as `alerts` carries an alert's (step, reminders, next
     deadline, acknowledgement); its members point at it (`alerts.group_id`) and stop escalating on their

@@ -107,7 +107,7 @@ class Delivery(_Model):
 
 
 # Kinds that always page on their own: a person may be out of the door, ill or asking for help, and a
-# storm of other alerts must never delay or swallow that page (issue 18).
+# storm of other alerts must never delay or swallow that page.
 NEVER_GROUPED = frozenset({AlertKind.DOOR_OPENED, AlertKind.REPEATED_DOOR, AlertKind.FEVER, AlertKind.WELFARE_CHECK,
                            AlertKind.HELP_REQUEST, AlertKind.VISIT_APPROVAL})
 

@@ -1,4 +1,4 @@
-"""A storm's group page on a phone (issue 18), in real headless Chromium: a street's devices fall silent over a
+"""A storm's group page on a phone, in real headless Chromium: a street's devices fall silent over a
 real Mosquitto, the gateway pages the group through Apprise to the local receiver, and the social worker
 opens the link at 390x844 in Chinese: the count, the street and the site time, every household listed,
 "我来处理（全组）" within the first screen, then one outcome for all. Screenshots in test-artifacts/group/.

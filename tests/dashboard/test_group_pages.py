@@ -1,4 +1,4 @@
-"""A storm's group on the dashboard (issue 18): one row on the board, its page, acknowledge and resolve for all."""
+"""A storm's group on the dashboard: one row on the board, its page, acknowledge and resolve for all."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Storms (issue 18) with a manual clock: alerts of one kind opening together for one team page as one group.
+"""Storms with a manual clock: alerts of one kind opening together for one team page as one group.
 
 Real store, rules, worker and Apprise to a local inbox; the end-to-end storm over Mosquitto and the
 dashboard is tests/gateway/test_storm_e2e.py.

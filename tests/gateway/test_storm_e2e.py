@@ -1,4 +1,4 @@
-"""A storm end to end (issue 18): households' devices fall silent together over a real Mosquitto, the gateway
+"""A storm end to end: households' devices fall silent together over a real Mosquitto, the gateway
 (ingest, rules, grouping, escalation, Apprise) pages a local receiver, and the group is acknowledged through
 the real dashboard's POST. A door opening in the storm pages at once on its own; a gateway restarted
 mid-storm keeps the group (no second page) and the devices silent since then join it.
