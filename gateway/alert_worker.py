@@ -15,12 +15,13 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from gateway import alerts, resident_rules, retention
 from gateway.ack_links import AckLinks
-from gateway.delivery import Deliveries, Sender, new_key, page_exists, record_page
+from gateway.delivery import Deliveries, Sender, new_key, page_exists, recipients, record_page
 from gateway.escalation import Page, first_page, next_page
 from gateway.grouping import Grouping
 from gateway.messages import AlertFacts, render
@@ -76,7 +77,8 @@ class AlertWorker:
                                      sender=sender, rate_limits=rate_limits, pool_size=pool_size)
         self.pool = self.deliveries.pool
         # Storms: alerts of one kind opening together for one team page as one group.
-        self.grouping = Grouping(self.conn, policy, links, self.public_url, self.counters, page_alone=self._page_alone)
+        self.grouping = Grouping(self.conn, self.registry, policy, links, self.public_url, self.counters,
+                                 page_alone=self._page_alone)
         self.deliveries.resume(clock.now())
         for table in ("events", "readings"):
             self._cursor(table)  # pin the starting point now, before ingest stores anything
@@ -280,15 +282,8 @@ class AlertWorker:
         """Create this step's notifications (once per person) and schedule the next step. In a transaction."""
         alert = self.conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         household = self.registry.household(alert["household"])
-        people: dict[str, tuple[sqlite3.Row, str]] = {}
-        for role in page.roles:
-            member = self.registry.team_member(alert["household"], role.value)
-            if member is None:
-                log.warning("no team member to page alert=%d household=%s role=%s", alert_id, alert["household"],
-                            role.value)
-                alerts.audit(self.conn, "gateway", "alert.no_recipient", f"alert:{alert_id}", {"role": role.value}, now)
-                continue
-            people.setdefault(member["staff"], (member, role.value))
+        people = recipients(self.conn, page.roles, partial(self.registry.team_member, alert["household"]),
+                            f"alert:{alert_id}", now)
         for staff, (member, role_name) in people.items():
             if page_exists(self.conn, page.step, page.round, staff, alert_id=alert_id):
                 continue

@@ -21,13 +21,13 @@ import queue
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from gateway import alerts, notify
-from gateway.policy import Delivery
+from gateway.policy import Delivery, Role
 from isowatch.clock import Clock, iso, parse_iso
 from isowatch.ids import uuid7
 
@@ -52,6 +52,21 @@ def page_exists(conn: sqlite3.Connection, step: int, round: int, staff: str, *, 
     """Whether this step's (or reminder's) page to this person exists already, for an alert or a group."""
     return conn.execute("SELECT 1 FROM notifications WHERE alert_id IS ? AND group_id IS ? AND step = ? AND round = ? "
                         "AND staff = ?", (alert_id, group_id, step, round, staff)).fetchone() is not None
+
+
+def recipients(conn: sqlite3.Connection, roles: Iterable[Role], member_for: Callable[[str], sqlite3.Row | None],
+               subject: str, now: datetime) -> dict[str, tuple[sqlite3.Row, str]]:
+    """Whom a step pages: staff id -> (staff row, role), once per person however many of the roles they hold.
+    A role nobody holds is logged and audited (`alert.no_recipient`) on `subject` ("alert:12", "group:3")."""
+    people: dict[str, tuple[sqlite3.Row, str]] = {}
+    for role in roles:
+        member = member_for(role.value)
+        if member is None:
+            log.warning("no team member to page %s role=%s", subject, role.value)
+            alerts.audit(conn, "gateway", "alert.no_recipient", subject, {"role": role.value}, now)
+            continue
+        people.setdefault(member["staff"], (member, role.value))
+    return people
 
 
 def record_page(conn: sqlite3.Connection, *, alert_id: int | None = None, group_id: int | None = None, step: int,

@@ -25,13 +25,15 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 
 from gateway import alerts, groups
 from gateway.ack_links import AckLinks
-from gateway.delivery import new_key, page_exists, record_page
+from gateway.delivery import new_key, page_exists, recipients, record_page
 from gateway.escalation import Page, first_page, next_page
 from gateway.messages import GroupFacts, render_group
 from gateway.policy import Policy
+from gateway.registry import Registry
 from isowatch.clock import iso, parse_iso
 from isowatch.localtime import local
 
@@ -40,16 +42,11 @@ log = logging.getLogger(__name__)
 # (alert id, kind, now): page an alert on its own, as the worker pages any alert (its first step).
 PageAlone = Callable[[int, str, datetime], None]
 
-# The staff member in a team's slot for a role (roles are the four columns of `teams`).
-_TEAM_MEMBER = ("SELECT s.* FROM teams t JOIN staff s ON s.staff = CASE ? WHEN 'leader' THEN t.leader "
-                "WHEN 'medical' THEN t.medical WHEN 'police' THEN t.police WHEN 'social' THEN t.social END "
-                "WHERE t.team = ?")
-
-
 class Grouping:
-    def __init__(self, conn: sqlite3.Connection, policy: Policy, links: AckLinks, public_url: str,
+    def __init__(self, conn: sqlite3.Connection, registry: Registry, policy: Policy, links: AckLinks, public_url: str,
                  counters: dict[str, int], page_alone: PageAlone) -> None:
         self.conn = conn
+        self.registry = registry
         self.policy = policy
         self.rules = policy.grouping
         self.links = links
@@ -151,14 +148,8 @@ class Grouping:
             self.conn.execute("UPDATE alert_groups SET resolved_at = coalesce(resolved_at, ?), next_step_at = NULL "
                               "WHERE id = ?", (iso(now), group_id))
             return
-        people: dict[str, tuple[sqlite3.Row, str]] = {}
-        for role in page.roles:
-            member = self.conn.execute(_TEAM_MEMBER, (role.value, group.team)).fetchone()
-            if member is None:
-                log.warning("no team member to page group=%d team=%s role=%s", group_id, group.team, role.value)
-                alerts.audit(self.conn, "gateway", "alert.no_recipient", f"group:{group_id}", {"role": role.value}, now)
-                continue
-            people.setdefault(member["staff"], (member, role.value))
+        people = recipients(self.conn, page.roles, partial(self.registry.team_slot, group.team), f"group:{group_id}",
+                            now)
         for staff, (member, role_name) in people.items():
             if page_exists(self.conn, page.step, page.round, staff, group_id=group_id):
                 continue

@@ -361,6 +361,13 @@ class Registry:
             "WHERE h.household = ?", (household,),
         ).fetchone()
 
+    def team_slot(self, team: str, role: str) -> sqlite3.Row | None:
+        """The staff member holding `role` on `team` (a storm's group pages its team, not a household)."""
+        return self.conn.execute(
+            f"SELECT s.* FROM teams t JOIN staff s ON s.staff = t.{Role(role).value} WHERE t.team = ?",  # noqa: S608 - an enum value
+            (team,),
+        ).fetchone()
+
     # -- isolation periods ---------------------------------------------------------------------------
 
     def start_isolation(self, period: IsolationIn, *, by: str) -> int:
